@@ -1,0 +1,274 @@
+//! Typed atomic operations ("scripts"): each reads, conditionally mutates and publishes in
+//! one indivisible step.
+//!
+//! # Map mutations
+//! A replicated map lives in one hash ([`MapTarget::hash`]). Besides user keys the hash holds
+//! three bookkeeping fields: `=epoch` (generation, chosen from [`MapTarget::epoch_seed`]
+//! when the hash is created), `=rev` (revision, +1 per committed mutation) and `=kind`
+//! (`set`, `del`, `reset` or `destroy`: the last mutation's kind). Every mutation that
+//! changes the map, in one step:
+//! 1. applies the change,
+//! 2. bumps `=rev` and records `=kind`,
+//! 3. publishes a [`MapNotice`](crate::codec::MapNotice) frame on [`MapTarget::channel`],
+//! 4. applies [`MapTarget::ttl`] to the hash.
+//!
+//! A mutation whose condition fails changes nothing and publishes nothing, but still applies
+//! the TTL (a sliding TTL is refreshed by any write attempt). Reset and destroy re-create the
+//! hash holding only the bookkeeping fields (a *tombstone*), keeping the epoch and revision
+//! sequence; a new absolute TTL window starts with the next write.
+//!
+//! Keys are validated with [`validate_map_key`](crate::keys::validate_map_key) before
+//! anything is sent ([`Error::InvalidKey`](crate::Error::InvalidKey)).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::time::Duration;
+
+use super::types::{Revision, Ttl};
+use crate::error::Result;
+
+/// The map a mutation applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapTarget {
+    /// The hash holding the map.
+    pub hash: String,
+    /// The channel notices are published on.
+    pub channel: String,
+    /// Expiry applied with every mutation.
+    pub ttl: Option<Ttl>,
+    /// Epoch used if this mutation creates the hash: non-zero and below 2^53.
+    pub epoch_seed: u64,
+}
+
+impl MapTarget {
+    /// A target with no TTL and a fresh random epoch seed.
+    pub fn new(hash: impl Into<String>, channel: impl Into<String>) -> Self {
+        MapTarget { hash: hash.into(), channel: channel.into(), ttl: None, epoch_seed: new_epoch() }
+    }
+
+    /// Sets the TTL applied with every mutation.
+    pub fn with_ttl(mut self, ttl: Option<Ttl>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+}
+
+/// A fresh random epoch: non-zero, below 2^53 (exact in a Lua number).
+pub fn new_epoch() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (h.finish() & ((1 << 53) - 1)).max(1)
+}
+
+/// When a set applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetCondition {
+    /// Always.
+    Always,
+    /// Only if the key is absent.
+    IfAbsent,
+    /// Only if the key currently holds exactly this value (an absent key never matches).
+    IfEqual(Bytes),
+}
+
+/// Result of a set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// The value before the operation (`None`: absent; `Some("")`: empty).
+    pub previous: Option<Bytes>,
+    /// Whether the value was written.
+    pub written: bool,
+    /// The map's revision after the operation.
+    pub revision: Revision,
+}
+
+/// When a delete applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteCondition {
+    /// Whenever the key exists.
+    Always,
+    /// Only if the key currently holds exactly this value.
+    IfEqual(Bytes),
+}
+
+/// Result of a delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The value before the operation.
+    pub previous: Option<Bytes>,
+    /// Whether the key was deleted.
+    pub deleted: bool,
+    /// The map's revision after the operation.
+    pub revision: Revision,
+}
+
+/// Result of an increment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncrementOutcome {
+    /// The value after the increment.
+    pub value: i64,
+    /// The map's revision after the operation.
+    pub revision: Revision,
+}
+
+/// A list edit (list values are encoded with [`encode_list`](crate::codec::encode_list)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListEdit {
+    /// Append every item (duplicates kept).
+    Append,
+    /// Append the items not already present (and each only once).
+    AppendUnique,
+    /// Remove every occurrence of each item; delete the key when nothing is left.
+    Remove,
+}
+
+/// Result of a list edit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListOutcome {
+    /// The list after the edit; `None` when the key is absent afterwards.
+    pub list: Option<Vec<Bytes>>,
+    /// Whether the stored value changed (a no-op edit publishes nothing).
+    pub changed: bool,
+    /// The map's revision after the operation.
+    pub revision: Revision,
+}
+
+/// Result of a reset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetOutcome {
+    /// Whether the map was cleared.
+    pub reset: bool,
+    /// The map's revision after the operation.
+    pub revision: Revision,
+}
+
+/// Result of a pool admission claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The guard was written; release it with this token.
+    Claimed {
+        /// The guard's value (the deadline, decimal nanoseconds).
+        token: String,
+        /// The pending map's revision after the write.
+        revision: Revision,
+    },
+    /// A job record exists for the key: the job is running.
+    Running,
+    /// A live guard (deadline not passed) exists: another dispatch is in flight.
+    Pending {
+        /// The live guard's value.
+        guard: String,
+    },
+    /// The existing guard is not a decimal number; it was left untouched.
+    Malformed {
+        /// The guard's value, lossily decoded.
+        guard: String,
+    },
+}
+
+/// Typed atomic operations.
+#[async_trait]
+pub trait AtomicOps: Send + Sync {
+    /// Sets `key` to `value` if `condition` holds. Publishes `Set` when written.
+    ///
+    /// Errors: `InvalidKey`, `WrongType`, `Connection`. Conformance: `map_set_*`,
+    /// `map_concurrent_test_and_set_one_winner`, `map_notices_in_commit_order`.
+    async fn map_set(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        value: Bytes,
+        condition: SetCondition,
+    ) -> Result<SetOutcome>;
+
+    /// Deletes `key` if present and `condition` holds. Publishes `Delete` when deleted.
+    ///
+    /// Errors: `InvalidKey`, `WrongType`, `Connection`. Conformance: `map_delete_*`.
+    async fn map_delete(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        condition: DeleteCondition,
+    ) -> Result<DeleteOutcome>;
+
+    /// Adds `delta` to the decimal integer at `key` (absent = 0). Publishes `Set` with the
+    /// new decimal value.
+    ///
+    /// Errors: [`InvalidValue`](crate::Error::InvalidValue) when the value is not a 64-bit
+    /// decimal integer or the result overflows (value unchanged); `InvalidKey`, `WrongType`,
+    /// `Connection`. Conformance: `map_increment`, `map_increment_invalid`.
+    async fn map_increment(&self, map: &MapTarget, key: &str, delta: i64)
+        -> Result<IncrementOutcome>;
+
+    /// Edits the list at `key` (absent = empty). Publishes `Set` with the new encoded list,
+    /// or `Delete` when [`ListEdit::Remove`] empties it; nothing when nothing changed.
+    ///
+    /// Errors: `InvalidValue` when the stored value is not a list (unchanged); `InvalidKey`,
+    /// `WrongType`, `Connection`. Conformance: `map_list_*`.
+    async fn map_edit_list(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        edit: ListEdit,
+        items: Vec<Bytes>,
+    ) -> Result<ListOutcome>;
+
+    /// Clears every user key if each `(key, value)` in `tests` currently holds (an absent
+    /// key never matches; no tests = unconditional). Publishes `Reset`, or `Destroy` when
+    /// `destroy`; leaves a tombstone with `=kind` set accordingly.
+    ///
+    /// Errors: `InvalidKey`, `WrongType`, `Connection`. Conformance: `map_reset_*`.
+    async fn map_reset(
+        &self,
+        map: &MapTarget,
+        tests: Vec<(String, Bytes)>,
+        destroy: bool,
+    ) -> Result<ResetOutcome>;
+
+    /// Pool admission: claims dispatch of `key`. Fails with [`ClaimOutcome::Running`] when
+    /// hash `records` has field `key`; [`ClaimOutcome::Pending`] when map `pending` holds a
+    /// guard `>= now_ns` for it; [`ClaimOutcome::Malformed`] when the guard is not a decimal
+    /// number. Otherwise writes guard `deadline_ns` into `pending` as a map `Set` (revision,
+    /// notice, TTL) and returns [`ClaimOutcome::Claimed`]. Guards compare as integers of any
+    /// length. `records` must share `pending`'s hash tag.
+    ///
+    /// Errors: `InvalidKey`, `WrongType`, `Connection`. Conformance: `pool_claim_*`.
+    async fn pool_claim(
+        &self,
+        records: &str,
+        pending: &MapTarget,
+        key: &str,
+        now_ns: u128,
+        deadline_ns: u128,
+    ) -> Result<ClaimOutcome>;
+
+    /// Pool admission release: deletes the guard of `key` only if it still equals `token`
+    /// (never erasing a newer claimant's guard), as a map `Delete`. Returns whether it was
+    /// deleted.
+    ///
+    /// Errors: as [`map_delete`](Self::map_delete). Conformance: `pool_release_by_token`.
+    async fn pool_release(&self, pending: &MapTarget, key: &str, token: &str) -> Result<bool> {
+        let out = self
+            .map_delete(pending, key, DeleteCondition::IfEqual(Bytes::copy_from_slice(token.as_bytes())))
+            .await?;
+        Ok(out.deleted)
+    }
+
+    /// Acquires or renews the lease `key` for `holder` for `ttl`: succeeds when the lease is
+    /// free (never taken or expired) or already held by `holder`. Expiry is kept by the
+    /// backend's clock, so holders need no synchronised clocks.
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `lease_exclusive`, `lease_expires`.
+    async fn lease_acquire(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool>;
+
+    /// Releases the lease if `holder` holds it; returns whether it did.
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `lease_exclusive`.
+    async fn lease_release(&self, key: &str, holder: &str) -> Result<bool>;
+}

@@ -1,0 +1,105 @@
+//! Small helpers built on the capability traits, shared by the building blocks.
+//!
+//! They are generic over the trait they need (not over [`Backend`](super::Backend)) so each
+//! is unit-tested against a `mockall` mock of just that trait.
+
+use bytes::Bytes;
+
+use super::{EntryId, HashOps, StreamOps};
+use crate::{codec, error::Result};
+
+/// Reads the list stored at `field` of hash `key`: `None` when absent,
+/// [`Error::Malformed`](crate::Error::Malformed) when the value is not a list.
+pub async fn read_list<H: HashOps + ?Sized>(
+    ops: &H,
+    key: &str,
+    field: &str,
+) -> Result<Option<Vec<Bytes>>> {
+    match ops.hash_get(key, field).await? {
+        None => Ok(None),
+        Some(v) => codec::decode_list(&v).map(Some),
+    }
+}
+
+/// The last ID ever generated in stream `key` (`0-0` when it does not exist): the position
+/// "newest" resolves to, fixed once so nothing added afterwards is skipped.
+pub async fn stream_last_id<S: StreamOps + ?Sized>(ops: &S, key: &str) -> Result<EntryId> {
+    Ok(ops.stream_info(key).await?.map(|i| i.last_id).unwrap_or(EntryId::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{
+        AddOptions, EntryId, Fields, HashOps, StreamBatch, StreamEntry, StreamInfo, StreamOps,
+    };
+    use crate::Error;
+    use async_trait::async_trait;
+    use std::time::Duration;
+
+    mockall::mock! {
+        Hashes {}
+        #[async_trait]
+        impl HashOps for Hashes {
+            async fn hash_get(&self, key: &str, field: &str) -> Result<Option<Bytes>>;
+            async fn hash_get_all(&self, key: &str) -> Result<Vec<(String, Bytes)>>;
+            async fn hash_exists(&self, key: &str, field: &str) -> Result<bool>;
+            async fn hash_len(&self, key: &str) -> Result<u64>;
+        }
+    }
+
+    mockall::mock! {
+        Streams {}
+        #[async_trait]
+        impl StreamOps for Streams {
+            async fn stream_add(&self, key: &str, fields: Fields, options: &AddOptions)
+                -> Result<Option<EntryId>>;
+            async fn stream_add_batch(&self, key: &str, entries: Vec<Fields>, options: &AddOptions)
+                -> Result<Vec<Option<EntryId>>>;
+            async fn stream_range(&self, key: &str, start: EntryId, end: EntryId, count: Option<usize>)
+                -> Result<Vec<StreamEntry>>;
+            async fn stream_info(&self, key: &str) -> Result<Option<StreamInfo>>;
+            async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64>;
+            async fn stream_read(&self, streams: &[(String, EntryId)], count: usize, block: Option<Duration>)
+                -> Result<Vec<StreamBatch>>;
+        }
+    }
+
+    #[tokio::test]
+    async fn read_list_decodes_and_reports_garbage() {
+        let mut m = MockHashes::new();
+        m.expect_hash_get()
+            .withf(|k, f| k == "h" && f == "good")
+            .returning(|_, _| Ok(Some(Bytes::from(codec::encode_list(&[Bytes::from("a")])))));
+        m.expect_hash_get()
+            .withf(|_, f| f == "garbage")
+            .returning(|_, _| Ok(Some(Bytes::from_static(b"\x05x"))));
+        m.expect_hash_get().withf(|_, f| f == "absent").returning(|_, _| Ok(None));
+        assert_eq!(read_list(&m, "h", "good").await.unwrap(), Some(vec![Bytes::from("a")]));
+        assert!(matches!(read_list(&m, "h", "garbage").await, Err(Error::Malformed { .. })));
+        assert_eq!(read_list(&m, "h", "absent").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn backend_errors_surface_unchanged() {
+        let mut m = MockHashes::new();
+        m.expect_hash_get().returning(|k, _| Err(Error::WrongType { key: k.to_owned() }));
+        let err = read_list(&m, "h", "f").await.unwrap_err();
+        assert!(matches!(err, Error::WrongType { key } if key == "h"));
+
+        let mut s = MockStreams::new();
+        s.expect_stream_info().returning(|_| Err(Error::connection("refused")));
+        assert!(stream_last_id(&s, "s").await.unwrap_err().is_connection());
+    }
+
+    #[tokio::test]
+    async fn last_id_of_missing_stream_is_zero() {
+        let mut s = MockStreams::new();
+        s.expect_stream_info().withf(|k| k == "none").returning(|_| Ok(None));
+        s.expect_stream_info()
+            .withf(|k| k == "some")
+            .returning(|_| Ok(Some(StreamInfo { length: 0, last_id: EntryId::new(5, 1) })));
+        assert_eq!(stream_last_id(&s, "none").await.unwrap(), EntryId::ZERO);
+        assert_eq!(stream_last_id(&s, "some").await.unwrap(), EntryId::new(5, 1));
+    }
+}

@@ -1,0 +1,60 @@
+//! Key-level and hash read operations.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::types::{KeyExpiry, Ttl};
+use crate::error::Result;
+
+/// Operations on whole keys, whatever their type.
+#[async_trait]
+pub trait KeyOps: Send + Sync {
+    /// True when `key` exists (and has not expired).
+    ///
+    /// Errors: [`Error::Connection`](crate::Error::Connection). Conformance: `key_exists_and_delete`.
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Deletes the keys; returns how many existed. Deleting a stream deletes its groups.
+    ///
+    /// Errors: `Connection`. Conformance: `key_exists_and_delete`.
+    async fn delete(&self, keys: &[String]) -> Result<u64>;
+
+    /// Sets an expiry on an existing key. [`Ttl::Absolute`] only applies when the key has
+    /// no expiry yet; [`Ttl::Sliding`] always (re)sets it. Returns true if the expiry was set.
+    /// A missing key is left missing and `false` is returned.
+    ///
+    /// Errors: `Connection`. Conformance: `expire_absolute_keeps_first_deadline`,
+    /// `expire_sliding_extends`, `expired_keys_vanish`.
+    async fn expire(&self, key: &str, ttl: Ttl) -> Result<bool>;
+
+    /// The key's current expiry.
+    ///
+    /// Errors: `Connection`. Conformance: `expire_absolute_keeps_first_deadline`.
+    async fn expiry(&self, key: &str) -> Result<KeyExpiry>;
+}
+
+/// Read operations on hashes. Writes to hashes happen only through the atomic map
+/// operations of [`AtomicOps`](super::AtomicOps), which keep revisions and notices in step.
+#[async_trait]
+pub trait HashOps: Send + Sync {
+    /// One field of hash `key`; `None` when the field or the hash is missing.
+    ///
+    /// Errors: [`Error::WrongType`](crate::Error::WrongType) when `key` is not a hash;
+    /// `Connection`. Conformance: `hash_reads`, `hash_wrong_type`.
+    async fn hash_get(&self, key: &str, field: &str) -> Result<Option<Bytes>>;
+
+    /// Every field of hash `key` (empty when missing), in no particular order.
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `hash_reads`.
+    async fn hash_get_all(&self, key: &str) -> Result<Vec<(String, Bytes)>>;
+
+    /// True when the field exists.
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `hash_reads`.
+    async fn hash_exists(&self, key: &str, field: &str) -> Result<bool>;
+
+    /// Number of fields (0 when missing).
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `hash_reads`.
+    async fn hash_len(&self, key: &str) -> Result<u64>;
+}

@@ -1,0 +1,204 @@
+//! Versioned binary frames for Pulse's internal messages.
+//!
+//! A frame is one version byte ([`FRAME_VERSION`]) followed by the `postcard` encoding of the
+//! message. Decoding rejects unknown versions, truncated input and trailing bytes with
+//! [`Error::Malformed`], so data from foreign writers never panics and never half-decodes.
+//!
+//! Two formats are also produced by backend atomic operations (the Redis backend builds them
+//! in Lua), so their byte layout is part of the backend contract and pinned by tests here and
+//! by the conformance suite:
+//! - [`MapNotice`] frames published on a map's channel;
+//! - list values ([`encode_list`]): a postcard sequence of byte strings *without* a version
+//!   byte, stored as the value of a map key (`varint(count)` then `varint(len) bytes` each).
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The version byte every frame starts with.
+pub const FRAME_VERSION: u8 = 1;
+
+/// Encodes `value` as a versioned frame.
+///
+/// ```
+/// let frame = pulse::codec::encode(&("job", 7u32))?;
+/// let back: (String, u32) = pulse::codec::decode("example", &frame)?;
+/// assert_eq!(back, ("job".to_string(), 7));
+/// # Ok::<(), pulse::Error>(())
+/// ```
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut out = vec![FRAME_VERSION];
+    let body = postcard::to_allocvec(value)
+        .map_err(|e| Error::malformed("frame", format!("cannot encode: {e}")))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes a versioned frame; `what` names the message in errors.
+pub fn decode<T: DeserializeOwned>(what: &'static str, frame: &[u8]) -> Result<T> {
+    match frame.split_first() {
+        None => Err(Error::malformed(what, "empty frame")),
+        Some((&FRAME_VERSION, body)) => decode_exact(what, body),
+        Some((v, _)) => Err(Error::malformed(what, format!("unsupported frame version {v}"))),
+    }
+}
+
+fn decode_exact<T: DeserializeOwned>(what: &'static str, body: &[u8]) -> Result<T> {
+    let (value, rest) = postcard::take_from_bytes::<T>(body)
+        .map_err(|e| Error::malformed(what, e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Error::malformed(what, format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
+/// A change notice published by every map mutation, in commit order.
+///
+/// `epoch` identifies one *generation* of the map's hash: it is chosen when the hash is
+/// created and survives resets, so a hash that vanished (expiry, flush, restart without
+/// persistence) and was re-created is recognisable by its new epoch even though its `rev`
+/// restarted at 1. `rev` increases by one with every committed mutation of a generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapNotice {
+    /// Generation of the map's hash.
+    pub epoch: u64,
+    /// Revision after this change.
+    pub rev: u64,
+    /// What changed.
+    pub change: MapChange,
+}
+
+/// What one map mutation changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MapChange {
+    /// `key` now holds `value`.
+    Set {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: Bytes,
+    },
+    /// `key` was removed.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Every key was removed.
+    Reset,
+    /// Every key was removed and the map was marked destroyed.
+    Destroy,
+}
+
+impl MapNotice {
+    /// Encodes the notice as a frame.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        encode(self)
+    }
+
+    /// Decodes a notice frame.
+    pub fn decode(frame: &[u8]) -> Result<Self> {
+        decode("map notice", frame)
+    }
+}
+
+/// Encodes a list value (see the module docs for the layout).
+///
+/// ```
+/// use bytes::Bytes;
+/// let v = pulse::codec::encode_list(&[Bytes::from("a"), Bytes::from("bc")]);
+/// assert_eq!(v, b"\x02\x01a\x02bc");
+/// assert_eq!(pulse::codec::decode_list(&v)?, vec![Bytes::from("a"), Bytes::from("bc")]);
+/// # Ok::<(), pulse::Error>(())
+/// ```
+pub fn encode_list(items: &[Bytes]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 2).sum::<usize>() + 2);
+    put_varint(&mut out, items.len() as u64);
+    for item in items {
+        put_varint(&mut out, item.len() as u64);
+        out.extend_from_slice(item);
+    }
+    out
+}
+
+/// Decodes a list value; anything else is [`Error::Malformed`].
+pub fn decode_list(value: &[u8]) -> Result<Vec<Bytes>> {
+    let mut pos = 0;
+    let count = get_varint(value, &mut pos).ok_or_else(|| Error::malformed("list", "bad count"))?;
+    let mut items = Vec::with_capacity(count.min(1024) as usize);
+    for _ in 0..count {
+        let len = get_varint(value, &mut pos).ok_or_else(|| Error::malformed("list", "bad len"))?;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| pos.checked_add(len))
+            .filter(|end| *end <= value.len())
+            .ok_or_else(|| Error::malformed("list", "item runs past the end"))?;
+        items.push(Bytes::copy_from_slice(&value[pos..end]));
+        pos = end;
+    }
+    if pos != value.len() {
+        return Err(Error::malformed("list", "trailing bytes"));
+    }
+    Ok(items)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut n: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        n |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notice_layout_is_pinned() {
+        // Backends that build notices by hand (Lua) rely on exactly this layout.
+        let n = MapNotice {
+            epoch: 300,
+            rev: 2,
+            change: MapChange::Set { key: "k".into(), value: Bytes::from_static(b"v\x00") },
+        };
+        assert_eq!(n.encode().unwrap(), b"\x01\xac\x02\x02\x00\x01k\x02v\x00");
+        let d = MapNotice { epoch: 1, rev: 1, change: MapChange::Delete { key: "k".into() } };
+        assert_eq!(d.encode().unwrap(), b"\x01\x01\x01\x01\x01k");
+        let r = MapNotice { epoch: 1, rev: 128, change: MapChange::Reset };
+        assert_eq!(r.encode().unwrap(), b"\x01\x01\x80\x01\x02");
+        let x = MapNotice { epoch: 1, rev: 3, change: MapChange::Destroy };
+        assert_eq!(x.encode().unwrap(), b"\x01\x01\x03\x03");
+        assert_eq!(MapNotice::decode(&n.encode().unwrap()).unwrap(), n);
+    }
+
+    #[test]
+    fn bad_frames_are_malformed_not_panics() {
+        for bad in [&b""[..], b"\x02\x01", b"\x01", b"\x01\x01\x01\x09", b"\x01\x01\x03\x03extra"] {
+            assert!(matches!(MapNotice::decode(bad), Err(Error::Malformed { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lists_round_trip_and_reject_garbage() {
+        let items = vec![Bytes::new(), Bytes::from(vec![0xff; 300]), Bytes::from("x")];
+        assert_eq!(decode_list(&encode_list(&items)).unwrap(), items);
+        assert_eq!(encode_list(&[]), b"\x00");
+        for bad in [&b""[..], b"\x01", b"\x01\x05ab", b"\x00z", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"] {
+            assert!(matches!(decode_list(bad), Err(Error::Malformed { .. })), "{bad:?}");
+        }
+    }
+}

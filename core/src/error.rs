@@ -1,0 +1,191 @@
+//! The one public error type of Pulse.
+//!
+//! Every fallible call in the library and in every backend returns [`Error`]. Variants carry
+//! the context a caller needs to act (which name, which key, which stream) and, where there
+//! is one, the underlying cause as `source`. Expected outcomes of conditional operations
+//! (a failed test-and-set, a claim lost to another caller) are *return values*, never errors.
+//!
+//! Backends map their own failures into these variants; the mapping is part of each backend
+//! method's contract (see [`crate::backend`]) and is checked by the conformance suite.
+
+use std::error::Error as StdError;
+
+/// A boxed error used as the `source` of wrapped failures.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Shorthand for `std::result::Result<T, pulse::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Pulse.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name (map, stream, pool, key prefix, …) failed validation. Nothing was sent anywhere.
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        /// What kind of name it was ("map", "stream", "key prefix", …).
+        what: &'static str,
+        /// The rejected name (truncated to 64 bytes for display).
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A key inside a map (or a job key) failed validation. Nothing was sent anywhere.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected key (truncated to 64 bytes for display).
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// An argument other than a name or key is out of range (e.g. a zero count).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The backend could not be configured (bad URL, unsupported scheme, bad option).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The handle (map, stream reader, sink, node, backend) was closed; the call did nothing.
+    #[error("{what} is closed")]
+    Closed {
+        /// What was closed, e.g. `map "orders"`.
+        what: String,
+    },
+
+    /// The backend could not be reached or the connection was lost during the call.
+    /// The operation may or may not have been applied.
+    #[error("connection to the backend failed: {message}")]
+    Connection {
+        /// Human-readable description (never contains credentials).
+        message: String,
+        /// Underlying cause, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A key exists but holds a different data type than the operation needs
+    /// (for instance a foreign writer put a string where a stream was expected).
+    #[error("key {key:?} holds a value of the wrong type")]
+    WrongType {
+        /// The key.
+        key: String,
+    },
+
+    /// A consumer-group operation addressed a stream or group that does not exist.
+    #[error("consumer group {group:?} on stream {stream:?} does not exist")]
+    NoGroup {
+        /// The stream key.
+        stream: String,
+        /// The group name.
+        group: String,
+    },
+
+    /// A stored value cannot be used by the operation (e.g. increment of a non-integer,
+    /// list edit of a value that is not a list, integer overflow). The value was left as is.
+    #[error("value of {key:?} cannot be used: {reason}")]
+    InvalidValue {
+        /// The map key (field) holding the value.
+        key: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// Data read from the backend or a peer could not be decoded (foreign writer, corruption,
+    /// incompatible version).
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why decoding failed.
+        reason: String,
+    },
+
+    /// A payload is larger than the configured limit. Nothing was written.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Size of the rejected payload.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+
+    /// The backend answered with an error not covered by another variant.
+    #[error("backend error in {op}: {message}")]
+    Backend {
+        /// The operation that failed.
+        op: &'static str,
+        /// The backend's message.
+        message: String,
+        /// Underlying cause, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl Error {
+    /// Builds [`Error::InvalidName`], truncating the name for display.
+    pub fn invalid_name(what: &'static str, name: &str, reason: &'static str) -> Self {
+        Error::InvalidName { what, name: truncate(name), reason }
+    }
+
+    /// Builds [`Error::InvalidKey`], truncating the key for display.
+    pub fn invalid_key(key: &str, reason: &'static str) -> Self {
+        Error::InvalidKey { key: truncate(key), reason }
+    }
+
+    /// Builds [`Error::Malformed`].
+    pub fn malformed(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Malformed { what, reason: reason.into() }
+    }
+
+    /// Builds [`Error::Connection`] without a source.
+    pub fn connection(message: impl Into<String>) -> Self {
+        Error::Connection { message: message.into(), source: None }
+    }
+
+    /// Builds [`Error::Backend`] without a source.
+    pub fn backend(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Backend { op, message: message.into(), source: None }
+    }
+
+    /// True when the failure is about reaching the backend (worth retrying later).
+    pub fn is_connection(&self) -> bool {
+        matches!(self, Error::Connection { .. })
+    }
+}
+
+fn truncate(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_truncated_on_a_char_boundary() {
+        let name = "é".repeat(100);
+        let Error::InvalidName { name: shown, .. } = Error::invalid_name("map", &name, "x") else {
+            panic!("wrong variant");
+        };
+        assert!(shown.len() <= 64 + "…".len());
+        assert!(shown.ends_with('…'));
+    }
+
+    #[test]
+    fn connection_errors_are_classified() {
+        assert!(Error::connection("down").is_connection());
+        assert!(!Error::backend("op", "boom").is_connection());
+    }
+}

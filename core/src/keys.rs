@@ -1,0 +1,187 @@
+//! Name validation and the key layout in the backend.
+//!
+//! Every key Pulse writes lives under one configurable prefix (default `pulse`) and carries a
+//! Redis Cluster *hash tag* (`{…}`) so that everything one atomic operation touches hashes to
+//! the same slot:
+//!
+//! | Thing | Key |
+//! |---|---|
+//! | map `orders` content | `pulse:map:{orders}` |
+//! | map `orders` change channel | `pulse:map:{orders}:notices` |
+//! | stream `events` | `pulse:stream:{events}` |
+//! | part `jobs` of pool `p` | `pulse:pool:{p}:jobs` |
+//!
+//! Names are validated before any key is built, so a name can never break out of its tag.
+
+use crate::error::{Error, Result};
+
+/// Longest accepted name, in bytes.
+pub const MAX_NAME_LEN: usize = 512;
+/// Longest accepted map key, in bytes.
+pub const MAX_KEY_LEN: usize = 64 * 1024;
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "pulse";
+
+/// Checks a user-chosen name (map, stream, pool, sink, …).
+///
+/// A valid name is 1–512 bytes and contains no whitespace, no control character and none of
+/// `*` `?` `[` `]` (glob characters) or `{` `}` (Redis Cluster hash tags).
+///
+/// ```
+/// assert!(pulse::keys::validate_name("map", "orders:eu-1").is_ok());
+/// assert!(pulse::keys::validate_name("map", "bad*name").is_err());
+/// ```
+pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid_name(what, name, "must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid_name(what, name, "longer than 512 bytes"));
+    }
+    if let Some(c) = name.chars().find(|c| is_forbidden(*c)) {
+        return Err(Error::invalid_name(
+            what,
+            name,
+            if c.is_whitespace() || c.is_control() {
+                "contains whitespace or a control character"
+            } else {
+                "contains one of * ? [ ] { }"
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn is_forbidden(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || matches!(c, '*' | '?' | '[' | ']' | '{' | '}')
+}
+
+/// Checks a key of a replicated map (a field of its hash).
+///
+/// A valid key is 1–65,536 bytes and contains no `=`: the `=` namespace is reserved for the
+/// map's own bookkeeping fields (`=rev`, `=epoch`, `=kind`).
+///
+/// ```
+/// assert!(pulse::keys::validate_map_key("job-17").is_ok());
+/// assert!(pulse::keys::validate_map_key("a=b").is_err());
+/// ```
+pub fn validate_map_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid_key(key, "must not be empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid_key(key, "longer than 65536 bytes"));
+    }
+    if key.contains('=') {
+        return Err(Error::invalid_key(key, "must not contain '='"));
+    }
+    Ok(())
+}
+
+/// The keys of one replicated map: its hash and its change-notice channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapKeys {
+    /// The hash holding the map's content and bookkeeping fields.
+    pub hash: String,
+    /// The pub/sub channel carrying the map's change notices.
+    pub channel: String,
+}
+
+/// Builds every backend key from validated names under one prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keyspace {
+    prefix: String,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Keyspace { prefix: DEFAULT_PREFIX.to_owned() }
+    }
+}
+
+impl Keyspace {
+    /// A keyspace under `prefix`, validated like a name (so it cannot contain a hash tag).
+    ///
+    /// ```
+    /// let ks = pulse::keys::Keyspace::new("app1")?;
+    /// assert_eq!(ks.stream("events")?, "app1:stream:{events}");
+    /// # Ok::<(), pulse::Error>(())
+    /// ```
+    pub fn new(prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        validate_name("key prefix", &prefix)?;
+        Ok(Keyspace { prefix })
+    }
+
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Keys of the standalone map `name`.
+    pub fn map(&self, name: &str) -> Result<MapKeys> {
+        validate_name("map", name)?;
+        let hash = format!("{}:map:{{{}}}", self.prefix, name);
+        let channel = format!("{hash}:notices");
+        Ok(MapKeys { hash, channel })
+    }
+
+    /// Key of the standalone stream `name`.
+    pub fn stream(&self, name: &str) -> Result<String> {
+        validate_name("stream", name)?;
+        Ok(format!("{}:stream:{{{}}}", self.prefix, name))
+    }
+
+    /// A key belonging to pool `pool`; `part` is a fixed suffix chosen by the pool code.
+    pub fn pool(&self, pool: &str, part: &str) -> Result<String> {
+        validate_name("pool", pool)?;
+        Ok(format!("{}:pool:{{{}}}:{}", self.prefix, pool, part))
+    }
+
+    /// Keys of a map that belongs to pool `pool` (same hash tag as the pool).
+    pub fn pool_map(&self, pool: &str, part: &str) -> Result<MapKeys> {
+        let hash = self.pool(pool, &format!("map:{part}"))?;
+        let channel = format!("{hash}:notices");
+        Ok(MapKeys { hash, channel })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_rules() {
+        for bad in ["", "a b", "a*", "a?", "a[", "a]", "a{", "a}", "a\0", "tab\t", "nl\n"] {
+            assert!(
+                matches!(validate_name("map", bad), Err(Error::InvalidName { what: "map", .. })),
+                "{bad:?} should be rejected"
+            );
+        }
+        assert!(validate_name("map", &"x".repeat(512)).is_ok());
+        assert!(validate_name("map", &"x".repeat(513)).is_err());
+        assert!(validate_name("map", "ok:name-1_ü").is_ok());
+    }
+
+    #[test]
+    fn map_keys_reject_reserved_and_empty() {
+        assert!(matches!(validate_map_key(""), Err(Error::InvalidKey { .. })));
+        assert!(matches!(validate_map_key("=rev"), Err(Error::InvalidKey { .. })));
+        assert!(matches!(validate_map_key("foo=2"), Err(Error::InvalidKey { .. })));
+        assert!(validate_map_key(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
+        assert!(validate_map_key("foo").is_ok());
+    }
+
+    #[test]
+    fn keys_share_a_hash_tag_per_map_and_per_pool() {
+        let ks = Keyspace::default();
+        let m = ks.map("orders").unwrap();
+        assert_eq!(m.hash, "pulse:map:{orders}");
+        assert_eq!(m.channel, "pulse:map:{orders}:notices");
+        let jobs = ks.pool_map("p1", "jobs").unwrap();
+        let stream = ks.pool("p1", "stream").unwrap();
+        assert!(jobs.hash.contains("{p1}") && stream.contains("{p1}"));
+        assert!(Keyspace::new("bad{prefix}").is_err());
+        assert!(ks.map("a}b").is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! # Pulse
+//!
+//! Building blocks for event-driven distributed systems on Redis:
+//! - **replicated maps** — a map mirrored in memory on every process, local reads, atomic
+//!   writes, change notifications;
+//! - **event streams** — readers and consumer-group sinks with ack and redelivery;
+//! - **a keyed worker pool** — long-running jobs routed by key to exactly one worker.
+//!
+//! Everything is written against the [`backend::Backend`] trait. Two implementations exist:
+//! `pulse-redis` (production) and `pulse-memory` (in-process: the embedded default and the
+//! way to unit-test services). Both pass the shared conformance suite `pulse-conformance`,
+//! which any third-party backend can run against itself.
+//!
+//! This crate holds the contract ([`backend`]), the error type ([`Error`]), the key layout
+//! ([`keys`]) and the wire format of internal messages ([`codec`]).
+
+pub mod backend;
+pub mod codec;
+pub mod error;
+pub mod keys;
+
+pub use backend::Backend;
+pub use error::{Error, Result};
