@@ -40,15 +40,21 @@ pub fn decode<T: DeserializeOwned>(what: &'static str, frame: &[u8]) -> Result<T
     match frame.split_first() {
         None => Err(Error::malformed(what, "empty frame")),
         Some((&FRAME_VERSION, body)) => decode_exact(what, body),
-        Some((v, _)) => Err(Error::malformed(what, format!("unsupported frame version {v}"))),
+        Some((v, _)) => Err(Error::malformed(
+            what,
+            format!("unsupported frame version {v}"),
+        )),
     }
 }
 
 fn decode_exact<T: DeserializeOwned>(what: &'static str, body: &[u8]) -> Result<T> {
-    let (value, rest) = postcard::take_from_bytes::<T>(body)
-        .map_err(|e| Error::malformed(what, e.to_string()))?;
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|e| Error::malformed(what, e.to_string()))?;
     if !rest.is_empty() {
-        return Err(Error::malformed(what, format!("{} trailing bytes", rest.len())));
+        return Err(Error::malformed(
+            what,
+            format!("{} trailing bytes", rest.len()),
+        ));
     }
     Ok(value)
 }
@@ -173,22 +179,46 @@ mod tests {
         let n = MapNotice {
             epoch: 300,
             rev: 2,
-            change: MapChange::Set { key: "k".into(), value: Bytes::from_static(b"v\x00") },
+            change: MapChange::Set {
+                key: "k".into(),
+                value: Bytes::from_static(b"v\x00"),
+            },
         };
         assert_eq!(n.encode().unwrap(), b"\x01\xac\x02\x02\x00\x01k\x02v\x00");
-        let d = MapNotice { epoch: 1, rev: 1, change: MapChange::Delete { key: "k".into() } };
+        let d = MapNotice {
+            epoch: 1,
+            rev: 1,
+            change: MapChange::Delete { key: "k".into() },
+        };
         assert_eq!(d.encode().unwrap(), b"\x01\x01\x01\x01\x01k");
-        let r = MapNotice { epoch: 1, rev: 128, change: MapChange::Reset };
+        let r = MapNotice {
+            epoch: 1,
+            rev: 128,
+            change: MapChange::Reset,
+        };
         assert_eq!(r.encode().unwrap(), b"\x01\x01\x80\x01\x02");
-        let x = MapNotice { epoch: 1, rev: 3, change: MapChange::Destroy };
+        let x = MapNotice {
+            epoch: 1,
+            rev: 3,
+            change: MapChange::Destroy,
+        };
         assert_eq!(x.encode().unwrap(), b"\x01\x01\x03\x03");
         assert_eq!(MapNotice::decode(&n.encode().unwrap()).unwrap(), n);
     }
 
     #[test]
     fn bad_frames_are_malformed_not_panics() {
-        for bad in [&b""[..], b"\x02\x01", b"\x01", b"\x01\x01\x01\x09", b"\x01\x01\x03\x03extra"] {
-            assert!(matches!(MapNotice::decode(bad), Err(Error::Malformed { .. })), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"\x02\x01",
+            b"\x01",
+            b"\x01\x01\x01\x09",
+            b"\x01\x01\x03\x03extra",
+        ] {
+            assert!(
+                matches!(MapNotice::decode(bad), Err(Error::Malformed { .. })),
+                "{bad:?}"
+            );
         }
     }
 
@@ -197,8 +227,17 @@ mod tests {
         let items = vec![Bytes::new(), Bytes::from(vec![0xff; 300]), Bytes::from("x")];
         assert_eq!(decode_list(&encode_list(&items)).unwrap(), items);
         assert_eq!(encode_list(&[]), b"\x00");
-        for bad in [&b""[..], b"\x01", b"\x01\x05ab", b"\x00z", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"] {
-            assert!(matches!(decode_list(bad), Err(Error::Malformed { .. })), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"\x01",
+            b"\x01\x05ab",
+            b"\x00z",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+        ] {
+            assert!(
+                matches!(decode_list(bad), Err(Error::Malformed { .. })),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -128,27 +128,44 @@ pub enum Error {
 impl Error {
     /// Builds [`Error::InvalidName`], truncating the name for display.
     pub fn invalid_name(what: &'static str, name: &str, reason: &'static str) -> Self {
-        Error::InvalidName { what, name: truncate(name), reason }
+        Error::InvalidName {
+            what,
+            name: truncate(name),
+            reason,
+        }
     }
 
     /// Builds [`Error::InvalidKey`], truncating the key for display.
     pub fn invalid_key(key: &str, reason: &'static str) -> Self {
-        Error::InvalidKey { key: truncate(key), reason }
+        Error::InvalidKey {
+            key: truncate(key),
+            reason,
+        }
     }
 
     /// Builds [`Error::Malformed`].
     pub fn malformed(what: &'static str, reason: impl Into<String>) -> Self {
-        Error::Malformed { what, reason: reason.into() }
+        Error::Malformed {
+            what,
+            reason: reason.into(),
+        }
     }
 
     /// Builds [`Error::Connection`] without a source.
     pub fn connection(message: impl Into<String>) -> Self {
-        Error::Connection { message: message.into(), source: None }
+        Error::Connection {
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Builds [`Error::Backend`] without a source.
     pub fn backend(op: &'static str, message: impl Into<String>) -> Self {
-        Error::Backend { op, message: message.into(), source: None }
+        Error::Backend {
+            op,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// True when the failure is about reaching the backend (worth retrying later).

@@ -95,7 +95,9 @@ pub struct Keyspace {
 
 impl Default for Keyspace {
     fn default() -> Self {
-        Keyspace { prefix: DEFAULT_PREFIX.to_owned() }
+        Keyspace {
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
     }
 }
 
@@ -152,9 +154,14 @@ mod tests {
 
     #[test]
     fn names_follow_the_documented_rules() {
-        for bad in ["", "a b", "a*", "a?", "a[", "a]", "a{", "a}", "a\0", "tab\t", "nl\n"] {
+        for bad in [
+            "", "a b", "a*", "a?", "a[", "a]", "a{", "a}", "a\0", "tab\t", "nl\n",
+        ] {
             assert!(
-                matches!(validate_name("map", bad), Err(Error::InvalidName { what: "map", .. })),
+                matches!(
+                    validate_name("map", bad),
+                    Err(Error::InvalidName { what: "map", .. })
+                ),
                 "{bad:?} should be rejected"
             );
         }
@@ -165,9 +172,18 @@ mod tests {
 
     #[test]
     fn map_keys_reject_reserved_and_empty() {
-        assert!(matches!(validate_map_key(""), Err(Error::InvalidKey { .. })));
-        assert!(matches!(validate_map_key("=rev"), Err(Error::InvalidKey { .. })));
-        assert!(matches!(validate_map_key("foo=2"), Err(Error::InvalidKey { .. })));
+        assert!(matches!(
+            validate_map_key(""),
+            Err(Error::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            validate_map_key("=rev"),
+            Err(Error::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            validate_map_key("foo=2"),
+            Err(Error::InvalidKey { .. })
+        ));
         assert!(validate_map_key(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
         assert!(validate_map_key("foo").is_ok());
     }

@@ -43,7 +43,12 @@ pub struct MapTarget {
 impl MapTarget {
     /// A target with no TTL and a fresh random epoch seed.
     pub fn new(hash: impl Into<String>, channel: impl Into<String>) -> Self {
-        MapTarget { hash: hash.into(), channel: channel.into(), ttl: None, epoch_seed: new_epoch() }
+        MapTarget {
+            hash: hash.into(),
+            channel: channel.into(),
+            ttl: None,
+            epoch_seed: new_epoch(),
+        }
     }
 
     /// Sets the TTL applied with every mutation.
@@ -203,8 +208,12 @@ pub trait AtomicOps: Send + Sync {
     /// Errors: [`InvalidValue`](crate::Error::InvalidValue) when the value is not a 64-bit
     /// decimal integer or the result overflows (value unchanged); `InvalidKey`, `WrongType`,
     /// `Connection`. Conformance: `map_increment`, `map_increment_invalid`.
-    async fn map_increment(&self, map: &MapTarget, key: &str, delta: i64)
-        -> Result<IncrementOutcome>;
+    async fn map_increment(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        delta: i64,
+    ) -> Result<IncrementOutcome>;
 
     /// Edits the list at `key` (absent = empty). Publishes `Set` with the new encoded list,
     /// or `Delete` when [`ListEdit::Remove`] empties it; nothing when nothing changed.
@@ -255,7 +264,11 @@ pub trait AtomicOps: Send + Sync {
     /// Errors: as [`map_delete`](Self::map_delete). Conformance: `pool_release_by_token`.
     async fn pool_release(&self, pending: &MapTarget, key: &str, token: &str) -> Result<bool> {
         let out = self
-            .map_delete(pending, key, DeleteCondition::IfEqual(Bytes::copy_from_slice(token.as_bytes())))
+            .map_delete(
+                pending,
+                key,
+                DeleteCondition::IfEqual(Bytes::copy_from_slice(token.as_bytes())),
+            )
             .await?;
         Ok(out.deleted)
     }

@@ -24,7 +24,11 @@ pub async fn read_list<H: HashOps + ?Sized>(
 /// The last ID ever generated in stream `key` (`0-0` when it does not exist): the position
 /// "newest" resolves to, fixed once so nothing added afterwards is skipped.
 pub async fn stream_last_id<S: StreamOps + ?Sized>(ops: &S, key: &str) -> Result<EntryId> {
-    Ok(ops.stream_info(key).await?.map(|i| i.last_id).unwrap_or(EntryId::ZERO))
+    Ok(ops
+        .stream_info(key)
+        .await?
+        .map(|i| i.last_id)
+        .unwrap_or(EntryId::ZERO))
 }
 
 #[cfg(test)]
@@ -74,32 +78,52 @@ mod tests {
         m.expect_hash_get()
             .withf(|_, f| f == "garbage")
             .returning(|_, _| Ok(Some(Bytes::from_static(b"\x05x"))));
-        m.expect_hash_get().withf(|_, f| f == "absent").returning(|_, _| Ok(None));
-        assert_eq!(read_list(&m, "h", "good").await.unwrap(), Some(vec![Bytes::from("a")]));
-        assert!(matches!(read_list(&m, "h", "garbage").await, Err(Error::Malformed { .. })));
+        m.expect_hash_get()
+            .withf(|_, f| f == "absent")
+            .returning(|_, _| Ok(None));
+        assert_eq!(
+            read_list(&m, "h", "good").await.unwrap(),
+            Some(vec![Bytes::from("a")])
+        );
+        assert!(matches!(
+            read_list(&m, "h", "garbage").await,
+            Err(Error::Malformed { .. })
+        ));
         assert_eq!(read_list(&m, "h", "absent").await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn backend_errors_surface_unchanged() {
         let mut m = MockHashes::new();
-        m.expect_hash_get().returning(|k, _| Err(Error::WrongType { key: k.to_owned() }));
+        m.expect_hash_get()
+            .returning(|k, _| Err(Error::WrongType { key: k.to_owned() }));
         let err = read_list(&m, "h", "f").await.unwrap_err();
         assert!(matches!(err, Error::WrongType { key } if key == "h"));
 
         let mut s = MockStreams::new();
-        s.expect_stream_info().returning(|_| Err(Error::connection("refused")));
+        s.expect_stream_info()
+            .returning(|_| Err(Error::connection("refused")));
         assert!(stream_last_id(&s, "s").await.unwrap_err().is_connection());
     }
 
     #[tokio::test]
     async fn last_id_of_missing_stream_is_zero() {
         let mut s = MockStreams::new();
-        s.expect_stream_info().withf(|k| k == "none").returning(|_| Ok(None));
+        s.expect_stream_info()
+            .withf(|k| k == "none")
+            .returning(|_| Ok(None));
         s.expect_stream_info()
             .withf(|k| k == "some")
-            .returning(|_| Ok(Some(StreamInfo { length: 0, last_id: EntryId::new(5, 1) })));
+            .returning(|_| {
+                Ok(Some(StreamInfo {
+                    length: 0,
+                    last_id: EntryId::new(5, 1),
+                }))
+            });
         assert_eq!(stream_last_id(&s, "none").await.unwrap(), EntryId::ZERO);
-        assert_eq!(stream_last_id(&s, "some").await.unwrap(), EntryId::new(5, 1));
+        assert_eq!(
+            stream_last_id(&s, "some").await.unwrap(),
+            EntryId::new(5, 1)
+        );
     }
 }

@@ -110,15 +110,13 @@ pub trait GroupOps: Send + Sync {
     /// Registers a consumer; returns `false` if it already existed.
     ///
     /// Errors: `NoGroup`, `Connection`. Conformance: `group_consumers_lifecycle`.
-    async fn group_create_consumer(&self, key: &str, group: &str, consumer: &str)
-        -> Result<bool>;
+    async fn group_create_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<bool>;
 
     /// Deletes a consumer and its pending entries (which are then lost to the group);
     /// returns how many pending entries it had. A missing consumer returns 0.
     ///
     /// Errors: `NoGroup`, `Connection`. Conformance: `group_consumers_lifecycle`.
-    async fn group_delete_consumer(&self, key: &str, group: &str, consumer: &str)
-        -> Result<u64>;
+    async fn group_delete_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<u64>;
 
     /// Destroys the group (cursor and pending list); returns `false` when the group or the
     /// stream did not exist.

@@ -47,8 +47,14 @@ impl fmt::Debug for Subscription {
 impl Subscription {
     /// Used by backends: `rx` receives the events, `guard` is dropped with the subscription
     /// and must unsubscribe in its `Drop`.
-    pub fn new(rx: mpsc::UnboundedReceiver<PubSubEvent>, guard: impl Send + Sync + 'static) -> Self {
-        Subscription { rx, _guard: Box::new(guard) }
+    pub fn new(
+        rx: mpsc::UnboundedReceiver<PubSubEvent>,
+        guard: impl Send + Sync + 'static,
+    ) -> Self {
+        Subscription {
+            rx,
+            _guard: Box::new(guard),
+        }
     }
 
     /// The next event, or `None` once the backend is closed.

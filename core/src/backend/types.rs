@@ -54,7 +54,10 @@ impl EntryId {
     /// `0-0`, smaller than every real entry ID.
     pub const ZERO: EntryId = EntryId { ms: 0, seq: 0 };
     /// The largest possible ID.
-    pub const MAX: EntryId = EntryId { ms: u64::MAX, seq: u64::MAX };
+    pub const MAX: EntryId = EntryId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
 
     /// Builds an ID.
     pub const fn new(ms: u64, seq: u64) -> Self {
@@ -74,7 +77,10 @@ impl EntryId {
     pub fn prev(self) -> Option<EntryId> {
         match self.seq.checked_sub(1) {
             Some(seq) => Some(EntryId { ms: self.ms, seq }),
-            None => self.ms.checked_sub(1).map(|ms| EntryId { ms, seq: u64::MAX }),
+            None => self
+                .ms
+                .checked_sub(1)
+                .map(|ms| EntryId { ms, seq: u64::MAX }),
         }
     }
 }
@@ -99,7 +105,10 @@ impl FromStr for EntryId {
         if !digits(ms) || !digits(seq) {
             return Err(bad());
         }
-        Ok(EntryId { ms: ms.parse().map_err(|_| bad())?, seq: seq.parse().map_err(|_| bad())? })
+        Ok(EntryId {
+            ms: ms.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
     }
 }
 
@@ -144,7 +153,11 @@ pub struct AddOptions {
 
 impl Default for AddOptions {
     fn default() -> Self {
-        AddOptions { max_len: None, create: true, ttl: None }
+        AddOptions {
+            max_len: None,
+            create: true,
+            ttl: None,
+        }
     }
 }
 

@@ -1,0 +1,437 @@
+//! The typed atomic operations, each run entirely under the state lock so that the change,
+//! the revision bump, the notice and the TTL happen as one step, and notices are published
+//! in commit order.
+
+use std::{collections::HashMap, time::Duration};
+
+use bytes::Bytes;
+use pulse::{
+    backend::{
+        ClaimOutcome, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome,
+        MapTarget, ResetOutcome, Revision, SetCondition, SetOutcome, Ttl,
+    },
+    codec::{self, MapChange, MapNotice},
+    keys::validate_map_key,
+    Error, Result,
+};
+use tokio::time::Instant;
+
+use crate::state::{wrong_type, Entry, State, Value};
+
+const REV: &str = "=rev";
+const EPOCH: &str = "=epoch";
+const KIND: &str = "=kind";
+
+fn parse_u64(h: &HashMap<String, Bytes>, field: &str) -> Option<u64> {
+    h.get(field)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+}
+
+/// The revision of an existing hash (`0/0` when missing).
+fn revision_of(h: Option<&HashMap<String, Bytes>>) -> Revision {
+    match h {
+        None => Revision::default(),
+        Some(h) => Revision {
+            epoch: parse_u64(h, EPOCH).unwrap_or(0),
+            rev: parse_u64(h, REV).unwrap_or(0),
+        },
+    }
+}
+
+/// Bumps the revision of `h`, creating the epoch if needed.
+fn bump(h: &mut HashMap<String, Bytes>, seed: u64, kind: &'static str) -> Result<Revision> {
+    let epoch = match parse_u64(h, EPOCH) {
+        Some(e) if e > 0 => e,
+        _ => {
+            h.insert(EPOCH.to_owned(), Bytes::from(seed.to_string()));
+            seed
+        }
+    };
+    let rev = match h.get(REV) {
+        None => 0,
+        Some(_) => parse_u64(h, REV).ok_or_else(|| Error::InvalidValue {
+            key: REV.to_owned(),
+            reason: "revision is not an integer".into(),
+        })?,
+    } + 1;
+    h.insert(REV.to_owned(), Bytes::from(rev.to_string()));
+    h.insert(KIND.to_owned(), Bytes::from_static(kind.as_bytes()));
+    Ok(Revision { epoch, rev })
+}
+
+impl State {
+    fn notify(&mut self, map: &MapTarget, revision: Revision, change: MapChange) -> Result<()> {
+        let frame = MapNotice {
+            epoch: revision.epoch,
+            rev: revision.rev,
+            change,
+        }
+        .encode()?;
+        self.publish(&map.channel, Bytes::from(frame));
+        Ok(())
+    }
+
+    /// Applies a TTL to an existing key, as `PEXPIRE [NX]`.
+    pub(crate) fn apply_ttl(&mut self, key: &str, ttl: Option<Ttl>) -> bool {
+        let Some(ttl) = ttl else { return false };
+        let Some(entry) = self.live_mut(key) else {
+            return false;
+        };
+        let at = Instant::now() + Duration::from_millis(ttl.millis());
+        match ttl {
+            Ttl::Absolute(_) if entry.expires_at.is_some() => false,
+            _ => {
+                entry.expires_at = Some(at);
+                true
+            }
+        }
+    }
+
+    fn current(&mut self, map: &MapTarget) -> Result<Revision> {
+        Ok(revision_of(self.hash(&map.hash)?))
+    }
+
+    pub(crate) fn map_set(
+        &mut self,
+        map: &MapTarget,
+        key: &str,
+        value: Bytes,
+        cond: SetCondition,
+    ) -> Result<SetOutcome> {
+        validate_map_key(key)?;
+        let previous = self.hash(&map.hash)?.and_then(|h| h.get(key).cloned());
+        let write = match &cond {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => previous.is_none(),
+            SetCondition::IfEqual(test) => previous.as_ref() == Some(test),
+        };
+        let revision = if write {
+            let h = self.hash_mut(&map.hash)?;
+            h.insert(key.to_owned(), value.clone());
+            let revision = bump(h, map.epoch_seed, "set")?;
+            self.notify(
+                map,
+                revision,
+                MapChange::Set {
+                    key: key.to_owned(),
+                    value,
+                },
+            )?;
+            revision
+        } else {
+            self.current(map)?
+        };
+        self.apply_ttl(&map.hash, map.ttl);
+        Ok(SetOutcome {
+            previous,
+            written: write,
+            revision,
+        })
+    }
+
+    pub(crate) fn map_delete(
+        &mut self,
+        map: &MapTarget,
+        key: &str,
+        cond: DeleteCondition,
+    ) -> Result<DeleteOutcome> {
+        validate_map_key(key)?;
+        let previous = self.hash(&map.hash)?.and_then(|h| h.get(key).cloned());
+        let delete = match (&cond, &previous) {
+            (_, None) => false,
+            (DeleteCondition::Always, Some(_)) => true,
+            (DeleteCondition::IfEqual(test), Some(p)) => p == test,
+        };
+        let revision = if delete {
+            let h = self.hash_mut(&map.hash)?;
+            h.remove(key);
+            let revision = bump(h, map.epoch_seed, "del")?;
+            self.notify(
+                map,
+                revision,
+                MapChange::Delete {
+                    key: key.to_owned(),
+                },
+            )?;
+            revision
+        } else {
+            self.current(map)?
+        };
+        self.apply_ttl(&map.hash, map.ttl);
+        Ok(DeleteOutcome {
+            previous,
+            deleted: delete,
+            revision,
+        })
+    }
+
+    pub(crate) fn map_increment(
+        &mut self,
+        map: &MapTarget,
+        key: &str,
+        delta: i64,
+    ) -> Result<IncrementOutcome> {
+        validate_map_key(key)?;
+        let invalid = |reason: &str| Error::InvalidValue {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let current = match self.hash(&map.hash)?.and_then(|h| h.get(key)) {
+            None => 0,
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .filter(|s| is_redis_integer(s))
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| invalid("hash value is not an integer"))?,
+        };
+        let value = current
+            .checked_add(delta)
+            .ok_or_else(|| invalid("increment would overflow"))?;
+        let text = Bytes::from(value.to_string());
+        let h = self.hash_mut(&map.hash)?;
+        h.insert(key.to_owned(), text.clone());
+        let revision = bump(h, map.epoch_seed, "set")?;
+        self.notify(
+            map,
+            revision,
+            MapChange::Set {
+                key: key.to_owned(),
+                value: text,
+            },
+        )?;
+        self.apply_ttl(&map.hash, map.ttl);
+        Ok(IncrementOutcome { value, revision })
+    }
+
+    pub(crate) fn map_edit_list(
+        &mut self,
+        map: &MapTarget,
+        key: &str,
+        edit: ListEdit,
+        items: Vec<Bytes>,
+    ) -> Result<ListOutcome> {
+        validate_map_key(key)?;
+        let stored = self.hash(&map.hash)?.and_then(|h| h.get(key).cloned());
+        let current = match &stored {
+            None => None,
+            Some(v) => Some(codec::decode_list(v).map_err(|_| Error::InvalidValue {
+                key: key.to_owned(),
+                reason: "value is not a list".into(),
+            })?),
+        };
+        let mut list = current.clone().unwrap_or_default();
+        let changed = match edit {
+            ListEdit::Append => {
+                list.extend(items);
+                list.len() != current.as_ref().map_or(0, Vec::len)
+            }
+            ListEdit::AppendUnique => {
+                let before = list.len();
+                for item in items {
+                    if !list.contains(&item) {
+                        list.push(item);
+                    }
+                }
+                list.len() != before
+            }
+            ListEdit::Remove => {
+                let before = list.len();
+                list.retain(|v| !items.contains(v));
+                current.is_some() && list.len() != before
+            }
+        };
+        if !changed {
+            let revision = self.current(map)?;
+            self.apply_ttl(&map.hash, map.ttl);
+            return Ok(ListOutcome {
+                list: current,
+                changed: false,
+                revision,
+            });
+        }
+        let h = self.hash_mut(&map.hash)?;
+        let (revision, out) = if list.is_empty() && edit == ListEdit::Remove {
+            h.remove(key);
+            let revision = bump(h, map.epoch_seed, "del")?;
+            self.notify(
+                map,
+                revision,
+                MapChange::Delete {
+                    key: key.to_owned(),
+                },
+            )?;
+            (revision, None)
+        } else {
+            let value = Bytes::from(codec::encode_list(&list));
+            h.insert(key.to_owned(), value.clone());
+            let revision = bump(h, map.epoch_seed, "set")?;
+            self.notify(
+                map,
+                revision,
+                MapChange::Set {
+                    key: key.to_owned(),
+                    value,
+                },
+            )?;
+            (revision, Some(list))
+        };
+        self.apply_ttl(&map.hash, map.ttl);
+        Ok(ListOutcome {
+            list: out,
+            changed: true,
+            revision,
+        })
+    }
+
+    pub(crate) fn map_reset(
+        &mut self,
+        map: &MapTarget,
+        tests: Vec<(String, Bytes)>,
+        destroy: bool,
+    ) -> Result<ResetOutcome> {
+        for (k, _) in &tests {
+            validate_map_key(k)?;
+        }
+        let hash = self.hash(&map.hash)?;
+        let matches = tests
+            .iter()
+            .all(|(k, v)| hash.and_then(|h| h.get(k)) == Some(v));
+        if !matches {
+            let revision = self.current(map)?;
+            self.apply_ttl(&map.hash, map.ttl);
+            return Ok(ResetOutcome {
+                reset: false,
+                revision,
+            });
+        }
+        let before = revision_of(hash);
+        let mut tomb = HashMap::new();
+        if before.epoch > 0 {
+            tomb.insert(EPOCH.to_owned(), Bytes::from(before.epoch.to_string()));
+        }
+        if before.rev > 0 {
+            tomb.insert(REV.to_owned(), Bytes::from(before.rev.to_string()));
+        }
+        let (kind, change) = if destroy {
+            ("destroy", MapChange::Destroy)
+        } else {
+            ("reset", MapChange::Reset)
+        };
+        let revision = bump(&mut tomb, map.epoch_seed, kind)?;
+        // Re-created: the old expiry is dropped, like DEL + HSET.
+        self.keys.insert(
+            map.hash.clone(),
+            Entry {
+                value: Value::Hash(tomb),
+                expires_at: None,
+            },
+        );
+        self.notify(map, revision, change)?;
+        self.apply_ttl(&map.hash, map.ttl);
+        Ok(ResetOutcome {
+            reset: true,
+            revision,
+        })
+    }
+
+    pub(crate) fn pool_claim(
+        &mut self,
+        records: &str,
+        pending: &MapTarget,
+        key: &str,
+        now_ns: u128,
+        deadline_ns: u128,
+    ) -> Result<ClaimOutcome> {
+        validate_map_key(key)?;
+        if self.hash(records)?.is_some_and(|h| h.contains_key(key)) {
+            return Ok(ClaimOutcome::Running);
+        }
+        if let Some(guard) = self.hash(&pending.hash)?.and_then(|h| h.get(key)) {
+            let text = String::from_utf8_lossy(guard).into_owned();
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Ok(ClaimOutcome::Malformed { guard: text });
+            }
+            if cmp_decimal(&text, &now_ns.to_string()).is_ge() {
+                return Ok(ClaimOutcome::Pending { guard: text });
+            }
+        }
+        let token = deadline_ns.to_string();
+        let out = self.map_set(
+            pending,
+            key,
+            Bytes::from(token.clone()),
+            SetCondition::Always,
+        )?;
+        Ok(ClaimOutcome::Claimed {
+            token,
+            revision: out.revision,
+        })
+    }
+
+    pub(crate) fn lease_acquire(&mut self, key: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let free = match self.live(key) {
+            None => true,
+            Some(Entry {
+                value: Value::Str(v),
+                ..
+            }) => v.as_ref() == holder.as_bytes(),
+            Some(_) => return Err(wrong_type(key)),
+        };
+        if free {
+            let expires_at = Some(Instant::now() + ttl.max(Duration::from_millis(1)));
+            let value = Value::Str(Bytes::copy_from_slice(holder.as_bytes()));
+            self.keys
+                .insert(key.to_owned(), Entry { value, expires_at });
+        }
+        Ok(free)
+    }
+
+    pub(crate) fn lease_release(&mut self, key: &str, holder: &str) -> Result<bool> {
+        match self.live(key) {
+            Some(Entry {
+                value: Value::Str(v),
+                ..
+            }) if v.as_ref() == holder.as_bytes() => {
+                self.keys.remove(key);
+                Ok(true)
+            }
+            None
+            | Some(Entry {
+                value: Value::Str(_),
+                ..
+            }) => Ok(false),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+}
+
+/// Redis' integer syntax: optional `-`, digits, no leading zeros, no `+`.
+fn is_redis_integer(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && s != "-0"
+}
+
+/// Compares two decimal digit strings as integers of any length.
+fn cmp_decimal(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.trim_start_matches('0');
+    let b = b.trim_start_matches('0');
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_comparison_ignores_length_tricks() {
+        use std::cmp::Ordering::*;
+        assert_eq!(cmp_decimal("10", "9"), Greater);
+        assert_eq!(cmp_decimal("0009", "9"), Equal);
+        assert_eq!(cmp_decimal("123", "124"), Less);
+        assert!(is_redis_integer("-12") && !is_redis_integer("+1") && !is_redis_integer("01"));
+    }
+}

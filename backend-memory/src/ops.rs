@@ -1,0 +1,524 @@
+//! The trait implementations: thin adapters from the [`pulse::backend`] traits to the state,
+//! plus the blocking-read loop and subscriptions.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pulse::{
+    backend::{
+        AddOptions, AtomicOps, AutoClaim, ClaimOutcome, ConsumerInfo, DeleteCondition,
+        DeleteOutcome, EntryId, Fields, GroupOps, GroupStart, HashOps, IncrementOutcome, KeyExpiry,
+        KeyOps, ListEdit, ListOutcome, MapTarget, PendingEntry, PendingSummary, PubSubOps,
+        ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps,
+        Subscription, Ttl,
+    },
+    Error, Result,
+};
+use tokio::{
+    sync::{mpsc, Notify},
+    time::Instant,
+};
+
+use crate::{
+    state::{Entry, State, Subscriber},
+    streams::Group,
+    MemoryBackend,
+};
+
+fn no_group(key: &str, group: &str) -> Error {
+    Error::NoGroup {
+        stream: key.to_owned(),
+        group: group.to_owned(),
+    }
+}
+
+fn check_read_args(n: usize, count: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::InvalidArgument("no streams to read".into()));
+    }
+    if count == 0 {
+        return Err(Error::InvalidArgument("count must be at least 1".into()));
+    }
+    Ok(())
+}
+
+impl MemoryBackend {
+    /// Runs `attempt` under the lock until it yields a non-empty result, the deadline passes
+    /// or (without `block`) once. Between attempts it sleeps until one of `keys` changes.
+    async fn blocking<F>(
+        &self,
+        keys: &[String],
+        block: Option<Duration>,
+        mut attempt: F,
+    ) -> Result<Vec<StreamBatch>>
+    where
+        F: FnMut(&mut State) -> Result<Vec<StreamBatch>> + Send,
+    {
+        let deadline = block.filter(|d| !d.is_zero()).map(|d| Instant::now() + d);
+        loop {
+            let notify = Arc::new(Notify::new());
+            let wake_at = {
+                let mut st = self.lock();
+                let out = attempt(&mut st)?;
+                let Some(deadline) = deadline else {
+                    return Ok(out);
+                };
+                if !out.is_empty() || Instant::now() >= deadline {
+                    return Ok(out);
+                }
+                st.register_waiter(keys, &notify);
+                st.earliest_expiry(keys)
+                    .map_or(deadline, |e| e.min(deadline))
+            };
+            let _ = tokio::time::timeout_at(wake_at, notify.notified()).await;
+        }
+    }
+}
+
+#[async_trait]
+impl KeyOps for MemoryBackend {
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.lock().live(key).is_some())
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<u64> {
+        let mut st = self.lock();
+        Ok(keys.iter().filter(|k| st.remove(k)).count() as u64)
+    }
+
+    async fn expire(&self, key: &str, ttl: Ttl) -> Result<bool> {
+        Ok(self.lock().apply_ttl(key, Some(ttl)))
+    }
+
+    async fn expiry(&self, key: &str) -> Result<KeyExpiry> {
+        Ok(match self.lock().live(key) {
+            None => KeyExpiry::Missing,
+            Some(Entry {
+                expires_at: None, ..
+            }) => KeyExpiry::Persistent,
+            Some(Entry {
+                expires_at: Some(at),
+                ..
+            }) => KeyExpiry::In(at.saturating_duration_since(Instant::now())),
+        })
+    }
+}
+
+#[async_trait]
+impl HashOps for MemoryBackend {
+    async fn hash_get(&self, key: &str, field: &str) -> Result<Option<Bytes>> {
+        Ok(self.lock().hash(key)?.and_then(|h| h.get(field).cloned()))
+    }
+
+    async fn hash_get_all(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
+        Ok(self
+            .lock()
+            .hash(key)?
+            .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    async fn hash_exists(&self, key: &str, field: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .hash(key)?
+            .is_some_and(|h| h.contains_key(field)))
+    }
+
+    async fn hash_len(&self, key: &str) -> Result<u64> {
+        Ok(self.lock().hash(key)?.map_or(0, |h| h.len() as u64))
+    }
+}
+
+fn add_one(
+    st: &mut State,
+    key: &str,
+    fields: Fields,
+    options: &AddOptions,
+) -> Result<Option<EntryId>> {
+    if fields.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a stream entry needs at least one field".into(),
+        ));
+    }
+    if !options.create && st.stream(key)?.is_none() {
+        return Ok(None);
+    }
+    let id = st.stream_or_create(key)?.add(fields, options.max_len);
+    st.apply_ttl(key, options.ttl);
+    st.wake(key);
+    Ok(Some(id))
+}
+
+#[async_trait]
+impl StreamOps for MemoryBackend {
+    async fn stream_add(
+        &self,
+        key: &str,
+        fields: Fields,
+        options: &AddOptions,
+    ) -> Result<Option<EntryId>> {
+        add_one(&mut self.lock(), key, fields, options)
+    }
+
+    async fn stream_add_batch(
+        &self,
+        key: &str,
+        entries: Vec<Fields>,
+        options: &AddOptions,
+    ) -> Result<Vec<Option<EntryId>>> {
+        if entries.iter().any(Vec::is_empty) {
+            return Err(Error::InvalidArgument(
+                "a stream entry needs at least one field".into(),
+            ));
+        }
+        let mut st = self.lock();
+        entries
+            .into_iter()
+            .map(|f| add_one(&mut st, key, f, options))
+            .collect()
+    }
+
+    async fn stream_range(
+        &self,
+        key: &str,
+        start: EntryId,
+        end: EntryId,
+        count: Option<usize>,
+    ) -> Result<Vec<StreamEntry>> {
+        Ok(self
+            .lock()
+            .stream(key)?
+            .map(|s| s.range(start, end, count))
+            .unwrap_or_default())
+    }
+
+    async fn stream_info(&self, key: &str) -> Result<Option<StreamInfo>> {
+        Ok(self.lock().stream(key)?.map(|s| StreamInfo {
+            length: s.len(),
+            last_id: s.last_id,
+        }))
+    }
+
+    async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64> {
+        Ok(self.lock().stream(key)?.map_or(0, |s| s.remove(ids)))
+    }
+
+    async fn stream_read(
+        &self,
+        streams: &[(String, EntryId)],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<StreamBatch>> {
+        check_read_args(streams.len(), count)?;
+        let keys: Vec<String> = streams.iter().map(|(k, _)| k.clone()).collect();
+        self.blocking(&keys, block, |st| {
+            let mut out = Vec::new();
+            for (key, cursor) in streams {
+                if let Some(s) = st.stream(key)? {
+                    let entries = s.after(*cursor, count);
+                    if !entries.is_empty() {
+                        out.push(StreamBatch {
+                            stream: key.clone(),
+                            entries,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Runs `f` on the group, mapping a missing stream or group to `NoGroup`.
+fn with_group<T>(
+    st: &mut State,
+    key: &str,
+    group: &str,
+    f: impl FnOnce(&mut Group) -> T,
+) -> Result<T> {
+    let s = st.stream(key)?.ok_or_else(|| no_group(key, group))?;
+    let g = s
+        .groups
+        .get_mut(group)
+        .ok_or_else(|| no_group(key, group))?;
+    Ok(f(g))
+}
+
+#[async_trait]
+impl GroupOps for MemoryBackend {
+    async fn group_create(
+        &self,
+        key: &str,
+        group: &str,
+        start: GroupStart,
+        create_stream: bool,
+    ) -> Result<bool> {
+        let mut st = self.lock();
+        let s = match st.stream(key)? {
+            Some(s) => s,
+            None if create_stream => st.stream_or_create(key)?,
+            None => return Err(no_group(key, group)),
+        };
+        if s.groups.contains_key(group) {
+            return Ok(false);
+        }
+        let after = match start {
+            GroupStart::Newest => s.last_id,
+            GroupStart::After(id) => id,
+        };
+        s.groups
+            .insert(group.to_owned(), Group::starting_after(after));
+        Ok(true)
+    }
+
+    async fn group_read(
+        &self,
+        group: &str,
+        consumer: &str,
+        keys: &[String],
+        count: usize,
+        block: Option<Duration>,
+        no_ack: bool,
+    ) -> Result<Vec<StreamBatch>> {
+        check_read_args(keys.len(), count)?;
+        self.blocking(keys, block, |st| {
+            let mut out = Vec::new();
+            for key in keys {
+                let s = st.stream(key)?.ok_or_else(|| no_group(key, group))?;
+                let entries = s
+                    .group_read(group, consumer, count, no_ack)
+                    .ok_or_else(|| no_group(key, group))?;
+                if !entries.is_empty() {
+                    out.push(StreamBatch {
+                        stream: key.clone(),
+                        entries,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn group_ack(&self, key: &str, group: &str, ids: &[EntryId]) -> Result<u64> {
+        let mut st = self.lock();
+        Ok(match st.stream(key)? {
+            Some(s) => s.groups.get_mut(group).map_or(0, |g| g.ack(ids)),
+            None => 0,
+        })
+    }
+
+    async fn group_claim_idle(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        start: EntryId,
+        count: usize,
+    ) -> Result<AutoClaim> {
+        if count == 0 {
+            return Err(Error::InvalidArgument("count must be at least 1".into()));
+        }
+        let mut st = self.lock();
+        let s = st.stream(key)?.ok_or_else(|| no_group(key, group))?;
+        let (g, entries) = s
+            .group_and_entries(group)
+            .ok_or_else(|| no_group(key, group))?;
+        Ok(g.claim_idle(entries, consumer, min_idle, start, count))
+    }
+
+    async fn group_claim(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        ids: &[EntryId],
+    ) -> Result<Vec<StreamEntry>> {
+        let mut st = self.lock();
+        let s = st.stream(key)?.ok_or_else(|| no_group(key, group))?;
+        let (g, entries) = s
+            .group_and_entries(group)
+            .ok_or_else(|| no_group(key, group))?;
+        Ok(g.claim(entries, consumer, min_idle, ids))
+    }
+
+    async fn group_pending_summary(&self, key: &str, group: &str) -> Result<PendingSummary> {
+        with_group(&mut self.lock(), key, group, |g| g.summary())
+    }
+
+    async fn group_pending(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: Option<&str>,
+        start: EntryId,
+        count: usize,
+    ) -> Result<Vec<PendingEntry>> {
+        with_group(&mut self.lock(), key, group, |g| {
+            g.pending(consumer, start, count)
+        })
+    }
+
+    async fn group_consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
+        with_group(&mut self.lock(), key, group, |g| g.consumers())
+    }
+
+    async fn group_create_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<bool> {
+        with_group(&mut self.lock(), key, group, |g| {
+            g.create_consumer(consumer)
+        })
+    }
+
+    async fn group_delete_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<u64> {
+        with_group(&mut self.lock(), key, group, |g| {
+            g.delete_consumer(consumer)
+        })
+    }
+
+    async fn group_destroy(&self, key: &str, group: &str) -> Result<bool> {
+        let mut st = self.lock();
+        let removed = match st.stream(key)? {
+            Some(s) => s.groups.remove(group).is_some(),
+            None => false,
+        };
+        st.wake(key);
+        Ok(removed)
+    }
+}
+
+/// Removes a subscription from the state when dropped.
+struct Unsubscribe {
+    backend: std::sync::Weak<std::sync::Mutex<State>>,
+    id: u64,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        let Some(state) = self.backend.upgrade() else {
+            return;
+        };
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sub) = st.subscribers.remove(&self.id) {
+            for ch in sub.channels {
+                if let Some(ids) = st.channels.get_mut(&ch) {
+                    ids.retain(|i| *i != self.id);
+                    if ids.is_empty() {
+                        st.channels.remove(&ch);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PubSubOps for MemoryBackend {
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64> {
+        Ok(self.lock().publish(channel, payload))
+    }
+
+    async fn subscribe(&self, channels: &[String]) -> Result<Subscription> {
+        if channels.is_empty() {
+            return Err(Error::InvalidArgument("no channels to subscribe to".into()));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut st = self.lock();
+        let id = st.next_subscriber;
+        st.next_subscriber += 1;
+        let mut unique = channels.to_vec();
+        unique.sort();
+        unique.dedup();
+        for ch in &unique {
+            st.channels.entry(ch.clone()).or_default().push(id);
+        }
+        st.subscribers.insert(
+            id,
+            Subscriber {
+                tx,
+                channels: unique,
+            },
+        );
+        Ok(Subscription::new(
+            rx,
+            Unsubscribe {
+                backend: Arc::downgrade(&self.state),
+                id,
+            },
+        ))
+    }
+}
+
+#[async_trait]
+impl AtomicOps for MemoryBackend {
+    async fn map_set(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        value: Bytes,
+        condition: SetCondition,
+    ) -> Result<SetOutcome> {
+        self.lock().map_set(map, key, value, condition)
+    }
+
+    async fn map_delete(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        condition: DeleteCondition,
+    ) -> Result<DeleteOutcome> {
+        self.lock().map_delete(map, key, condition)
+    }
+
+    async fn map_increment(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        delta: i64,
+    ) -> Result<IncrementOutcome> {
+        self.lock().map_increment(map, key, delta)
+    }
+
+    async fn map_edit_list(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        edit: ListEdit,
+        items: Vec<Bytes>,
+    ) -> Result<ListOutcome> {
+        self.lock().map_edit_list(map, key, edit, items)
+    }
+
+    async fn map_reset(
+        &self,
+        map: &MapTarget,
+        tests: Vec<(String, Bytes)>,
+        destroy: bool,
+    ) -> Result<ResetOutcome> {
+        self.lock().map_reset(map, tests, destroy)
+    }
+
+    async fn pool_claim(
+        &self,
+        records: &str,
+        pending: &MapTarget,
+        key: &str,
+        now_ns: u128,
+        deadline_ns: u128,
+    ) -> Result<ClaimOutcome> {
+        self.lock()
+            .pool_claim(records, pending, key, now_ns, deadline_ns)
+    }
+
+    async fn lease_acquire(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        self.lock().lease_acquire(key, holder, ttl)
+    }
+
+    async fn lease_release(&self, key: &str, holder: &str) -> Result<bool> {
+        self.lock().lease_release(key, holder)
+    }
+}

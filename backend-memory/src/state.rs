@@ -1,0 +1,195 @@
+//! The single critical section of the memory backend: every key, subscription and waiter.
+//!
+//! Invariants: an expired key is never observed (every access goes through [`State::live`]
+//! or [`State::live_mut`], which drop it first); a stream append, key deletion or group
+//! change wakes every blocked reader registered on that key.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Weak},
+};
+
+use bytes::Bytes;
+use pulse::{backend::PubSubEvent, Error, Result};
+use tokio::{
+    sync::{mpsc, Notify},
+    time::Instant,
+};
+
+use crate::streams::StreamData;
+
+/// A stored value.
+#[derive(Debug)]
+pub(crate) enum Value {
+    Hash(HashMap<String, Bytes>),
+    Stream(StreamData),
+    Str(Bytes),
+}
+
+/// A key's value and expiry.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) value: Value,
+    pub(crate) expires_at: Option<Instant>,
+}
+
+/// One subscription's sender and channels.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    pub(crate) tx: mpsc::UnboundedSender<PubSubEvent>,
+    pub(crate) channels: Vec<String>,
+}
+
+/// Everything the backend stores.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) keys: HashMap<String, Entry>,
+    /// channel → subscription ids.
+    pub(crate) channels: HashMap<String, Vec<u64>>,
+    pub(crate) subscribers: BTreeMap<u64, Subscriber>,
+    pub(crate) next_subscriber: u64,
+    /// key → readers blocked on it.
+    pub(crate) waiters: HashMap<String, Vec<Weak<Notify>>>,
+}
+
+impl State {
+    fn purge_if_expired(&mut self, key: &str) {
+        let expired = self
+            .keys
+            .get(key)
+            .and_then(|e| e.expires_at)
+            .is_some_and(|at| at <= Instant::now());
+        if expired {
+            self.keys.remove(key);
+            self.wake(key);
+        }
+    }
+
+    /// The live entry at `key`, if any.
+    pub(crate) fn live(&mut self, key: &str) -> Option<&Entry> {
+        self.purge_if_expired(key);
+        self.keys.get(key)
+    }
+
+    /// The live entry at `key`, mutably.
+    pub(crate) fn live_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        self.purge_if_expired(key);
+        self.keys.get_mut(key)
+    }
+
+    /// The hash at `key` (`None` when missing); `WrongType` for another type.
+    pub(crate) fn hash(&mut self, key: &str) -> Result<Option<&HashMap<String, Bytes>>> {
+        match self.live(key) {
+            None => Ok(None),
+            Some(Entry {
+                value: Value::Hash(h),
+                ..
+            }) => Ok(Some(h)),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    /// The hash at `key`, created empty when missing.
+    pub(crate) fn hash_mut(&mut self, key: &str) -> Result<&mut HashMap<String, Bytes>> {
+        self.purge_if_expired(key);
+        let entry = self.keys.entry(key.to_owned()).or_insert_with(|| Entry {
+            value: Value::Hash(HashMap::new()),
+            expires_at: None,
+        });
+        match &mut entry.value {
+            Value::Hash(h) => Ok(h),
+            _ => Err(wrong_type(key)),
+        }
+    }
+
+    /// The stream at `key` (`None` when missing); `WrongType` for another type.
+    pub(crate) fn stream(&mut self, key: &str) -> Result<Option<&mut StreamData>> {
+        match self.live_mut(key) {
+            None => Ok(None),
+            Some(Entry {
+                value: Value::Stream(s),
+                ..
+            }) => Ok(Some(s)),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    /// The stream at `key`, created empty when missing.
+    pub(crate) fn stream_or_create(&mut self, key: &str) -> Result<&mut StreamData> {
+        self.purge_if_expired(key);
+        let entry = self.keys.entry(key.to_owned()).or_insert_with(|| Entry {
+            value: Value::Stream(StreamData::default()),
+            expires_at: None,
+        });
+        match &mut entry.value {
+            Value::Stream(s) => Ok(s),
+            _ => Err(wrong_type(key)),
+        }
+    }
+
+    /// Removes `key` (waking its readers); returns whether it existed.
+    pub(crate) fn remove(&mut self, key: &str) -> bool {
+        let existed = self.live(key).is_some();
+        self.keys.remove(key);
+        self.wake(key);
+        existed
+    }
+
+    /// Wakes every reader blocked on `key`.
+    pub(crate) fn wake(&mut self, key: &str) {
+        if let Some(list) = self.waiters.remove(key) {
+            for w in list.iter().filter_map(Weak::upgrade) {
+                w.notify_one();
+            }
+        }
+    }
+
+    /// Registers `notify` to be woken when any of `keys` changes.
+    pub(crate) fn register_waiter<'a>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'a String>,
+        notify: &Arc<Notify>,
+    ) {
+        for key in keys {
+            let list = self.waiters.entry(key.clone()).or_default();
+            list.retain(|w| w.strong_count() > 0);
+            list.push(Arc::downgrade(notify));
+        }
+    }
+
+    /// The earliest expiry among `keys`, so blocked readers notice keys vanishing.
+    pub(crate) fn earliest_expiry<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> Option<Instant> {
+        keys.into_iter()
+            .filter_map(|k| self.keys.get(k).and_then(|e| e.expires_at))
+            .min()
+    }
+
+    /// Delivers `payload` to every subscription of `channel`, in call order.
+    pub(crate) fn publish(&mut self, channel: &str, payload: Bytes) -> u64 {
+        let Some(ids) = self.channels.get(channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for id in ids {
+            if let Some(sub) = self.subscribers.get(id) {
+                let event = PubSubEvent::Message {
+                    channel: channel.to_owned(),
+                    payload: payload.clone(),
+                };
+                if sub.tx.send(event).is_ok() {
+                    delivered += 1;
+                }
+            }
+        }
+        delivered
+    }
+}
+
+pub(crate) fn wrong_type(key: &str) -> Error {
+    Error::WrongType {
+        key: key.to_owned(),
+    }
+}

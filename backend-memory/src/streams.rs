@@ -1,0 +1,331 @@
+//! Streams and consumer groups as plain data, manipulated under the state lock.
+//!
+//! Invariants: entry IDs strictly increase (`last_id` only grows, even when the wall clock
+//! goes back); a group's `last_delivered` only grows; every pending entry belongs to a
+//! registered consumer.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use pulse::backend::{
+    AutoClaim, ConsumerInfo, EntryId, Fields, PendingEntry, PendingSummary, StreamEntry,
+};
+use tokio::time::Instant;
+
+/// A pending (delivered, unacknowledged) entry.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    consumer: String,
+    delivered_at: Instant,
+    deliveries: u64,
+}
+
+/// A consumer group.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    pub(crate) last_delivered: EntryId,
+    pending: BTreeMap<EntryId, Pending>,
+    /// consumer → last time it read or claimed.
+    consumers: BTreeMap<String, Instant>,
+}
+
+/// A stream: entries, the last generated ID and its groups.
+#[derive(Debug, Default)]
+pub(crate) struct StreamData {
+    entries: BTreeMap<EntryId, Arc<Fields>>,
+    pub(crate) last_id: EntryId,
+    pub(crate) groups: HashMap<String, Group>,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn to_entry(id: EntryId, fields: &Arc<Fields>) -> StreamEntry {
+    StreamEntry {
+        id,
+        fields: fields.as_ref().clone(),
+    }
+}
+
+impl StreamData {
+    /// Number of entries.
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    /// Appends with a fresh ID and trims to about `max_len` (exactly, here).
+    pub(crate) fn add(&mut self, fields: Fields, max_len: Option<u64>) -> EntryId {
+        let ms = wall_ms();
+        let id = if ms > self.last_id.ms {
+            EntryId::new(ms, 0)
+        } else {
+            self.last_id.next().unwrap_or(EntryId::MAX)
+        };
+        self.last_id = id;
+        self.entries.insert(id, Arc::new(fields));
+        if let Some(max) = max_len {
+            while self.entries.len() as u64 > max {
+                self.entries.pop_first();
+            }
+        }
+        id
+    }
+
+    /// Entries in `[start, end]`, at most `count`.
+    pub(crate) fn range(
+        &self,
+        start: EntryId,
+        end: EntryId,
+        count: Option<usize>,
+    ) -> Vec<StreamEntry> {
+        if start > end {
+            return Vec::new();
+        }
+        self.entries
+            .range(start..=end)
+            .take(count.unwrap_or(usize::MAX))
+            .map(|(id, f)| to_entry(*id, f))
+            .collect()
+    }
+
+    /// Entries strictly after `cursor`, at most `count`.
+    pub(crate) fn after(&self, cursor: EntryId, count: usize) -> Vec<StreamEntry> {
+        match cursor.next() {
+            Some(start) => self.range(start, EntryId::MAX, Some(count)),
+            None => Vec::new(),
+        }
+    }
+
+    /// Deletes entries; returns how many existed.
+    pub(crate) fn remove(&mut self, ids: &[EntryId]) -> u64 {
+        ids.iter()
+            .filter(|id| self.entries.remove(id).is_some())
+            .count() as u64
+    }
+
+    /// Delivers new entries of `group` to `consumer`.
+    pub(crate) fn group_read(
+        &mut self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        no_ack: bool,
+    ) -> Option<Vec<StreamEntry>> {
+        let g = self.groups.get_mut(group)?;
+        let now = Instant::now();
+        g.consumers.insert(consumer.to_owned(), now);
+        let start = g.last_delivered.next()?;
+        let batch: Vec<StreamEntry> = self
+            .entries
+            .range(start..)
+            .take(count)
+            .map(|(id, f)| to_entry(*id, f))
+            .collect();
+        if let Some(last) = batch.last() {
+            g.last_delivered = last.id;
+        }
+        if !no_ack {
+            for e in &batch {
+                g.pending.insert(
+                    e.id,
+                    Pending {
+                        consumer: consumer.to_owned(),
+                        delivered_at: now,
+                        deliveries: 1,
+                    },
+                );
+            }
+        }
+        Some(batch)
+    }
+}
+
+impl Group {
+    /// A group starting after `start`.
+    pub(crate) fn starting_after(start: EntryId) -> Self {
+        Group {
+            last_delivered: start,
+            ..Group::default()
+        }
+    }
+
+    /// Acknowledges; returns how many were pending.
+    pub(crate) fn ack(&mut self, ids: &[EntryId]) -> u64 {
+        ids.iter()
+            .filter(|id| self.pending.remove(id).is_some())
+            .count() as u64
+    }
+
+    fn transfer(&mut self, id: EntryId, consumer: &str, now: Instant) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.consumer = consumer.to_owned();
+            p.delivered_at = now;
+            p.deliveries += 1;
+        }
+    }
+
+    /// `XAUTOCLAIM` semantics.
+    pub(crate) fn claim_idle(
+        &mut self,
+        entries: &BTreeMap<EntryId, Arc<Fields>>,
+        consumer: &str,
+        min_idle: Duration,
+        start: EntryId,
+        count: usize,
+    ) -> AutoClaim {
+        let now = Instant::now();
+        self.consumers.insert(consumer.to_owned(), now);
+        let mut claimed = Vec::new();
+        let mut deleted = Vec::new();
+        let mut next = EntryId::ZERO;
+        let candidates: Vec<(EntryId, Instant)> = self
+            .pending
+            .range(start..)
+            .map(|(id, p)| (*id, p.delivered_at))
+            .collect();
+        for (id, delivered_at) in candidates {
+            if claimed.len() + deleted.len() >= count {
+                next = id;
+                break;
+            }
+            if now.saturating_duration_since(delivered_at) < min_idle {
+                continue;
+            }
+            match entries.get(&id) {
+                Some(f) => {
+                    self.transfer(id, consumer, now);
+                    claimed.push(to_entry(id, f));
+                }
+                None => {
+                    self.pending.remove(&id);
+                    deleted.push(id);
+                }
+            }
+        }
+        AutoClaim {
+            next,
+            entries: claimed,
+            deleted,
+        }
+    }
+
+    /// `XCLAIM` semantics.
+    pub(crate) fn claim(
+        &mut self,
+        entries: &BTreeMap<EntryId, Arc<Fields>>,
+        consumer: &str,
+        min_idle: Duration,
+        ids: &[EntryId],
+    ) -> Vec<StreamEntry> {
+        let now = Instant::now();
+        self.consumers.insert(consumer.to_owned(), now);
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(p) = self.pending.get(id) else {
+                continue;
+            };
+            if now.saturating_duration_since(p.delivered_at) < min_idle {
+                continue;
+            }
+            match entries.get(id) {
+                Some(f) => {
+                    self.transfer(*id, consumer, now);
+                    out.push(to_entry(*id, f));
+                }
+                None => {
+                    self.pending.remove(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Pending summary.
+    pub(crate) fn summary(&self) -> PendingSummary {
+        let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+        for p in self.pending.values() {
+            *per.entry(&p.consumer).or_default() += 1;
+        }
+        PendingSummary {
+            count: self.pending.len() as u64,
+            min: self.pending.keys().next().copied(),
+            max: self.pending.keys().next_back().copied(),
+            consumers: per.into_iter().map(|(c, n)| (c.to_owned(), n)).collect(),
+        }
+    }
+
+    /// Pending entries from `start`.
+    pub(crate) fn pending(
+        &self,
+        consumer: Option<&str>,
+        start: EntryId,
+        count: usize,
+    ) -> Vec<PendingEntry> {
+        let now = Instant::now();
+        self.pending
+            .range(start..)
+            .filter(|(_, p)| consumer.is_none_or(|c| c == p.consumer))
+            .take(count)
+            .map(|(id, p)| PendingEntry {
+                id: *id,
+                consumer: p.consumer.clone(),
+                idle: now.saturating_duration_since(p.delivered_at),
+                deliveries: p.deliveries,
+            })
+            .collect()
+    }
+
+    /// Consumers sorted by name.
+    pub(crate) fn consumers(&self) -> Vec<ConsumerInfo> {
+        let now = Instant::now();
+        self.consumers
+            .iter()
+            .map(|(name, seen)| ConsumerInfo {
+                name: name.clone(),
+                pending: self
+                    .pending
+                    .values()
+                    .filter(|p| &p.consumer == name)
+                    .count() as u64,
+                idle: now.saturating_duration_since(*seen),
+            })
+            .collect()
+    }
+
+    /// Registers a consumer; false if it existed.
+    pub(crate) fn create_consumer(&mut self, consumer: &str) -> bool {
+        if self.consumers.contains_key(consumer) {
+            return false;
+        }
+        self.consumers.insert(consumer.to_owned(), Instant::now());
+        true
+    }
+
+    /// Deletes a consumer and its pending entries; returns how many it had.
+    pub(crate) fn delete_consumer(&mut self, consumer: &str) -> u64 {
+        if self.consumers.remove(consumer).is_none() {
+            return 0;
+        }
+        let before = self.pending.len();
+        self.pending.retain(|_, p| p.consumer != consumer);
+        (before - self.pending.len()) as u64
+    }
+}
+
+impl StreamData {
+    /// Splits borrows: a group and the entries.
+    pub(crate) fn group_and_entries(
+        &mut self,
+        group: &str,
+    ) -> Option<(&mut Group, &BTreeMap<EntryId, Arc<Fields>>)> {
+        let g = self.groups.get_mut(group)?;
+        Some((g, &self.entries))
+    }
+}

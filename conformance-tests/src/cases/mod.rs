@@ -1,0 +1,33 @@
+//! The cases, one `pub async fn` each, grouped by capability. Every case takes a [`Ctx`]
+//! and panics on a contract violation.
+//!
+//! [`Ctx`]: crate::Ctx
+
+mod groups;
+mod keys;
+mod maps;
+mod pool;
+mod pubsub;
+mod reads;
+mod streams;
+
+pub use groups::*;
+pub use keys::*;
+pub use maps::*;
+pub use pool::*;
+pub use pubsub::*;
+pub use reads::*;
+pub use streams::*;
+
+use bytes::Bytes;
+use pulse::backend::Fields;
+
+/// One-field entry `n=<name>`.
+pub(crate) fn entry(name: &str) -> Fields {
+    vec![("n".to_owned(), Bytes::copy_from_slice(name.as_bytes()))]
+}
+
+/// The `n` field of an entry as text.
+pub(crate) fn name_of(e: &pulse::backend::StreamEntry) -> String {
+    String::from_utf8_lossy(e.field("n").expect("field n")).into_owned()
+}

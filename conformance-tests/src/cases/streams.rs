@@ -1,0 +1,249 @@
+//! Appends, ranges, info and removal.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pulse::{
+    backend::{AddOptions, EntryId, KeyExpiry, SetCondition, Ttl},
+    Error,
+};
+
+use super::{entry, name_of};
+use crate::Ctx;
+
+/// Appended entries come back in order with their fields, within inclusive ranges.
+pub async fn stream_add_and_range(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let fields = vec![
+        ("n".to_owned(), Bytes::from("ev")),
+        ("p".to_owned(), Bytes::from_static(b"\x00\x01\xff")),
+        ("t".to_owned(), Bytes::from("topic")),
+    ];
+    let a = b
+        .stream_add(&s, fields.clone(), &AddOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let c = b
+        .stream_add(&s, entry("second"), &AddOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c > a, "IDs must increase");
+    let all = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].id, a);
+    assert_eq!(all[0].fields, fields);
+    assert_eq!(b.stream_range(&s, c, c, None).await.unwrap()[0].id, c);
+    assert_eq!(
+        b.stream_range(&s, EntryId::ZERO, EntryId::MAX, Some(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(b
+        .stream_range(&cx.key("none"), EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Without `create`, a missing stream is not created and nothing is written.
+pub async fn stream_add_without_create(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let opts = AddOptions::default().with_create(false);
+    assert_eq!(b.stream_add(&s, entry("a"), &opts).await.unwrap(), None);
+    assert!(!b.exists(&s).await.unwrap());
+    b.stream_add(&s, entry("a"), &AddOptions::default())
+        .await
+        .unwrap();
+    assert!(b.stream_add(&s, entry("b"), &opts).await.unwrap().is_some());
+    assert_eq!(b.stream_info(&s).await.unwrap().unwrap().length, 2);
+}
+
+/// `max_len` trims approximately: far fewer than appended, never fewer than the bound.
+pub async fn stream_add_trims(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let opts = AddOptions::default().with_max_len(10);
+    let batch: Vec<_> = (0..1000).map(|i| entry(&i.to_string())).collect();
+    b.stream_add_batch(&s, batch, &opts).await.unwrap();
+    let len = b.stream_info(&s).await.unwrap().unwrap().length;
+    assert!(
+        (10..=300).contains(&len),
+        "length {len} after trimming to ~10"
+    );
+    let newest = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        name_of(newest.last().unwrap()),
+        "999",
+        "trimming drops the oldest"
+    );
+}
+
+/// An absolute TTL given with the append is set once and not extended.
+pub async fn stream_add_ttl_absolute(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let opts = AddOptions::default().with_ttl(Ttl::Absolute(Duration::from_secs(10)));
+    b.stream_add(&s, entry("a"), &opts).await.unwrap();
+    let KeyExpiry::In(first) = b.expiry(&s).await.unwrap() else {
+        panic!("no TTL")
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await; // let the clock advance
+    b.stream_add(&s, entry("b"), &opts).await.unwrap();
+    let KeyExpiry::In(second) = b.expiry(&s).await.unwrap() else {
+        panic!("no TTL")
+    };
+    assert!(
+        second < first,
+        "absolute TTL was extended: {first:?} -> {second:?}"
+    );
+}
+
+/// A sliding TTL given with the append is reset by each append.
+pub async fn stream_add_ttl_sliding(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let opts = AddOptions::default().with_ttl(Ttl::Sliding(Duration::from_secs(10)));
+    b.stream_add(&s, entry("a"), &opts).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await; // let the clock advance
+    let KeyExpiry::In(before) = b.expiry(&s).await.unwrap() else {
+        panic!("no TTL")
+    };
+    b.stream_add(&s, entry("b"), &opts).await.unwrap();
+    let KeyExpiry::In(after) = b.expiry(&s).await.unwrap() else {
+        panic!("no TTL")
+    };
+    assert!(
+        after > before,
+        "sliding TTL not extended: {before:?} -> {after:?}"
+    );
+}
+
+/// A batch appends every entry in order and returns one ID each.
+pub async fn stream_add_batch(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let ids = b
+        .stream_add_batch(
+            &s,
+            (0..50).map(|i| entry(&i.to_string())).collect(),
+            &AddOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 50);
+    let ids: Vec<EntryId> = ids.into_iter().map(Option::unwrap).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let all = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    let names: Vec<String> = all.iter().map(name_of).collect();
+    assert_eq!(names, (0..50).map(|i| i.to_string()).collect::<Vec<_>>());
+    let missing = b
+        .stream_add_batch(
+            &cx.key("none"),
+            vec![entry("x")],
+            &AddOptions::default().with_create(false),
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing, vec![None]);
+}
+
+/// `stream_info` reports length and the last generated ID, which survives deletion.
+pub async fn stream_info_tracks_last_id(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    assert_eq!(b.stream_info(&s).await.unwrap(), None);
+    b.stream_add(&s, entry("a"), &AddOptions::default())
+        .await
+        .unwrap();
+    let last = b
+        .stream_add(&s, entry("b"), &AddOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let info = b.stream_info(&s).await.unwrap().unwrap();
+    assert_eq!((info.length, info.last_id), (2, last));
+    b.stream_remove(&s, &[last]).await.unwrap();
+    let info = b.stream_info(&s).await.unwrap().unwrap();
+    assert_eq!((info.length, info.last_id), (1, last));
+}
+
+/// `stream_remove` deletes the listed entries only.
+pub async fn stream_remove(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let a = b
+        .stream_add(&s, entry("a"), &AddOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    b.stream_add(&s, entry("b"), &AddOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        b.stream_remove(&s, &[a, EntryId::new(1, 1)]).await.unwrap(),
+        1
+    );
+    let left = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(left.iter().map(name_of).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(b.stream_remove(&cx.key("none"), &[a]).await.unwrap(), 0);
+}
+
+/// Stream operations on a key of another type fail with `WrongType`.
+pub async fn stream_wrong_type(cx: Ctx) {
+    let b = &cx.backend;
+    let map = cx.map("h");
+    b.map_set(&map, "k", Bytes::from("v"), SetCondition::Always)
+        .await
+        .unwrap();
+    let h = &map.hash;
+    assert!(matches!(
+        b.stream_add(h, entry("a"), &AddOptions::default()).await,
+        Err(Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        b.stream_info(h).await,
+        Err(Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        b.stream_range(h, EntryId::ZERO, EntryId::MAX, None).await,
+        Err(Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        b.stream_read(&[(h.clone(), EntryId::ZERO)], 1, None).await,
+        Err(Error::WrongType { .. })
+    ));
+}
+
+/// An entry without fields is an `InvalidArgument` and writes nothing.
+pub async fn stream_add_rejects_empty_entry(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    assert!(matches!(
+        b.stream_add(&s, vec![], &AddOptions::default()).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        b.stream_add_batch(&s, vec![entry("a"), vec![]], &AddOptions::default())
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(!b.exists(&s).await.unwrap());
+}

@@ -1,0 +1,207 @@
+//! # pulse-conformance
+//!
+//! The one behavioural suite every Pulse backend must pass. A backend crate runs all of it
+//! with a single macro call in an integration test:
+//!
+//! ```ignore
+//! use std::sync::Arc;
+//! use pulse_conformance::{conformance_suite, Fixture};
+//!
+//! async fn fixture() -> Option<Fixture> {
+//!     let backend = my_store::MyBackend::connect("…").await.ok()?;
+//!     Some(Fixture::new(Arc::new(backend.clone()), Arc::new(MyFaults(backend))))
+//! }
+//!
+//! conformance_suite!(fixture);
+//! ```
+//!
+//! The macro expands to one `#[test]` per case, generated from the single list in
+//! [`conformance_suite!`], so a new case reaches every backend at once. Each case:
+//! - runs on its own multi-threaded tokio runtime with a 60 s limit;
+//! - gets a fresh random namespace ([`Ctx::key`]) so cases run in parallel on one server
+//!   and nothing is ever flushed;
+//! - is skipped (with a visible `SKIPPED` line) when the fixture returns `None`, which
+//!   [`redis_server::shared_url`] does when no `redis-server` is available — unless
+//!   `PULSE_REQUIRE_REDIS=1`, where that is a failure.
+//!
+//! Cases assert error *variants*, never message text.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod cases;
+pub mod redis_server;
+mod util;
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use pulse::Backend;
+
+pub use util::{eventually, expect_event, Ctx};
+
+/// A boxed future, for the [`Faults`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Fault injection a backend's test fixture provides, so the suite can check what each
+/// capability promises when things break.
+pub trait Faults: Send + Sync {
+    /// Breaks the backend's pub/sub connection the way a network failure would (the Redis
+    /// fixture kills it server-side with `CLIENT KILL`). The backend must then report
+    /// `Lost` and, once recovered, `Restored` to every subscription.
+    fn kill_subscriptions(&self) -> BoxFuture<'_, ()>;
+}
+
+/// What a case runs against.
+#[derive(Clone)]
+pub struct Fixture {
+    /// The backend under test.
+    pub backend: Arc<dyn Backend>,
+    /// Its fault injection.
+    pub faults: Arc<dyn Faults>,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture")
+            .field("backend", &self.backend.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fixture {
+    /// A fixture from a backend and its fault injection.
+    pub fn new(backend: Arc<dyn Backend>, faults: Arc<dyn Faults>) -> Self {
+        Fixture { backend, faults }
+    }
+}
+
+/// Longest a single case may run.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs one case: builds a runtime, asks `fixture` for a backend (skipping visibly when it
+/// returns `None`), and runs `case` with a fresh namespace under [`CASE_TIMEOUT`].
+pub fn run<F, FFut, C, CFut>(name: &str, fixture: F, case: C)
+where
+    F: FnOnce() -> FFut,
+    FFut: Future<Output = Option<Fixture>>,
+    C: FnOnce(Ctx) -> CFut,
+    CFut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let Some(fx) = fixture().await else {
+            eprintln!("SKIPPED {name}: the fixture has no backend (see messages above)");
+            return;
+        };
+        let cx = Ctx::new(name, fx);
+        if tokio::time::timeout(CASE_TIMEOUT, case(cx)).await.is_err() {
+            panic!("case {name} did not finish within {CASE_TIMEOUT:?}");
+        }
+    });
+}
+
+/// Expands to one `#[test]` per conformance case, each calling `$fixture` (an
+/// `async fn() -> Option<Fixture>`) for its backend. This list is the single source of
+/// the suite's cases.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($fixture:path) => {
+        $crate::__conformance_cases!($fixture;
+            // keys and hashes
+            key_exists_and_delete,
+            expire_absolute_keeps_first_deadline,
+            expire_sliding_extends,
+            expired_keys_vanish,
+            hash_reads,
+            hash_wrong_type,
+            // streams
+            stream_add_and_range,
+            stream_add_without_create,
+            stream_add_trims,
+            stream_add_ttl_absolute,
+            stream_add_ttl_sliding,
+            stream_add_batch,
+            stream_info_tracks_last_id,
+            stream_remove,
+            stream_wrong_type,
+            stream_add_rejects_empty_entry,
+            read_after_cursor,
+            read_blocks_until_data,
+            read_times_out_empty,
+            read_many_streams,
+            read_cancel_is_prompt,
+            read_invalid_arguments,
+            // consumer groups
+            group_create_positions,
+            group_create_existing,
+            group_create_missing_stream,
+            group_read_shares_entries,
+            group_read_blocks,
+            group_read_no_group,
+            group_read_unblocked_by_stream_delete,
+            group_read_no_ack,
+            group_ack,
+            group_claim_idle,
+            group_claim_reports_deleted,
+            group_claim_specific,
+            group_pending,
+            group_consumers_lifecycle,
+            group_destroy,
+            group_ops_on_missing_stream,
+            // pub/sub
+            pubsub_delivers_in_order,
+            pubsub_only_subscribed_channels,
+            pubsub_shared_channel,
+            pubsub_drop_unsubscribes,
+            pubsub_reports_loss_and_restore,
+            pubsub_invalid_arguments,
+            // atomic map operations
+            map_set_returns_previous,
+            map_set_if_absent,
+            map_set_if_equal,
+            map_empty_value_is_not_absent,
+            map_revision_and_epoch,
+            map_notices_in_commit_order,
+            map_no_notice_without_change,
+            map_delete_conditional,
+            map_increment,
+            map_increment_invalid,
+            map_list_append_and_unique,
+            map_list_remove,
+            map_list_invalid_value,
+            map_reset_leaves_tombstone,
+            map_test_and_reset,
+            map_invalid_keys,
+            map_ttl_absolute_in_operation,
+            map_ttl_sliding_in_operation,
+            map_new_epoch_after_hash_vanishes,
+            map_concurrent_test_and_set_one_winner,
+            map_concurrent_increments,
+            map_wrong_type,
+            // pool admission and leases
+            pool_claim_admission,
+            pool_claim_malformed_guard,
+            pool_claim_concurrent_one_winner,
+            pool_release_by_token,
+            lease_exclusive,
+            lease_expires,
+            lease_renewed_by_holder,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::run(stringify!($case), $fixture, $crate::cases::$case);
+            }
+        )*
+    };
+}

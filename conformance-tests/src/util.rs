@@ -1,0 +1,93 @@
+//! Helpers shared by the cases: the per-case context and "eventually" assertions.
+
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use pulse::{
+    backend::{MapTarget, PubSubEvent, Subscription},
+    Backend,
+};
+
+use crate::{Faults, Fixture};
+
+/// What a case receives: the backend, its faults, and a private namespace.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The backend under test.
+    pub backend: Arc<dyn Backend>,
+    /// Its fault injection.
+    pub faults: Arc<dyn Faults>,
+    ns: String,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("ns", &self.ns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ctx {
+    pub(crate) fn new(case: &str, fx: Fixture) -> Self {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let ns = format!(
+            "conf:{case}:{}:{nanos:x}:{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        Ctx {
+            backend: fx.backend,
+            faults: fx.faults,
+            ns,
+        }
+    }
+
+    /// A key private to this case.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{{{name}}}", self.ns)
+    }
+
+    /// A map target private to this case.
+    pub fn map(&self, name: &str) -> MapTarget {
+        let hash = self.key(name);
+        let channel = format!("{hash}:notices");
+        MapTarget::new(hash, channel)
+    }
+}
+
+/// Polls `check` every 10 ms until it returns true; panics after 10 s naming `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("not true within 10 s: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The next event of `sub`, panicking after 10 s.
+pub async fn expect_event(sub: &mut Subscription) -> PubSubEvent {
+    tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .expect("no pub/sub event within 10 s")
+        .expect("subscription closed")
+}
