@@ -1,5 +1,7 @@
 //! The shared conformance suite, run against the memory backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use pulse_conformance::{conformance_suite, BoxFuture, Faults, Fixture};

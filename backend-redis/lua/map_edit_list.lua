@@ -1,0 +1,53 @@
+-- map_edit_list: append / append-unique / remove items of a list value.
+-- KEYS[1] hash; ARGV[1..4] see prelude; ARGV[5] edit ("append" | "unique" | "remove"),
+-- ARGV[6] key, ARGV[7..] items.
+-- Returns {epoch, rev, changed (0|1), exists (0|1), encoded list or nil};
+-- error PULSE_INVALID when the stored value is not a list (nothing changed).
+local edit, key = ARGV[5], ARGV[6]
+local stored = redis.call('HGET', hash, key)
+local list = {}
+if stored then
+  list = decode_list(stored)
+  if not list then return redis.error_reply('PULSE_INVALID value is not a list') end
+end
+local changed = false
+if edit == 'append' or edit == 'unique' then
+  local present = {}
+  if edit == 'unique' then for _, v in ipairs(list) do present[v] = true end end
+  for i = 7, #ARGV do
+    local item = ARGV[i]
+    if edit == 'append' or not present[item] then
+      list[#list + 1] = item
+      present[item] = true
+      changed = true
+    end
+  end
+else
+  local drop = {}
+  for i = 7, #ARGV do drop[ARGV[i]] = true end
+  local kept = {}
+  for _, v in ipairs(list) do
+    if drop[v] then changed = true else kept[#kept + 1] = v end
+  end
+  list = kept
+end
+if not changed then
+  local epoch, rev = current()
+  apply_ttl()
+  if stored then return { epoch, rev, 0, 1, stored } end
+  return { epoch, rev, 0, 0, false }
+end
+local epoch, rev
+if #list == 0 and edit == 'remove' then
+  redis.call('HDEL', hash, key)
+  epoch, rev = bump('del')
+  publish_del(epoch, rev, key)
+  apply_ttl()
+  return { epoch, rev, 1, 0, false }
+end
+local value = encode_list(list)
+redis.call('HSET', hash, key, value)
+epoch, rev = bump('set')
+publish_set(epoch, rev, key, value)
+apply_ttl()
+return { epoch, rev, 1, 1, value }

@@ -1,0 +1,96 @@
+-- Shared helpers, prepended to every map script (see src/scripts.rs).
+-- Map scripts take KEYS[1] = the map's hash and
+--   ARGV[1] = notice channel, ARGV[2] = epoch seed (decimal, < 2^53),
+--   ARGV[3] = TTL mode ("" | "abs" | "slide"), ARGV[4] = TTL in ms,
+-- followed by their own arguments from ARGV[5] on.
+-- Notices and list values use postcard's layout (see pulse::codec): varint lengths.
+
+local function varint(n)
+  local out = {}
+  while n >= 128 do
+    out[#out + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  out[#out + 1] = string.char(n)
+  return table.concat(out)
+end
+
+local function str(s)
+  return varint(#s) .. s
+end
+
+local function get_varint(s, pos)
+  local n, mul = 0, 1
+  while true do
+    local b = string.byte(s, pos)
+    if not b then return nil end
+    pos = pos + 1
+    n = n + (b % 128) * mul
+    if b < 128 then return n, pos end
+    mul = mul * 128
+    if mul > 2 ^ 49 then return nil end
+  end
+end
+
+-- Decodes a list value; nil when it is not a well-formed list.
+local function decode_list(s)
+  local count, pos = get_varint(s, 1)
+  if not count then return nil end
+  local items = {}
+  for i = 1, count do
+    local len
+    len, pos = get_varint(s, pos)
+    if not len or pos + len - 1 > #s then return nil end
+    items[i] = string.sub(s, pos, pos + len - 1)
+    pos = pos + len
+  end
+  if pos ~= #s + 1 then return nil end
+  return items
+end
+
+local function encode_list(items)
+  local parts = { varint(#items) }
+  for _, v in ipairs(items) do parts[#parts + 1] = str(v) end
+  return table.concat(parts)
+end
+
+local hash, channel, seed = KEYS[1], ARGV[1], ARGV[2]
+
+-- Current {epoch, rev} without changing anything (0, 0 for a missing hash).
+local function current()
+  local m = redis.call('HMGET', hash, '=epoch', '=rev')
+  return tonumber(m[1] or '0') or 0, tonumber(m[2] or '0') or 0
+end
+
+-- Bumps the revision, records the kind, creates the epoch if needed.
+local function bump(kind)
+  local epoch = redis.call('HGET', hash, '=epoch')
+  if not epoch or not tonumber(epoch) or tonumber(epoch) == 0 then
+    epoch = seed
+    redis.call('HSET', hash, '=epoch', epoch)
+  end
+  local rev = redis.call('HINCRBY', hash, '=rev', 1)
+  redis.call('HSET', hash, '=kind', kind)
+  return tonumber(epoch), rev
+end
+
+-- Notice frame: version 1, varint epoch, varint rev, variant, fields.
+local function notice(epoch, rev, variant, body)
+  return string.char(1) .. varint(epoch) .. varint(rev) .. varint(variant) .. (body or '')
+end
+
+local function publish_set(epoch, rev, key, value)
+  redis.call('PUBLISH', channel, notice(epoch, rev, 0, str(key) .. str(value)))
+end
+
+local function publish_del(epoch, rev, key)
+  redis.call('PUBLISH', channel, notice(epoch, rev, 1, str(key)))
+end
+
+local function apply_ttl()
+  if ARGV[3] == 'abs' then
+    redis.call('PEXPIRE', hash, ARGV[4], 'NX')
+  elseif ARGV[3] == 'slide' then
+    redis.call('PEXPIRE', hash, ARGV[4])
+  end
+end

@@ -1,0 +1,179 @@
+//! # pulse-redis
+//!
+//! The production backend of Pulse, on Redis ≥ 7.0 with `redis` and `deadpool-redis`:
+//! - commands and Lua scripts share one multiplexed connection (requests pipeline
+//!   automatically), re-established after a failure;
+//! - blocking stream reads use dedicated connections without a response timeout, from a
+//!   pool; cancelling a read discards its connection;
+//! - pub/sub uses one RESP3 connection per backend for every subscription, health-checked,
+//!   reporting loss and recovery to subscribers;
+//! - each atomic operation is one Lua script under `lua/`, surviving `NOSCRIPT`.
+//!
+//! ```no_run
+//! # async fn demo() -> pulse::Result<()> {
+//! let backend = pulse_redis::RedisBackend::connect("redis://user:secret@127.0.0.1:6379/").await?;
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod errors;
+mod ops;
+mod parse;
+mod pubsub;
+mod scripts;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use pulse::{Error, Result};
+use redis::{IntoConnectionInfo, ProtocolVersion};
+
+use crate::{
+    conn::{Blocking, Commands},
+    errors::map_err,
+    pubsub::Hub,
+    scripts::Scripts,
+};
+
+/// Connection settings. Defaults are documented on each field.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Longest wait for a command or script reply on the shared connection. Default 5 s.
+    pub command_timeout: Duration,
+    /// Longest wait to establish a connection. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Most dedicated connections for concurrent blocking reads. Default 128.
+    pub max_blocking_connections: usize,
+    /// First delay between pub/sub reconnection attempts (doubling). Default 50 ms.
+    pub reconnect_min_delay: Duration,
+    /// Longest delay between pub/sub reconnection attempts. Default 2 s.
+    pub reconnect_max_delay: Duration,
+    /// How often the pub/sub connection is checked with a PING, so a silently dead
+    /// connection is detected. Default 5 s.
+    pub health_check_interval: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            command_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            max_blocking_connections: 128,
+            reconnect_min_delay: Duration::from_millis(50),
+            reconnect_max_delay: Duration::from_secs(2),
+            health_check_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Sets [`RedisOptions::command_timeout`].
+    pub fn with_command_timeout(mut self, d: Duration) -> Self {
+        self.command_timeout = d;
+        self
+    }
+    /// Sets [`RedisOptions::connect_timeout`].
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Sets [`RedisOptions::max_blocking_connections`].
+    pub fn with_max_blocking_connections(mut self, n: usize) -> Self {
+        self.max_blocking_connections = n.max(1);
+        self
+    }
+    /// Sets the pub/sub reconnection back-off bounds.
+    pub fn with_reconnect_delays(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_min_delay = min;
+        self.reconnect_max_delay = max.max(min);
+        self
+    }
+    /// Sets [`RedisOptions::health_check_interval`].
+    pub fn with_health_check_interval(mut self, d: Duration) -> Self {
+        self.health_check_interval = d.max(Duration::from_millis(10));
+        self
+    }
+}
+
+/// The Redis backend. Cloning shares the connections.
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: Commands,
+    blocking: Blocking,
+    hub: Arc<Hub>,
+    scripts: Scripts,
+    /// `host:port/db` only: credentials never reach logs or `Debug`.
+    endpoint: String,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("endpoint", &self.inner.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// Connects with default options. See [`RedisBackend::connect_with`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`), checks the server
+    /// answers and loads the scripts.
+    ///
+    /// Errors: [`Error::Config`] for a malformed URL (the message never contains the URL,
+    /// which may hold a password); [`Error::Connection`] when the server cannot be reached
+    /// or refuses the credentials.
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
+        let endpoint = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let pubsub_client = redis::Client::open(info.clone().set_redis_settings(resp3))
+            .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
+        let client = redis::Client::open(info.clone())
+            .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
+        let commands = Commands::new(client, &options);
+        let blocking = Blocking::new(info, &options)?;
+        let scripts = Scripts::new();
+        let mut conn = commands.get().await?;
+        for script in scripts.all() {
+            script
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| map_err("load scripts", "", e))?;
+        }
+        let hub = Hub::start(pubsub_client, options);
+        Ok(RedisBackend {
+            inner: Arc::new(Inner {
+                commands,
+                blocking,
+                hub,
+                scripts,
+                endpoint,
+            }),
+        })
+    }
+
+    /// The server-side client ID of the shared pub/sub connection, once it exists
+    /// (diagnostics and fault-injection tests: `CLIENT KILL ID <id>`).
+    pub fn pubsub_client_id(&self) -> Option<i64> {
+        self.inner.hub.client_id()
+    }
+}
+
+impl pulse::Backend for RedisBackend {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}

@@ -1,0 +1,248 @@
+//! [`AtomicOps`]: each operation is one Lua script (see `lua/`). Arguments are validated
+//! here before anything is sent; replies are decoded strictly.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pulse::{
+    backend::{
+        AtomicOps, ClaimOutcome, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit,
+        ListOutcome, MapTarget, ResetOutcome, Revision, SetCondition, SetOutcome,
+    },
+    codec,
+    keys::validate_map_key,
+    Error, Result,
+};
+use redis::Value;
+
+use super::{int_reply, millis};
+use crate::{errors::unexpected, parse, scripts::map_invocation, RedisBackend};
+
+/// Splits a `{epoch, rev, …}` reply.
+fn revision_and_rest(
+    what: &'static str,
+    v: Value,
+) -> Result<(Revision, std::vec::IntoIter<Value>)> {
+    let mut parts = parse::array(what, v)?.into_iter();
+    let (Some(epoch), Some(rev)) = (parts.next(), parts.next()) else {
+        return Err(Error::malformed(what, "missing revision"));
+    };
+    let revision = Revision {
+        epoch: int_reply(what, &epoch)?.max(0) as u64,
+        rev: int_reply(what, &rev)?.max(0) as u64,
+    };
+    Ok((revision, parts))
+}
+
+fn flag(what: &'static str, v: Option<Value>) -> Result<bool> {
+    Ok(int_reply(what, &v.unwrap_or(Value::Nil))? == 1)
+}
+
+#[async_trait]
+impl AtomicOps for RedisBackend {
+    async fn map_set(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        value: Bytes,
+        condition: SetCondition,
+    ) -> Result<SetOutcome> {
+        validate_map_key(key)?;
+        let mut inv = map_invocation(&self.inner.scripts.map_set, map);
+        match &condition {
+            SetCondition::Always => inv.arg("always").arg(key).arg(value.as_ref()),
+            SetCondition::IfAbsent => inv.arg("absent").arg(key).arg(value.as_ref()),
+            SetCondition::IfEqual(t) => inv
+                .arg("equal")
+                .arg(key)
+                .arg(value.as_ref())
+                .arg(t.as_ref()),
+        };
+        let (revision, mut rest) = revision_and_rest(
+            "map_set",
+            self.run_script("map_set", &map.hash, &inv).await?,
+        )?;
+        let written = flag("map_set", rest.next())?;
+        let previous = rest.next().and_then(parse::bytes);
+        Ok(SetOutcome {
+            previous,
+            written,
+            revision,
+        })
+    }
+
+    async fn map_delete(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        condition: DeleteCondition,
+    ) -> Result<DeleteOutcome> {
+        validate_map_key(key)?;
+        let mut inv = map_invocation(&self.inner.scripts.map_delete, map);
+        match &condition {
+            DeleteCondition::Always => inv.arg("always").arg(key),
+            DeleteCondition::IfEqual(t) => inv.arg("equal").arg(key).arg(t.as_ref()),
+        };
+        let (revision, mut rest) = revision_and_rest(
+            "map_delete",
+            self.run_script("map_delete", &map.hash, &inv).await?,
+        )?;
+        let deleted = flag("map_delete", rest.next())?;
+        let previous = rest.next().and_then(parse::bytes);
+        Ok(DeleteOutcome {
+            previous,
+            deleted,
+            revision,
+        })
+    }
+
+    async fn map_increment(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        delta: i64,
+    ) -> Result<IncrementOutcome> {
+        validate_map_key(key)?;
+        let mut inv = map_invocation(&self.inner.scripts.map_increment, map);
+        inv.arg(key).arg(delta);
+        let reply = self
+            .run_script("map_increment", &map.hash, &inv)
+            .await
+            .map_err(|e| match e {
+                Error::InvalidValue { reason, .. } => Error::InvalidValue {
+                    key: key.to_owned(),
+                    reason,
+                },
+                e => e,
+            })?;
+        let (revision, mut rest) = revision_and_rest("map_increment", reply)?;
+        let value = rest
+            .next()
+            .as_ref()
+            .and_then(parse::int)
+            .ok_or_else(|| Error::malformed("map_increment", "no value"))?;
+        Ok(IncrementOutcome { value, revision })
+    }
+
+    async fn map_edit_list(
+        &self,
+        map: &MapTarget,
+        key: &str,
+        edit: ListEdit,
+        items: Vec<Bytes>,
+    ) -> Result<ListOutcome> {
+        validate_map_key(key)?;
+        let mut inv = map_invocation(&self.inner.scripts.map_edit_list, map);
+        inv.arg(match edit {
+            ListEdit::Append => "append",
+            ListEdit::AppendUnique => "unique",
+            ListEdit::Remove => "remove",
+        })
+        .arg(key);
+        for item in &items {
+            inv.arg(item.as_ref());
+        }
+        let reply = self
+            .run_script("map_edit_list", &map.hash, &inv)
+            .await
+            .map_err(|e| match e {
+                Error::InvalidValue { reason, .. } => Error::InvalidValue {
+                    key: key.to_owned(),
+                    reason,
+                },
+                e => e,
+            })?;
+        let (revision, mut rest) = revision_and_rest("map_edit_list", reply)?;
+        let changed = flag("map_edit_list", rest.next())?;
+        let exists = flag("map_edit_list", rest.next())?;
+        let list = match (exists, rest.next().and_then(parse::bytes)) {
+            (true, Some(v)) => Some(codec::decode_list(&v)?),
+            (true, None) => return Err(Error::malformed("map_edit_list", "missing list")),
+            (false, _) => None,
+        };
+        Ok(ListOutcome {
+            list,
+            changed,
+            revision,
+        })
+    }
+
+    async fn map_reset(
+        &self,
+        map: &MapTarget,
+        tests: Vec<(String, Bytes)>,
+        destroy: bool,
+    ) -> Result<ResetOutcome> {
+        for (k, _) in &tests {
+            validate_map_key(k)?;
+        }
+        let mut inv = map_invocation(&self.inner.scripts.map_reset, map);
+        inv.arg(if destroy { "destroy" } else { "reset" });
+        for (k, v) in &tests {
+            inv.arg(k).arg(v.as_ref());
+        }
+        let (revision, mut rest) = revision_and_rest(
+            "map_reset",
+            self.run_script("map_reset", &map.hash, &inv).await?,
+        )?;
+        Ok(ResetOutcome {
+            reset: flag("map_reset", rest.next())?,
+            revision,
+        })
+    }
+
+    async fn pool_claim(
+        &self,
+        records: &str,
+        pending: &MapTarget,
+        key: &str,
+        now_ns: u128,
+        deadline_ns: u128,
+    ) -> Result<ClaimOutcome> {
+        validate_map_key(key)?;
+        let mut inv = map_invocation(&self.inner.scripts.pool_claim, pending);
+        inv.key(records)
+            .arg(key)
+            .arg(now_ns.to_string())
+            .arg(deadline_ns.to_string());
+        let v = self.run_script("pool_claim", &pending.hash, &inv).await?;
+        let mut parts = parse::array("pool_claim", v.clone())?.into_iter();
+        let tag = parts.next().and_then(parse::text);
+        let second = parts.next().and_then(parse::text);
+        Ok(match (tag.as_deref(), second) {
+            (Some("running"), _) => ClaimOutcome::Running,
+            (Some("pending"), Some(guard)) => ClaimOutcome::Pending { guard },
+            (Some("malformed"), Some(guard)) => ClaimOutcome::Malformed { guard },
+            (Some("claimed"), Some(token)) => {
+                let (Some(epoch), Some(rev)) = (parts.next(), parts.next()) else {
+                    return Err(unexpected("pool_claim", &v));
+                };
+                let revision = Revision {
+                    epoch: int_reply("pool_claim", &epoch)?.max(0) as u64,
+                    rev: int_reply("pool_claim", &rev)?.max(0) as u64,
+                };
+                ClaimOutcome::Claimed { token, revision }
+            }
+            _ => return Err(unexpected("pool_claim", &v)),
+        })
+    }
+
+    async fn lease_acquire(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let mut inv = self.inner.scripts.lease_acquire.prepare_invoke();
+        inv.key(key).arg(holder).arg(millis(ttl));
+        Ok(int_reply(
+            "lease_acquire",
+            &self.run_script("lease_acquire", key, &inv).await?,
+        )? == 1)
+    }
+
+    async fn lease_release(&self, key: &str, holder: &str) -> Result<bool> {
+        let mut inv = self.inner.scripts.lease_release.prepare_invoke();
+        inv.key(key).arg(holder);
+        Ok(int_reply(
+            "lease_release",
+            &self.run_script("lease_release", key, &inv).await?,
+        )? == 1)
+    }
+}

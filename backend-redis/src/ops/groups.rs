@@ -1,0 +1,301 @@
+//! [`GroupOps`]. Missing streams and groups are reported as `NoGroup` by error code
+//! (`NOGROUP`, `UNBLOCKED`) or, for the generic `ERR` some group commands answer on a
+//! missing key, by checking the key's existence — never by matching message text.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pulse::{
+    backend::{
+        AutoClaim, ConsumerInfo, EntryId, GroupOps, GroupStart, PendingEntry, PendingSummary,
+        StreamBatch, StreamEntry,
+    },
+    Error, Result,
+};
+use redis::{Cmd, Value};
+
+use super::{int_reply, millis};
+use crate::{
+    conn::CmdError,
+    errors::{is_generic_err, map_group_err, no_group},
+    parse, RedisBackend,
+};
+
+impl RedisBackend {
+    /// Runs a group command; `NOGROUP`, `UNBLOCKED`, and `ERR` on a missing key are `NoGroup`.
+    async fn group_cmd(
+        &self,
+        op: &'static str,
+        key: &str,
+        group: &str,
+        cmd: &Cmd,
+    ) -> Result<Value> {
+        match self.run_raw(cmd).await {
+            Ok(v) => Ok(v),
+            Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
+                Err(no_group(key, group))
+            }
+            Err(e) => Err(e.map(|e| map_group_err(op, key, group, e))),
+        }
+    }
+
+    /// Checks the group exists (XINFO CONSUMERS answers `ERR` on a missing key and
+    /// `NOGROUP` on a missing group).
+    async fn consumers_raw(&self, key: &str, group: &str) -> Result<Value> {
+        self.group_cmd(
+            "XINFO CONSUMERS",
+            key,
+            group,
+            redis::cmd("XINFO").arg("CONSUMERS").arg(key).arg(group),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl GroupOps for RedisBackend {
+    async fn group_create(
+        &self,
+        key: &str,
+        group: &str,
+        start: GroupStart,
+        create_stream: bool,
+    ) -> Result<bool> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE").arg(key).arg(group);
+        match start {
+            GroupStart::Newest => cmd.arg("$"),
+            GroupStart::After(id) => cmd.arg(id.to_string()),
+        };
+        if create_stream {
+            cmd.arg("MKSTREAM");
+        }
+        match self.run_raw(&cmd).await {
+            Ok(_) => Ok(true),
+            Err(CmdError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(false),
+            Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
+                Err(no_group(key, group))
+            }
+            Err(e) => Err(e.map(|e| map_group_err("XGROUP CREATE", key, group, e))),
+        }
+    }
+
+    async fn group_read(
+        &self,
+        group: &str,
+        consumer: &str,
+        keys: &[String],
+        count: usize,
+        block: Option<Duration>,
+        no_ack: bool,
+    ) -> Result<Vec<StreamBatch>> {
+        if keys.is_empty() {
+            return Err(Error::InvalidArgument("no streams to read".into()));
+        }
+        if count == 0 {
+            return Err(Error::InvalidArgument("count must be at least 1".into()));
+        }
+        let build = |block: Option<Duration>| {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(group)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count);
+            if let Some(d) = block {
+                cmd.arg("BLOCK").arg(millis(d));
+            }
+            if no_ack {
+                cmd.arg("NOACK");
+            }
+            cmd.arg("STREAMS").arg(keys);
+            for _ in keys {
+                cmd.arg(">");
+            }
+            cmd
+        };
+        let key = &keys[0];
+        let ready = parse::batches(
+            self.group_cmd("XREADGROUP", key, group, &build(None))
+                .await?,
+        )?;
+        let block = block.filter(|d| !d.is_zero());
+        if !ready.is_empty() || block.is_none() {
+            return Ok(ready);
+        }
+        let v = self
+            .inner
+            .blocking
+            .cmd(&build(block))
+            .await
+            .map_err(|e| e.map(|e| map_group_err("XREADGROUP", key, group, e)))?;
+        parse::batches(v)
+    }
+
+    async fn group_ack(&self, key: &str, group: &str, ids: &[EntryId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(key).arg(group);
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        match self.run_raw(&cmd).await {
+            Ok(v) => Ok(int_reply("XACK", &v)?.max(0) as u64),
+            // Acking in a missing group is a no-op by contract.
+            Err(CmdError::Redis(e)) if e.code() == Some("NOGROUP") => Ok(0),
+            Err(e) => Err(e.map(|e| map_group_err("XACK", key, group, e))),
+        }
+    }
+
+    async fn group_claim_idle(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        start: EntryId,
+        count: usize,
+    ) -> Result<AutoClaim> {
+        if count == 0 {
+            return Err(Error::InvalidArgument("count must be at least 1".into()));
+        }
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(key)
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg(start.to_string())
+            .arg("COUNT")
+            .arg(count);
+        let mut parts = parse::array(
+            "XAUTOCLAIM",
+            self.group_cmd("XAUTOCLAIM", key, group, &cmd).await?,
+        )?
+        .into_iter();
+        let next = parts
+            .next()
+            .map(parse::entry_id)
+            .transpose()?
+            .unwrap_or(EntryId::ZERO);
+        let entries = parse::entries(parts.next().unwrap_or(Value::Nil))?;
+        let deleted = parse::array("XAUTOCLAIM deleted", parts.next().unwrap_or(Value::Nil))?
+            .into_iter()
+            .map(parse::entry_id)
+            .collect::<Result<_>>()?;
+        Ok(AutoClaim {
+            next,
+            entries,
+            deleted,
+        })
+    }
+
+    async fn group_claim(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        ids: &[EntryId],
+    ) -> Result<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(key)
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64);
+        if ids.is_empty() {
+            // XCLAIM needs an ID; still check the group exists as the contract says.
+            self.consumers_raw(key, group).await?;
+            return Ok(Vec::new());
+        }
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        parse::entries(self.group_cmd("XCLAIM", key, group, &cmd).await?)
+    }
+
+    async fn group_pending_summary(&self, key: &str, group: &str) -> Result<PendingSummary> {
+        let v = self
+            .group_cmd(
+                "XPENDING",
+                key,
+                group,
+                redis::cmd("XPENDING").arg(key).arg(group),
+            )
+            .await?;
+        parse::pending_summary(v)
+    }
+
+    async fn group_pending(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: Option<&str>,
+        start: EntryId,
+        count: usize,
+    ) -> Result<Vec<PendingEntry>> {
+        let mut cmd = redis::cmd("XPENDING");
+        cmd.arg(key)
+            .arg(group)
+            .arg(start.to_string())
+            .arg("+")
+            .arg(count.max(1));
+        if let Some(c) = consumer {
+            cmd.arg(c);
+        }
+        if count == 0 {
+            self.consumers_raw(key, group).await?;
+            return Ok(Vec::new());
+        }
+        parse::pending_entries(self.group_cmd("XPENDING", key, group, &cmd).await?)
+    }
+
+    async fn group_consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
+        parse::consumers(self.consumers_raw(key, group).await?)
+    }
+
+    async fn group_create_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<bool> {
+        let cmd = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(key)
+            .arg(group)
+            .arg(consumer)
+            .clone();
+        Ok(int_reply(
+            "XGROUP CREATECONSUMER",
+            &self
+                .group_cmd("XGROUP CREATECONSUMER", key, group, &cmd)
+                .await?,
+        )? == 1)
+    }
+
+    async fn group_delete_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<u64> {
+        let cmd = redis::cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(key)
+            .arg(group)
+            .arg(consumer)
+            .clone();
+        Ok(int_reply(
+            "XGROUP DELCONSUMER",
+            &self
+                .group_cmd("XGROUP DELCONSUMER", key, group, &cmd)
+                .await?,
+        )?
+        .max(0) as u64)
+    }
+
+    async fn group_destroy(&self, key: &str, group: &str) -> Result<bool> {
+        let cmd = redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(key)
+            .arg(group)
+            .clone();
+        match self.group_cmd("XGROUP DESTROY", key, group, &cmd).await {
+            Ok(v) => Ok(int_reply("XGROUP DESTROY", &v)? == 1),
+            Err(Error::NoGroup { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

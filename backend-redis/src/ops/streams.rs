@@ -1,0 +1,219 @@
+//! [`StreamOps`]: appends (trim, create and TTL in one `MULTI`), ranges, blocking reads.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pulse::{
+    backend::{AddOptions, EntryId, Fields, StreamBatch, StreamEntry, StreamInfo, StreamOps, Ttl},
+    Error, Result,
+};
+use redis::{Cmd, Pipeline, Value};
+
+use super::{int_reply, millis};
+use crate::{
+    conn::CmdError,
+    errors::{is_generic_err, map_err},
+    parse, RedisBackend,
+};
+
+fn xadd(key: &str, fields: &Fields, options: &AddOptions) -> Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(key);
+    if !options.create {
+        cmd.arg("NOMKSTREAM");
+    }
+    if let Some(n) = options.max_len {
+        cmd.arg("MAXLEN").arg("~").arg(n);
+    }
+    cmd.arg("*");
+    for (k, v) in fields {
+        cmd.arg(k).arg(v.as_ref());
+    }
+    cmd
+}
+
+fn pexpire(key: &str, ttl: Ttl) -> Cmd {
+    let mut cmd = redis::cmd("PEXPIRE");
+    cmd.arg(key).arg(ttl.millis());
+    if matches!(ttl, Ttl::Absolute(_)) {
+        cmd.arg("NX");
+    }
+    cmd
+}
+
+fn check_fields(fields: &Fields) -> Result<()> {
+    if fields.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a stream entry needs at least one field".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn id_reply(v: Value) -> Result<Option<EntryId>> {
+    match v {
+        Value::Nil => Ok(None),
+        v => parse::entry_id(v).map(Some),
+    }
+}
+
+impl RedisBackend {
+    /// Appends entries and applies the TTL; atomic (`MULTI`) when a TTL is given.
+    async fn append(
+        &self,
+        key: &str,
+        entries: &[Fields],
+        options: &AddOptions,
+    ) -> Result<Vec<Option<EntryId>>> {
+        entries.iter().try_for_each(check_fields)?;
+        let mut pipe = Pipeline::with_capacity(entries.len() + 1);
+        if options.ttl.is_some() {
+            pipe.atomic();
+        }
+        for fields in entries {
+            pipe.add_command(xadd(key, fields, options));
+        }
+        if let Some(ttl) = options.ttl {
+            pipe.add_command(pexpire(key, ttl)).ignore();
+        }
+        let replies = self
+            .inner
+            .commands
+            .pipe(&pipe)
+            .await
+            .map_err(|e| e.map(|e| map_err("XADD", key, e)))?;
+        replies
+            .into_iter()
+            .take(entries.len())
+            .map(id_reply)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl StreamOps for RedisBackend {
+    async fn stream_add(
+        &self,
+        key: &str,
+        fields: Fields,
+        options: &AddOptions,
+    ) -> Result<Option<EntryId>> {
+        if options.ttl.is_none() {
+            check_fields(&fields)?;
+            return id_reply(self.run("XADD", key, &xadd(key, &fields, options)).await?);
+        }
+        Ok(self
+            .append(key, std::slice::from_ref(&fields), options)
+            .await?
+            .pop()
+            .flatten())
+    }
+
+    async fn stream_add_batch(
+        &self,
+        key: &str,
+        entries: Vec<Fields>,
+        options: &AddOptions,
+    ) -> Result<Vec<Option<EntryId>>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.append(key, &entries, options).await
+    }
+
+    async fn stream_range(
+        &self,
+        key: &str,
+        start: EntryId,
+        end: EntryId,
+        count: Option<usize>,
+    ) -> Result<Vec<StreamEntry>> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(key).arg(start.to_string()).arg(end.to_string());
+        if let Some(n) = count {
+            cmd.arg("COUNT").arg(n);
+        }
+        parse::entries(self.run("XRANGE", key, &cmd).await?)
+    }
+
+    async fn stream_info(&self, key: &str) -> Result<Option<StreamInfo>> {
+        let v = match self
+            .run_raw(redis::cmd("XINFO").arg("STREAM").arg(key))
+            .await
+        {
+            Ok(v) => v,
+            // A missing key is a generic ERR: tell it apart from other failures by existence.
+            Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.map(|e| map_err("XINFO STREAM", key, e))),
+        };
+        let mut info = StreamInfo {
+            length: 0,
+            last_id: EntryId::ZERO,
+        };
+        for (k, v) in parse::pairs("XINFO STREAM", v)? {
+            match k.as_str() {
+                "length" => info.length = int_reply("XINFO length", &v)?.max(0) as u64,
+                "last-generated-id" => info.last_id = parse::entry_id(v)?,
+                _ => {}
+            }
+        }
+        Ok(Some(info))
+    }
+
+    async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut cmd = redis::cmd("XDEL");
+        cmd.arg(key);
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        Ok(int_reply("XDEL", &self.run("XDEL", key, &cmd).await?)?.max(0) as u64)
+    }
+
+    async fn stream_read(
+        &self,
+        streams: &[(String, EntryId)],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<StreamBatch>> {
+        if streams.is_empty() {
+            return Err(Error::InvalidArgument("no streams to read".into()));
+        }
+        if count == 0 {
+            return Err(Error::InvalidArgument("count must be at least 1".into()));
+        }
+        let build = |block: Option<Duration>| {
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT").arg(count);
+            if let Some(d) = block {
+                cmd.arg("BLOCK").arg(millis(d));
+            }
+            cmd.arg("STREAMS");
+            for (k, _) in streams {
+                cmd.arg(k);
+            }
+            for (_, id) in streams {
+                cmd.arg(id.to_string());
+            }
+            cmd
+        };
+        let key = &streams[0].0;
+        // Data already there: answer from the shared connection, no dedicated one needed.
+        let ready = parse::batches(self.run("XREAD", key, &build(None)).await?)?;
+        let block = block.filter(|d| !d.is_zero());
+        if !ready.is_empty() || block.is_none() {
+            return Ok(ready);
+        }
+        let v = self
+            .inner
+            .blocking
+            .cmd(&build(block))
+            .await
+            .map_err(|e| e.map(|e| map_err("XREAD", key, e)))?;
+        parse::batches(v)
+    }
+}

@@ -1,0 +1,71 @@
+//! The Lua scripts, one per atomic operation (`lua/*.lua`), loaded once per backend.
+//!
+//! Map scripts are the shared prelude (`lua/prelude.lua`) followed by the operation's own
+//! file. Invocation goes through `EVALSHA` and falls back to loading the script on
+//! `NOSCRIPT`, so a script-cache flush, restart or failover is survived transparently.
+
+use pulse::backend::{MapTarget, Ttl};
+use redis::{Script, ScriptInvocation};
+
+const PRELUDE: &str = include_str!("../lua/prelude.lua");
+
+fn map_script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+/// Every script of the backend.
+pub(crate) struct Scripts {
+    pub(crate) map_set: Script,
+    pub(crate) map_delete: Script,
+    pub(crate) map_increment: Script,
+    pub(crate) map_edit_list: Script,
+    pub(crate) map_reset: Script,
+    pub(crate) pool_claim: Script,
+    pub(crate) lease_acquire: Script,
+    pub(crate) lease_release: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Scripts {
+            map_set: map_script(include_str!("../lua/map_set.lua")),
+            map_delete: map_script(include_str!("../lua/map_delete.lua")),
+            map_increment: map_script(include_str!("../lua/map_increment.lua")),
+            map_edit_list: map_script(include_str!("../lua/map_edit_list.lua")),
+            map_reset: map_script(include_str!("../lua/map_reset.lua")),
+            pool_claim: map_script(include_str!("../lua/pool_claim.lua")),
+            lease_acquire: Script::new(include_str!("../lua/lease_acquire.lua")),
+            lease_release: Script::new(include_str!("../lua/lease_release.lua")),
+        }
+    }
+
+    /// All scripts, for loading up front.
+    pub(crate) fn all(&self) -> [&Script; 8] {
+        [
+            &self.map_set,
+            &self.map_delete,
+            &self.map_increment,
+            &self.map_edit_list,
+            &self.map_reset,
+            &self.pool_claim,
+            &self.lease_acquire,
+            &self.lease_release,
+        ]
+    }
+}
+
+/// A map script invocation with the prelude's KEYS[1] and ARGV[1..4] filled in.
+pub(crate) fn map_invocation<'a>(script: &'a Script, map: &MapTarget) -> ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    let (mode, ms) = match map.ttl {
+        None => ("", 0),
+        Some(t @ Ttl::Absolute(_)) => ("abs", t.millis()),
+        Some(t @ Ttl::Sliding(_)) => ("slide", t.millis()),
+    };
+    inv.key(&map.hash)
+        .arg(&map.channel)
+        .arg(map.epoch_seed.to_string())
+        .arg(mode)
+        .arg(ms);
+    inv
+}
