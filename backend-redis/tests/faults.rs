@@ -26,7 +26,10 @@ fn fast() -> RedisOptions {
 }
 
 async fn next_event(sub: &mut pulse::backend::Subscription) -> PubSubEvent {
-    tokio::time::timeout(Duration::from_secs(20), sub.recv()).await.expect("no event in 20 s").expect("closed")
+    tokio::time::timeout(Duration::from_secs(20), sub.recv())
+        .await
+        .expect("no event in 20 s")
+        .expect("closed")
 }
 
 /// Retries `f` until it succeeds or 20 s pass.
@@ -40,7 +43,10 @@ where
         match f().await {
             Ok(v) => return v,
             Err(e) if tokio::time::Instant::now() < deadline => {
-                assert!(e.is_connection(), "only connection errors are expected, got {e:?}");
+                assert!(
+                    e.is_connection(),
+                    "only connection errors are expected, got {e:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => panic!("still failing after 20 s: {e:?}"),
@@ -50,104 +56,205 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_a_connection_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let err = RedisBackend::connect_with(&format!("redis://127.0.0.1:{port}/"), fast()).await.unwrap_err();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = RedisBackend::connect_with(&format!("redis://127.0.0.1:{port}/"), fast())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Connection { .. }), "{err:?}");
 }
 
 #[tokio::test]
 async fn malformed_url_is_a_config_error_without_secrets() {
-    for url in ["http://user:hunter2@localhost/", "redis://user:hunter2@[::1/", "not a url"] {
+    for url in [
+        "http://user:hunter2@localhost/",
+        "redis://user:hunter2@[::1/",
+        "not a url",
+    ] {
         let err = RedisBackend::connect(url).await.unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{url}: {err:?}");
-        assert!(!format!("{err} {err:?}").contains("hunter2"), "secret leaked: {err:?}");
+        assert!(
+            !format!("{err} {err:?}").contains("hunter2"),
+            "secret leaked: {err:?}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_and_acl_user_authenticate_and_stay_hidden() {
-    let Some(server) = private_server(&["--requirepass", "s3cret-pw", "--user", "alice", "on", ">alice-pw", "~*", "&*", "+@all"]) else {
+    let Some(server) = private_server(&[
+        "--requirepass",
+        "s3cret-pw",
+        "--user",
+        "alice",
+        "on",
+        ">alice-pw",
+        "~*",
+        "&*",
+        "+@all",
+    ]) else {
         return;
     };
     let port = server.port();
-    let backend = RedisBackend::connect_with(&format!("redis://:s3cret-pw@127.0.0.1:{port}/"), fast()).await.unwrap();
-    assert!(!format!("{backend:?}").contains("s3cret"), "password in Debug output");
-    let acl = RedisBackend::connect_with(&format!("redis://alice:alice-pw@127.0.0.1:{port}/"), fast()).await.unwrap();
+    let backend =
+        RedisBackend::connect_with(&format!("redis://:s3cret-pw@127.0.0.1:{port}/"), fast())
+            .await
+            .unwrap();
+    assert!(
+        !format!("{backend:?}").contains("s3cret"),
+        "password in Debug output"
+    );
+    let acl =
+        RedisBackend::connect_with(&format!("redis://alice:alice-pw@127.0.0.1:{port}/"), fast())
+            .await
+            .unwrap();
     assert!(!format!("{acl:?}").contains("alice-pw"));
     let map = MapTarget::new("m", "m:n");
-    acl.map_set(&map, "k", Bytes::from("v"), SetCondition::Always).await.unwrap();
+    acl.map_set(&map, "k", Bytes::from("v"), SetCondition::Always)
+        .await
+        .unwrap();
     let mut sub = acl.subscribe(&["ch".to_owned()]).await.unwrap();
     backend.publish("ch", Bytes::from("hi")).await.unwrap();
-    assert!(matches!(next_event(&mut sub).await, PubSubEvent::Message { .. }));
-    for bad in [format!("redis://:wrong@127.0.0.1:{port}/"), format!("redis://alice:wrong@127.0.0.1:{port}/")] {
+    assert!(matches!(
+        next_event(&mut sub).await,
+        PubSubEvent::Message { .. }
+    ));
+    for bad in [
+        format!("redis://:wrong@127.0.0.1:{port}/"),
+        format!("redis://alice:wrong@127.0.0.1:{port}/"),
+    ] {
         let err = RedisBackend::connect_with(&bad, fast()).await.unwrap_err();
         assert!(matches!(err, Error::Connection { .. }), "{err:?}");
-        assert!(!format!("{err:?}").contains("wrong@"), "URL leaked: {err:?}");
+        assert!(
+            !format!("{err:?}").contains("wrong@"),
+            "URL leaked: {err:?}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_fail_typed_while_down_and_recover_after_restart() {
-    let Some(server) = private_server(&[]) else { return };
-    let backend = RedisBackend::connect_with(&server.url(), fast()).await.unwrap();
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let backend = RedisBackend::connect_with(&server.url(), fast())
+        .await
+        .unwrap();
     let map = MapTarget::new("m", "m:n");
-    backend.map_set(&map, "k", Bytes::from("1"), SetCondition::Always).await.unwrap();
+    backend
+        .map_set(&map, "k", Bytes::from("1"), SetCondition::Always)
+        .await
+        .unwrap();
     server.stop();
-    let err = backend.map_set(&map, "k", Bytes::from("2"), SetCondition::Always).await.unwrap_err();
+    let err = backend
+        .map_set(&map, "k", Bytes::from("2"), SetCondition::Always)
+        .await
+        .unwrap_err();
     assert!(err.is_connection(), "{err:?}");
     assert!(backend.exists("m").await.unwrap_err().is_connection());
     server.restart().unwrap();
     // The restarted server is empty (no persistence) and has no scripts: both recovered.
-    let out = eventually_ok(|| backend.map_set(&map, "k", Bytes::from("3"), SetCondition::Always)).await;
+    let out =
+        eventually_ok(|| backend.map_set(&map, "k", Bytes::from("3"), SetCondition::Always)).await;
     assert_eq!((out.previous, out.revision.rev), (None, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_report_loss_and_recover_after_restart() {
-    let Some(server) = private_server(&[]) else { return };
-    let backend = RedisBackend::connect_with(&server.url(), fast()).await.unwrap();
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let backend = RedisBackend::connect_with(&server.url(), fast())
+        .await
+        .unwrap();
     let mut sub = backend.subscribe(&["ch".to_owned()]).await.unwrap();
     server.stop();
     assert_eq!(next_event(&mut sub).await, PubSubEvent::Lost);
     server.restart().unwrap();
     assert_eq!(next_event(&mut sub).await, PubSubEvent::Restored);
     eventually_ok(|| backend.publish("ch", Bytes::from("back"))).await;
-    assert_eq!(next_event(&mut sub).await, PubSubEvent::Message { channel: "ch".into(), payload: Bytes::from("back") });
+    assert_eq!(
+        next_event(&mut sub).await,
+        PubSubEvent::Message {
+            channel: "ch".into(),
+            payload: Bytes::from("back")
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_survive_a_script_cache_flush() {
-    let Some(server) = private_server(&[]) else { return };
-    let backend = RedisBackend::connect_with(&server.url(), fast()).await.unwrap();
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let backend = RedisBackend::connect_with(&server.url(), fast())
+        .await
+        .unwrap();
     flush_scripts(&server).await;
     let map = MapTarget::new("m", "m:n");
-    let out = backend.map_set(&map, "k", Bytes::from("v"), SetCondition::Always).await.unwrap();
+    let out = backend
+        .map_set(&map, "k", Bytes::from("v"), SetCondition::Always)
+        .await
+        .unwrap();
     assert!(out.written);
     flush_scripts(&server).await;
-    assert!(backend.lease_acquire("lease", "me", Duration::from_secs(5)).await.unwrap());
+    assert!(backend
+        .lease_acquire("lease", "me", Duration::from_secs(5))
+        .await
+        .unwrap());
 }
 
 async fn flush_scripts(server: &RedisServer) {
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_read_ends_with_a_connection_error_when_the_server_dies() {
-    let Some(server) = private_server(&[]) else { return };
-    let backend = RedisBackend::connect_with(&server.url(), fast()).await.unwrap();
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let backend = RedisBackend::connect_with(&server.url(), fast())
+        .await
+        .unwrap();
     let reader = {
         let backend = backend.clone();
-        tokio::spawn(async move { backend.stream_read(&[("s".into(), EntryId::ZERO)], 10, Some(Duration::from_secs(60))).await })
+        tokio::spawn(async move {
+            backend
+                .stream_read(
+                    &[("s".into(), EntryId::ZERO)],
+                    10,
+                    Some(Duration::from_secs(60)),
+                )
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(200)).await; // let the read block first
     server.stop();
-    let res = tokio::time::timeout(Duration::from_secs(20), reader).await.expect("read hung").unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("read hung")
+        .unwrap();
     assert!(res.unwrap_err().is_connection());
     server.restart().unwrap();
     let opts = AddOptions::default();
-    let id = eventually_ok(|| backend.stream_add("s", vec![("n".into(), Bytes::from("x"))], &opts)).await;
-    let got = backend.stream_read(&[("s".into(), EntryId::ZERO)], 10, Some(Duration::from_secs(5))).await.unwrap();
+    let id = eventually_ok(|| backend.stream_add("s", vec![("n".into(), Bytes::from("x"))], &opts))
+        .await;
+    let got = backend
+        .stream_read(
+            &[("s".into(), EntryId::ZERO)],
+            10,
+            Some(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
     assert_eq!(Some(got[0].entries[0].id), id);
 }

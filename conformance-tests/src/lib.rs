@@ -3,7 +3,7 @@
 //! The one behavioural suite every Pulse backend must pass. A backend crate runs all of it
 //! with a single macro call in an integration test:
 //!
-//! ```ignore
+//! ```text
 //! use std::sync::Arc;
 //! use pulse_conformance::{conformance_suite, Fixture};
 //!

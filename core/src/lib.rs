@@ -20,4 +20,9 @@ pub mod error;
 pub mod keys;
 
 pub use backend::Backend;
+
+/// The capability traits, for `use pulse::prelude::*;` (their methods need them in scope).
+pub mod prelude {
+    pub use crate::backend::{AtomicOps, Backend, GroupOps, HashOps, KeyOps, PubSubOps, StreamOps};
+}
 pub use error::{Error, Result};

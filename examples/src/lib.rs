@@ -1,0 +1,16 @@
+//! Shared set-up for the examples: pick the backend from the environment.
+//!
+//! The project README is included below so its code samples run as doc tests.
+#![doc = include_str!("../../README.md")]
+
+use std::sync::Arc;
+
+use pulse::Backend;
+
+/// The Redis backend when `PULSE_REDIS_URL` is set, the memory backend otherwise.
+pub async fn backend_from_env() -> pulse::Result<Arc<dyn Backend>> {
+    match std::env::var("PULSE_REDIS_URL") {
+        Ok(url) => Ok(Arc::new(pulse_redis::RedisBackend::connect(&url).await?)),
+        Err(_) => Ok(Arc::new(pulse_memory::MemoryBackend::new())),
+    }
+}
