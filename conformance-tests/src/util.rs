@@ -58,6 +58,11 @@ impl Ctx {
         format!("{}:{{{name}}}", self.ns)
     }
 
+    /// A keyspace private to this case (for the building blocks: maps, streams, pools).
+    pub fn keyspace(&self) -> pulse::keys::Keyspace {
+        pulse::keys::Keyspace::new(self.ns.clone()).expect("namespace is a valid prefix")
+    }
+
     /// A map target private to this case.
     pub fn map(&self, name: &str) -> MapTarget {
         let hash = self.key(name);

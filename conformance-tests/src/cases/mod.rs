@@ -9,6 +9,7 @@ mod maps;
 mod pool;
 mod pubsub;
 mod reads;
+mod rmap;
 mod streams;
 
 pub use groups::*;
@@ -17,6 +18,7 @@ pub use maps::*;
 pub use pool::*;
 pub use pubsub::*;
 pub use reads::*;
+pub use rmap::*;
 pub use streams::*;
 
 use bytes::Bytes;

@@ -1,0 +1,598 @@
+//! Replicated maps: a named map mirrored in memory in every process that joins it.
+//!
+//! Reads are local and never touch the backend. Writes are atomic backend operations
+//! that change the map, bump its revision and publish a notice in one step; every replica
+//! applies notices in revision order, so all replicas converge to the backend's content.
+//!
+//! Guarantees:
+//! - **Consistent join.** [`Map::join`] subscribes (confirmed) *before* it snapshots the
+//!   map, and notices at or below the snapshot's revision are ignored, so nothing committed
+//!   after the snapshot is lost and nothing older is re-applied.
+//! - **No silent staleness.** After a lost subscription, a revision gap or regression, or a
+//!   re-created or expired map, the replica reloads a snapshot and converges (see
+//!   [`task`](self) docs in the source). A replica can lag, never stay behind.
+//! - **Notifications never hide a reset.** Each subscriber gets every change (key and
+//!   kind); a subscriber that falls behind gets one collapsed event with the strongest kind.
+//! - **Read-your-write on demand.** [`Map::set_and_wait`] returns once the local replica
+//!   reflects the write.
+//! - **Close.** After [`Map::close`], writes fail with [`Error::Closed`] (except
+//!   [`Map::reset`] and [`Map::destroy`], which are remote clean-up), reads keep the last
+//!   content, subscribers end.
+//!
+//! ```
+//! use pulse::rmap::{Map, MapOptions};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> pulse::Result<()> {
+//! let backend = std::sync::Arc::new(pulse_memory::MemoryBackend::new());
+//! let map = Map::join(backend.clone(), "settings", MapOptions::default()).await?;
+//! let other = Map::join(backend, "settings", MapOptions::default()).await?;
+//! map.set_and_wait("mode", "fast").await?;
+//! assert_eq!(map.get("mode").as_deref(), Some(&b"fast"[..]));
+//! let mut changes = other.subscribe()?;
+//! map.increment("hits", 1).await?;
+//! let event = changes.recv().await.expect("an event");
+//! assert_eq!(event.key.as_deref(), Some("hits"));
+//! # Ok(()) }
+//! ```
+
+mod events;
+mod options;
+mod replica;
+mod task;
+
+use std::{
+    collections::HashMap,
+    ops::Deref,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock, Weak,
+    },
+};
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::watch;
+use tracing::debug;
+
+pub use events::{EventKind, MapEvent, MapSubscriber};
+pub use options::MapOptions;
+
+use crate::{
+    backend::{
+        DeleteCondition, DeleteOutcome, ListEdit, ListOutcome, MapTarget, Revision, SetCondition,
+        SetOutcome,
+    },
+    codec,
+    keys::validate_map_key,
+    Backend, Error, Result,
+};
+use events::Slot;
+use replica::{Applied, Replica};
+
+/// An immutable snapshot of a map's content, cheap to take (no copy).
+#[derive(Clone, Debug)]
+pub struct MapSnapshot {
+    content: Arc<HashMap<String, Bytes>>,
+    revision: Revision,
+}
+
+impl MapSnapshot {
+    /// The revision this snapshot reflects.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+}
+
+impl Deref for MapSnapshot {
+    type Target = HashMap<String, Bytes>;
+    fn deref(&self) -> &Self::Target {
+        &self.content
+    }
+}
+
+/// Where `set_and_wait` callers wait: the replica's revision, and whether it is closed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
+    revision: Revision,
+    closed: bool,
+}
+
+pub(crate) struct MapInner {
+    name: String,
+    backend: Arc<dyn Backend>,
+    target: MapTarget,
+    options: MapOptions,
+    replica: RwLock<Replica>,
+    progress: watch::Sender<Progress>,
+    subscribers: Mutex<Vec<Weak<Slot>>>,
+    closed: AtomicBool,
+    shutdown: watch::Sender<bool>,
+}
+
+/// A handle on a replicated map. Clones share one replica.
+#[derive(Clone)]
+pub struct Map {
+    inner: Arc<MapInner>,
+}
+
+impl std::fmt::Debug for Map {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Map")
+            .field("name", &self.inner.name)
+            .field("revision", &self.inner.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MapInner {
+    fn revision(&self) -> Revision {
+        self.replica
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .revision
+    }
+
+    fn is_locally_empty(&self) -> bool {
+        self.replica
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .content
+            .is_empty()
+    }
+
+    fn publish(&self, events: Vec<events::MapEvent>, revision: Revision) {
+        if !events.is_empty() {
+            let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+            subs.retain(|w| w.strong_count() > 0);
+            for slot in subs.iter().filter_map(Weak::upgrade) {
+                for e in &events {
+                    slot.push(e.clone());
+                }
+            }
+        }
+        self.progress.send_modify(|p| p.revision = revision);
+    }
+
+    /// Applies a notice; true when a resync is needed instead.
+    fn apply(&self, notice: codec::MapNotice) -> bool {
+        let (applied, revision) = {
+            let mut r = self.replica.write().unwrap_or_else(|p| p.into_inner());
+            let applied = r.apply(notice);
+            (applied, r.revision)
+        };
+        match applied {
+            Applied::Stale => false,
+            Applied::Resync => true,
+            Applied::Event(e) => {
+                self.publish(vec![e], revision);
+                false
+            }
+        }
+    }
+
+    /// Replaces the replica by a snapshot, notifying the differences.
+    fn replace(&self, next: Replica, kind: Option<&str>) {
+        let (events, revision) = {
+            let mut r = self.replica.write().unwrap_or_else(|p| p.into_inner());
+            let events = r.diff(&next, kind);
+            *r = next;
+            (events, r.revision)
+        };
+        self.publish(events, revision);
+    }
+}
+
+impl Drop for MapInner {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Map {
+    /// Joins (creating on first write) the map `name`: subscribes to its notices, loads a
+    /// snapshot and starts applying changes in the background.
+    ///
+    /// Errors: [`Error::InvalidName`] for an invalid name (nothing contacted);
+    /// [`Error::Connection`] when the subscription or snapshot fails (nothing is left
+    /// behind: the subscription is dropped).
+    pub async fn join(backend: Arc<dyn Backend>, name: &str, options: MapOptions) -> Result<Map> {
+        let keys = options.keyspace.map(name)?;
+        let target = MapTarget::new(keys.hash, keys.channel).with_ttl(options.ttl);
+        Self::join_target(backend, name, target, options).await
+    }
+
+    /// Joins a map at explicit keys (used by the building blocks that lay out their own
+    /// maps, e.g. a pool's maps under the pool's hash tag).
+    pub(crate) async fn join_target(
+        backend: Arc<dyn Backend>,
+        name: &str,
+        target: MapTarget,
+        options: MapOptions,
+    ) -> Result<Map> {
+        let sub = backend
+            .subscribe(std::slice::from_ref(&target.channel))
+            .await?;
+        let (replica, _) = Replica::from_snapshot(backend.hash_get_all(&target.hash).await?);
+        let (progress, _) = watch::channel(Progress {
+            revision: replica.revision,
+            closed: false,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let check_interval = options.check_interval;
+        let inner = Arc::new(MapInner {
+            name: name.to_owned(),
+            backend,
+            target,
+            options,
+            replica: RwLock::new(replica),
+            progress,
+            subscribers: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            shutdown,
+        });
+        tokio::spawn(task::run(
+            Arc::downgrade(&inner),
+            sub,
+            shutdown_rx,
+            check_interval,
+        ));
+        debug!(map = %name, revision = ?inner.revision(), "joined");
+        Ok(Map { inner })
+    }
+
+    /// The map's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Replica> {
+        self.inner.replica.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ----- local reads -----
+
+    /// The value of `key` in the local replica (`Some(empty)` for an empty value).
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        self.read().content.get(key).cloned()
+    }
+
+    /// True when the local replica has `key`.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.read().content.contains_key(key)
+    }
+
+    /// The value of `key` decoded as a list (see [`Map::append`]); `None` when absent.
+    ///
+    /// Errors: [`Error::Malformed`] when the value is not a list.
+    pub fn get_list(&self, key: &str) -> Result<Option<Vec<Bytes>>> {
+        self.get(key).map(|v| codec::decode_list(&v)).transpose()
+    }
+
+    /// The value of `key` decoded as a `T` written by [`Map::set_typed`].
+    ///
+    /// Errors: [`Error::Malformed`] when the value is not a `T` frame.
+    pub fn get_typed<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.get(key)
+            .map(|v| codec::decode("map value", &v))
+            .transpose()
+    }
+
+    /// The keys of the local replica, in no particular order.
+    pub fn keys(&self) -> Vec<String> {
+        self.read().content.keys().cloned().collect()
+    }
+
+    /// Number of keys in the local replica.
+    pub fn len(&self) -> usize {
+        self.read().content.len()
+    }
+
+    /// True when the local replica is empty.
+    pub fn is_empty(&self) -> bool {
+        self.read().content.is_empty()
+    }
+
+    /// The whole local content at one revision, without copying it.
+    pub fn snapshot(&self) -> MapSnapshot {
+        let r = self.read();
+        MapSnapshot {
+            content: r.content.clone(),
+            revision: r.revision,
+        }
+    }
+
+    /// The revision the local replica reflects.
+    pub fn revision(&self) -> Revision {
+        self.inner.revision()
+    }
+
+    /// Subscribes to changes applied to the local replica, from now on.
+    ///
+    /// Errors: [`Error::Closed`] after [`Map::close`].
+    pub fn subscribe(&self) -> Result<MapSubscriber> {
+        self.check_open()?;
+        let (sub, slot) = MapSubscriber::new(self.inner.options.event_buffer);
+        self.inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&slot));
+        // The map may have closed in between: never hand out a subscriber that never ends.
+        if self.inner.closed.load(Ordering::SeqCst) {
+            slot.close();
+        }
+        Ok(sub)
+    }
+
+    // ----- writes -----
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed {
+                what: format!("map {:?}", self.inner.name),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_write(&self, key: &str, values: &[&Bytes]) -> Result<()> {
+        self.check_open()?;
+        validate_map_key(key)?;
+        let limit = self.inner.options.max_value_size;
+        let size: usize = values.iter().map(|v| v.len()).sum();
+        if size > limit {
+            return Err(Error::PayloadTooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    async fn set_with(
+        &self,
+        key: &str,
+        value: Bytes,
+        condition: SetCondition,
+    ) -> Result<SetOutcome> {
+        self.check_write(key, &[&value])?;
+        self.inner
+            .backend
+            .map_set(&self.inner.target, key, value, condition)
+            .await
+    }
+
+    /// Sets `key` to `value`; returns the previous value.
+    pub async fn set(&self, key: &str, value: impl Into<Bytes>) -> Result<Option<Bytes>> {
+        Ok(self
+            .set_with(key, value.into(), SetCondition::Always)
+            .await?
+            .previous)
+    }
+
+    /// Sets `key` only if it is absent; returns whether it was written.
+    pub async fn set_if_absent(&self, key: &str, value: impl Into<Bytes>) -> Result<bool> {
+        Ok(self
+            .set_with(key, value.into(), SetCondition::IfAbsent)
+            .await?
+            .written)
+    }
+
+    /// Sets `key` only if it currently holds `test` (an absent key never matches).
+    pub async fn test_and_set(
+        &self,
+        key: &str,
+        test: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<SetOutcome> {
+        self.set_with(key, value.into(), SetCondition::IfEqual(test.into()))
+            .await
+    }
+
+    /// Encodes `value` (versioned postcard frame) and sets it; read it with
+    /// [`Map::get_typed`].
+    pub async fn set_typed<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<Option<Bytes>> {
+        self.set(key, codec::encode(value)?).await
+    }
+
+    /// Sets `key` and returns once the local replica reflects the write (or a later one);
+    /// returns the previous value.
+    ///
+    /// Errors: as [`Map::set`], and [`Error::Closed`] if the map closes while waiting.
+    pub async fn set_and_wait(&self, key: &str, value: impl Into<Bytes>) -> Result<Option<Bytes>> {
+        let out = self
+            .set_with(key, value.into(), SetCondition::Always)
+            .await?;
+        self.wait_for(out.revision).await?;
+        Ok(out.previous)
+    }
+
+    /// Waits until the local replica reached `target` (or its generation was replaced).
+    async fn wait_for(&self, target: Revision) -> Result<()> {
+        let mut rx = self.inner.progress.subscribe();
+        let start_epoch = rx.borrow().revision.epoch;
+        let reached = |p: &Progress| {
+            let r = p.revision;
+            p.closed
+                || (r.epoch == target.epoch && r.rev >= target.rev)
+                || (r.epoch != target.epoch && r.epoch != start_epoch && r.epoch != 0)
+        };
+        let progress = *rx
+            .wait_for(reached)
+            .await
+            .map_err(|_| self.closed_error())?;
+        if progress.closed
+            && !(progress.revision.epoch == target.epoch && progress.revision.rev >= target.rev)
+        {
+            return Err(self.closed_error());
+        }
+        Ok(())
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Closed {
+            what: format!("map {:?}", self.inner.name),
+        }
+    }
+
+    /// Deletes `key`; returns the previous value.
+    pub async fn delete(&self, key: &str) -> Result<Option<Bytes>> {
+        self.check_write(key, &[])?;
+        Ok(self
+            .inner
+            .backend
+            .map_delete(&self.inner.target, key, DeleteCondition::Always)
+            .await?
+            .previous)
+    }
+
+    /// Deletes `key` only if it currently holds `test`.
+    pub async fn test_and_delete(
+        &self,
+        key: &str,
+        test: impl Into<Bytes>,
+    ) -> Result<DeleteOutcome> {
+        self.check_write(key, &[])?;
+        self.inner
+            .backend
+            .map_delete(
+                &self.inner.target,
+                key,
+                DeleteCondition::IfEqual(test.into()),
+            )
+            .await
+    }
+
+    /// Adds `delta` to the decimal integer at `key` (absent = 0); returns the new value.
+    ///
+    /// Errors: [`Error::InvalidValue`] when the value is not an integer or would overflow.
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        self.check_write(key, &[])?;
+        Ok(self
+            .inner
+            .backend
+            .map_increment(&self.inner.target, key, delta)
+            .await?
+            .value)
+    }
+
+    async fn edit(&self, key: &str, edit: ListEdit, items: Vec<Bytes>) -> Result<ListOutcome> {
+        self.check_write(key, &items.iter().collect::<Vec<_>>())?;
+        self.inner
+            .backend
+            .map_edit_list(&self.inner.target, key, edit, items)
+            .await
+    }
+
+    /// Appends items to the list at `key` (duplicates kept); returns the resulting list.
+    ///
+    /// Errors: [`Error::InvalidValue`] when the value is not a list.
+    pub async fn append<I: Into<Bytes>>(
+        &self,
+        key: &str,
+        items: impl IntoIterator<Item = I>,
+    ) -> Result<Vec<Bytes>> {
+        let items = items.into_iter().map(Into::into).collect();
+        Ok(self
+            .edit(key, ListEdit::Append, items)
+            .await?
+            .list
+            .unwrap_or_default())
+    }
+
+    /// Appends the items not already in the list at `key`, each once.
+    pub async fn append_unique<I: Into<Bytes>>(
+        &self,
+        key: &str,
+        items: impl IntoIterator<Item = I>,
+    ) -> Result<ListOutcome> {
+        self.edit(
+            key,
+            ListEdit::AppendUnique,
+            items.into_iter().map(Into::into).collect(),
+        )
+        .await
+    }
+
+    /// Removes every occurrence of the items from the list at `key`, deleting the key when
+    /// nothing is left.
+    pub async fn remove_values<I: Into<Bytes>>(
+        &self,
+        key: &str,
+        items: impl IntoIterator<Item = I>,
+    ) -> Result<ListOutcome> {
+        self.edit(
+            key,
+            ListEdit::Remove,
+            items.into_iter().map(Into::into).collect(),
+        )
+        .await
+    }
+
+    /// Clears the map. Works on a closed handle (remote clean-up).
+    pub async fn reset(&self) -> Result<()> {
+        self.inner
+            .backend
+            .map_reset(&self.inner.target, Vec::new(), false)
+            .await
+            .map(|_| ())
+    }
+
+    /// Clears the map only if every `(key, value)` currently holds (absent never matches;
+    /// no tests = unconditional); returns whether it did.
+    pub async fn test_and_reset<K: Into<String>, V: Into<Bytes>>(
+        &self,
+        tests: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<bool> {
+        self.check_open()?;
+        let tests: Vec<(String, Bytes)> = tests
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        for (k, _) in &tests {
+            validate_map_key(k)?;
+        }
+        Ok(self
+            .inner
+            .backend
+            .map_reset(&self.inner.target, tests, false)
+            .await?
+            .reset)
+    }
+
+    /// Clears the map and marks it destroyed. Works on a closed handle (remote clean-up).
+    pub async fn destroy(&self) -> Result<()> {
+        self.inner
+            .backend
+            .map_reset(&self.inner.target, Vec::new(), true)
+            .await
+            .map(|_| ())
+    }
+
+    /// Stops replicating: writes fail with [`Error::Closed`] (except reset and destroy),
+    /// reads keep the last content, subscribers end and waiting `set_and_wait` calls fail.
+    /// Idempotent.
+    pub fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.inner.shutdown.send(true);
+        for slot in self
+            .inner
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .filter_map(|w| w.upgrade())
+        {
+            slot.close();
+        }
+        self.inner.progress.send_modify(|p| p.closed = true);
+        debug!(map = %self.inner.name, "closed");
+    }
+
+    /// True after [`Map::close`].
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+}
