@@ -306,6 +306,25 @@ impl State {
             });
         }
         let before = revision_of(hash);
+        if destroy {
+            // Nothing is left behind; a later write starts a new generation.
+            let existed = self.remove(&map.hash);
+            let revision = Revision {
+                epoch: if before.epoch > 0 {
+                    before.epoch
+                } else {
+                    map.epoch_seed
+                },
+                rev: before.rev + 1,
+            };
+            if existed && before.epoch > 0 {
+                self.notify(map, revision, MapChange::Destroy)?;
+            }
+            return Ok(ResetOutcome {
+                reset: true,
+                revision,
+            });
+        }
         let mut tomb = HashMap::new();
         if before.epoch > 0 {
             tomb.insert(EPOCH.to_owned(), Bytes::from(before.epoch.to_string()));

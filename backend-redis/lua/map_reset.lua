@@ -1,4 +1,6 @@
--- map_reset: clear every user key if each (key, value) test holds; leave a tombstone.
+-- map_reset: clear every user key if each (key, value) test holds. A reset leaves a
+-- tombstone (bookkeeping fields only) so revisions continue; a destroy deletes the hash,
+-- leaving nothing behind (a later write starts a new generation).
 -- KEYS[1] hash; ARGV[1..4] see prelude; ARGV[5] "reset" | "destroy",
 -- ARGV[6..] test key, test value, … (none = unconditional).
 -- Returns {epoch, rev, reset (0|1)}.
@@ -17,9 +19,11 @@ if not epoch_text or not tonumber(epoch_text) or tonumber(epoch_text) == 0 then 
 local epoch = tonumber(epoch_text)
 local rev = (tonumber(meta[2] or '0') or 0) + 1
 redis.call('DEL', hash)
+if kind == 'destroy' then
+  if meta[1] then redis.call('PUBLISH', channel, notice(epoch, rev, 3)) end
+  return { epoch, rev, 1 }
+end
 redis.call('HSET', hash, '=epoch', epoch_text, '=rev', string.format('%d', rev), '=kind', kind)
-local variant = 2
-if kind == 'destroy' then variant = 3 end
-redis.call('PUBLISH', channel, notice(epoch, rev, variant))
+redis.call('PUBLISH', channel, notice(epoch, rev, 2))
 apply_ttl()
 return { epoch, rev, 1 }

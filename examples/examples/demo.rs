@@ -24,10 +24,7 @@ async fn main() -> pulse::Result<()> {
     let backend = pulse_examples::backend_from_env().await?;
     println!("backend: {}", backend.kind());
     // A unique prefix per run, so repeated runs against one Redis never collide.
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let keys = Keyspace::new(format!("demo-{run}"))?;
+    let keys = Keyspace::new(format!("demo-{}", pulse_examples::run_id()))?;
 
     // 1. An atomic map write: change, revision and notice in one step.
     let map_keys = keys.map("settings")?;

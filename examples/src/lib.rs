@@ -14,3 +14,11 @@ pub async fn backend_from_env() -> pulse::Result<Arc<dyn Backend>> {
         Err(_) => Ok(Arc::new(pulse_memory::MemoryBackend::new())),
     }
 }
+
+/// A per-run identifier (milliseconds since the epoch), so repeated runs against one Redis
+/// never share names.
+pub fn run_id() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}

@@ -462,10 +462,12 @@ pub async fn map_list_invalid_value(cx: Ctx) {
     );
 }
 
-/// Reset and destroy leave a tombstone with the bookkeeping fields; revisions continue.
+/// Reset leaves a tombstone with the bookkeeping fields and revisions continue; destroy
+/// deletes the hash and a later write starts a new generation.
 pub async fn map_reset_leaves_tombstone(cx: Ctx) {
     let m = cx.map("m");
     let be = &cx.backend;
+    let mut sub = subscribe(&cx, &m).await;
     be.map_set(&m, "a", b("1"), SetCondition::Always)
         .await
         .unwrap();
@@ -487,21 +489,47 @@ pub async fn map_reset_leaves_tombstone(cx: Ctx) {
             ("=rev".into(), b("3"))
         ]
     );
-    let d = be.map_reset(&m, vec![], true).await.unwrap();
-    assert_eq!(d.revision.rev, 4);
-    assert_eq!(
-        be.hash_get(&m.hash, "=kind").await.unwrap(),
-        Some(b("destroy"))
-    );
     let again = be
         .map_set(&m, "c", b("3"), SetCondition::Always)
         .await
         .unwrap();
     assert_eq!(
         (again.revision.rev, again.revision.epoch),
-        (5, m.epoch_seed),
+        (4, m.epoch_seed),
         "revisions continue"
     );
+    let d = be.map_reset(&m, vec![], true).await.unwrap();
+    assert_eq!((d.reset, d.revision.rev), (true, 5));
+    assert!(
+        !be.exists(&m.hash).await.unwrap(),
+        "destroy leaves nothing behind"
+    );
+    for _ in 0..4 {
+        notice(&mut sub).await;
+    }
+    let destroyed = notice(&mut sub).await;
+    assert_eq!((destroyed.change, destroyed.rev), (MapChange::Destroy, 5));
+    let next = MapTarget {
+        epoch_seed: m.epoch_seed ^ 7,
+        ..m.clone()
+    };
+    let fresh = be
+        .map_set(&next, "d", b("4"), SetCondition::Always)
+        .await
+        .unwrap()
+        .revision;
+    assert_eq!(
+        (fresh.rev, fresh.epoch),
+        (1, next.epoch_seed),
+        "a new generation"
+    );
+    assert!(
+        be.map_reset(&cx.map("never"), vec![], true)
+            .await
+            .unwrap()
+            .reset
+    );
+    assert!(!be.exists(&cx.map("never").hash).await.unwrap());
 }
 
 /// Test-and-reset clears only when every test holds; no tests means unconditional.

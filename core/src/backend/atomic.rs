@@ -13,9 +13,11 @@
 //! 4. applies [`MapTarget::ttl`] to the hash.
 //!
 //! A mutation whose condition fails changes nothing and publishes nothing, but still applies
-//! the TTL (a sliding TTL is refreshed by any write attempt). Reset and destroy re-create the
-//! hash holding only the bookkeeping fields (a *tombstone*), keeping the epoch and revision
-//! sequence; a new absolute TTL window starts with the next write.
+//! the TTL (a sliding TTL is refreshed by any write attempt). Reset re-creates the hash
+//! holding only the bookkeeping fields (a *tombstone*), keeping the epoch and revision
+//! sequence; a new absolute TTL window starts with it. Destroy deletes the hash (publishing
+//! `Destroy` if it existed): nothing is left behind, and a later write starts a new
+//! generation with a new epoch.
 //!
 //! Keys are validated with [`validate_map_key`](crate::keys::validate_map_key) before
 //! anything is sent ([`Error::InvalidKey`](crate::Error::InvalidKey)).
@@ -229,8 +231,9 @@ pub trait AtomicOps: Send + Sync {
     ) -> Result<ListOutcome>;
 
     /// Clears every user key if each `(key, value)` in `tests` currently holds (an absent
-    /// key never matches; no tests = unconditional). Publishes `Reset`, or `Destroy` when
-    /// `destroy`; leaves a tombstone with `=kind` set accordingly.
+    /// key never matches; no tests = unconditional). A reset leaves a tombstone
+    /// (`=kind` = `reset`) and publishes `Reset`; with `destroy` the hash is deleted and
+    /// `Destroy` is published (nothing when it did not exist).
     ///
     /// Errors: `InvalidKey`, `WrongType`, `Connection`. Conformance: `map_reset_*`.
     async fn map_reset(

@@ -58,8 +58,8 @@ pub use options::MapOptions;
 
 use crate::{
     backend::{
-        DeleteCondition, DeleteOutcome, ListEdit, ListOutcome, MapTarget, Revision, SetCondition,
-        SetOutcome,
+        new_epoch, DeleteCondition, DeleteOutcome, ListEdit, ListOutcome, MapTarget, Revision,
+        SetCondition, SetOutcome,
     },
     codec,
     keys::validate_map_key,
@@ -325,6 +325,15 @@ impl Map {
 
     // ----- writes -----
 
+    /// The map's target with a fresh epoch seed: if this write creates the hash (first
+    /// write, or after destroy or expiry), the new generation gets a new epoch.
+    fn target(&self) -> MapTarget {
+        MapTarget {
+            epoch_seed: new_epoch(),
+            ..self.inner.target.clone()
+        }
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed {
@@ -354,7 +363,7 @@ impl Map {
         self.check_write(key, &[&value])?;
         self.inner
             .backend
-            .map_set(&self.inner.target, key, value, condition)
+            .map_set(&self.target(), key, value, condition)
             .await
     }
 
@@ -441,7 +450,7 @@ impl Map {
         Ok(self
             .inner
             .backend
-            .map_delete(&self.inner.target, key, DeleteCondition::Always)
+            .map_delete(&self.target(), key, DeleteCondition::Always)
             .await?
             .previous)
     }
@@ -455,11 +464,7 @@ impl Map {
         self.check_write(key, &[])?;
         self.inner
             .backend
-            .map_delete(
-                &self.inner.target,
-                key,
-                DeleteCondition::IfEqual(test.into()),
-            )
+            .map_delete(&self.target(), key, DeleteCondition::IfEqual(test.into()))
             .await
     }
 
@@ -471,7 +476,7 @@ impl Map {
         Ok(self
             .inner
             .backend
-            .map_increment(&self.inner.target, key, delta)
+            .map_increment(&self.target(), key, delta)
             .await?
             .value)
     }
@@ -480,7 +485,7 @@ impl Map {
         self.check_write(key, &items.iter().collect::<Vec<_>>())?;
         self.inner
             .backend
-            .map_edit_list(&self.inner.target, key, edit, items)
+            .map_edit_list(&self.target(), key, edit, items)
             .await
     }
 
@@ -533,7 +538,7 @@ impl Map {
     pub async fn reset(&self) -> Result<()> {
         self.inner
             .backend
-            .map_reset(&self.inner.target, Vec::new(), false)
+            .map_reset(&self.target(), Vec::new(), false)
             .await
             .map(|_| ())
     }
@@ -555,16 +560,18 @@ impl Map {
         Ok(self
             .inner
             .backend
-            .map_reset(&self.inner.target, tests, false)
+            .map_reset(&self.target(), tests, false)
             .await?
             .reset)
     }
 
-    /// Clears the map and marks it destroyed. Works on a closed handle (remote clean-up).
+    /// Deletes the map from the backend, leaving nothing behind; replicas see a `Reset`
+    /// and a later write starts a new generation. Works on a closed handle (remote
+    /// clean-up).
     pub async fn destroy(&self) -> Result<()> {
         self.inner
             .backend
-            .map_reset(&self.inner.target, Vec::new(), true)
+            .map_reset(&self.target(), Vec::new(), true)
             .await
             .map(|_| ())
     }

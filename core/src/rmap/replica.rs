@@ -106,8 +106,14 @@ impl Replica {
                 content.remove(&key);
                 (EventKind::Delete, Some(key))
             }
-            MapChange::Reset | MapChange::Destroy => {
+            MapChange::Reset => {
                 content.clear();
+                (EventKind::Reset, None)
+            }
+            MapChange::Destroy => {
+                // The hash is gone: the next write starts a new generation.
+                content.clear();
+                self.revision = Revision::default();
                 (EventKind::Reset, None)
             }
         };
@@ -232,6 +238,28 @@ mod tests {
             r.apply(set(9, 2, "a", "1")),
             Applied::Resync,
             "missed revision 1"
+        );
+    }
+
+    #[test]
+    fn destroy_forgets_the_generation() {
+        let (mut r, _) = snapshot(7, 3, "set", &[("a", "1")]);
+        let d = MapNotice {
+            epoch: 7,
+            rev: 4,
+            change: MapChange::Destroy,
+        };
+        assert!(matches!(
+            r.apply(d),
+            Applied::Event(MapEvent {
+                kind: EventKind::Reset,
+                ..
+            })
+        ));
+        assert_eq!((r.revision, r.content.len()), (Revision::default(), 0));
+        assert!(
+            matches!(r.apply(set(8, 1, "b", "2")), Applied::Event(_)),
+            "new generation accepted"
         );
     }
 
