@@ -19,6 +19,7 @@ pub mod codec;
 pub mod error;
 pub mod keys;
 pub mod rmap;
+pub mod streaming;
 
 pub use backend::Backend;
 

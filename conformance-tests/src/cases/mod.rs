@@ -10,6 +10,7 @@ mod pool;
 mod pubsub;
 mod reads;
 mod rmap;
+mod streaming;
 mod streams;
 
 pub use groups::*;
@@ -19,6 +20,7 @@ pub use pool::*;
 pub use pubsub::*;
 pub use reads::*;
 pub use rmap::*;
+pub use streaming::*;
 pub use streams::*;
 
 use bytes::Bytes;

@@ -156,6 +156,11 @@ impl MapInner {
     fn apply(&self, notice: codec::MapNotice) -> bool {
         let (applied, revision) = {
             let mut r = self.replica.write().unwrap_or_else(|p| p.into_inner());
+            // A closed replica keeps its last content (checked under the lock, so nothing
+            // applies after `close` returns).
+            if self.closed.load(Ordering::SeqCst) {
+                return false;
+            }
             let applied = r.apply(notice);
             (applied, r.revision)
         };
@@ -173,6 +178,9 @@ impl MapInner {
     fn replace(&self, next: Replica, kind: Option<&str>) {
         let (events, revision) = {
             let mut r = self.replica.write().unwrap_or_else(|p| p.into_inner());
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
             let events = r.diff(&next, kind);
             *r = next;
             (events, r.revision)
@@ -580,8 +588,16 @@ impl Map {
     /// reads keep the last content, subscribers end and waiting `set_and_wait` calls fail.
     /// Idempotent.
     pub fn close(&self) {
-        if self.inner.closed.swap(true, Ordering::SeqCst) {
-            return;
+        {
+            // Taken under the replica lock: no notice is applied after this point.
+            let _guard = self
+                .inner
+                .replica
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if self.inner.closed.swap(true, Ordering::SeqCst) {
+                return;
+            }
         }
         let _ = self.inner.shutdown.send(true);
         for slot in self

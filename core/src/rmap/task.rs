@@ -39,6 +39,7 @@ pub(crate) async fn run(
     let mut suspect: Option<u64> = None;
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.changed() => return,
             event = sub.recv() => {
                 let Some(event) = event else { return };

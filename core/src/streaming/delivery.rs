@@ -1,0 +1,79 @@
+//! Fan-out of events to the subscribers of one reader or sink instance.
+//!
+//! Each subscriber is a bounded queue. Delivery waits for room (back-pressure) but holds no
+//! lock while waiting, and is abandoned as soon as the owner shuts down. A subscriber whose
+//! receiver was dropped is forgotten.
+
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, watch};
+
+use super::Event;
+
+/// The receiving end of a subscription. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct EventReceiver {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl EventReceiver {
+    /// The next event; `None` once the reader or sink is closed and the queue is drained.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// The subscribers of one reader or sink instance.
+#[derive(Debug, Default)]
+pub(crate) struct Subscribers {
+    senders: Mutex<Vec<mpsc::Sender<Event>>>,
+}
+
+impl Subscribers {
+    /// A new subscriber with a queue of `buffer` events.
+    pub(crate) fn add(&self, buffer: usize) -> EventReceiver {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        self.senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tx);
+        EventReceiver { rx }
+    }
+
+    /// True when at least one subscriber is still listening.
+    pub(crate) fn any(&self) -> bool {
+        let mut s = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        s.retain(|tx| !tx.is_closed());
+        !s.is_empty()
+    }
+
+    /// Delivers `event` to every subscriber, waiting for room; false if shut down meanwhile.
+    pub(crate) async fn deliver(&self, event: Event, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let senders: Vec<mpsc::Sender<Event>> = self
+            .senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for tx in senders {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return false,
+                _ = tx.send(event.clone()) => {}
+            }
+        }
+        !*shutdown.borrow()
+    }
+
+    /// Ends every subscription (receivers drain what is queued, then get `None`).
+    pub(crate) fn close(&self) {
+        self.senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}

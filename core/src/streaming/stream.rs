@@ -1,0 +1,276 @@
+//! A handle on one stream: add, remove, destroy, and the entry points to readers and sinks.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::event::{NAME, PAYLOAD, TOPIC};
+use crate::{
+    backend::{AddOptions, EntryId, Fields, Ttl},
+    codec,
+    keys::{validate_name, Keyspace},
+    Backend, Error, Result,
+};
+
+/// Options of a stream handle. Defaults are documented on each field.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StreamOptions {
+    /// Where the stream's keys live. Default: prefix `pulse`.
+    pub keyspace: Keyspace,
+    /// Trim to about this many entries on every add. Default `None`: never trim. Trimming
+    /// drops the oldest entries whether or not every reader and sink has processed them,
+    /// so it is opt-in.
+    pub max_len: Option<u64>,
+    /// Expiry of the stream key, applied in the same step as every add. Default `None`.
+    pub ttl: Option<Ttl>,
+    /// Largest payload accepted by `add`, in bytes. Default 16 MiB.
+    pub max_payload: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            keyspace: Keyspace::default(),
+            max_len: None,
+            ttl: None,
+            max_payload: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl StreamOptions {
+    /// Sets [`StreamOptions::keyspace`].
+    pub fn with_keyspace(mut self, keyspace: Keyspace) -> Self {
+        self.keyspace = keyspace;
+        self
+    }
+    /// Sets [`StreamOptions::max_len`].
+    pub fn with_max_len(mut self, max_len: u64) -> Self {
+        self.max_len = Some(max_len);
+        self
+    }
+    /// Sets [`StreamOptions::ttl`].
+    pub fn with_ttl(mut self, ttl: Ttl) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+    /// Sets [`StreamOptions::max_payload`].
+    pub fn with_max_payload(mut self, n: usize) -> Self {
+        self.max_payload = n;
+        self
+    }
+}
+
+/// An event to add.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Event name.
+    pub name: String,
+    /// Payload.
+    pub payload: Bytes,
+    /// Optional topic, for topic filters.
+    pub topic: Option<String>,
+}
+
+impl NewEvent {
+    /// An event without a topic.
+    pub fn new(name: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        NewEvent {
+            name: name.into(),
+            payload: payload.into(),
+            topic: None,
+        }
+    }
+
+    /// Sets the topic.
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+}
+
+/// A handle on a stream. Cheap to clone; handles with the same name share the events.
+#[derive(Clone)]
+pub struct Stream {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) name: String,
+    pub(crate) key: String,
+    pub(crate) options: StreamOptions,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("name", &self.name)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// A handle on stream `name` (no I/O).
+    ///
+    /// Errors: [`Error::InvalidName`].
+    pub fn new(backend: Arc<dyn Backend>, name: &str, options: StreamOptions) -> Result<Stream> {
+        let key = options.keyspace.stream(name)?;
+        Ok(Stream {
+            backend,
+            name: name.to_owned(),
+            key,
+            options,
+        })
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend key holding the stream.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn fields(&self, event: NewEvent) -> Result<Fields> {
+        if event.name.is_empty() {
+            return Err(Error::InvalidArgument("an event needs a name".into()));
+        }
+        if event.payload.len() > self.options.max_payload {
+            return Err(Error::PayloadTooLarge {
+                size: event.payload.len(),
+                limit: self.options.max_payload,
+            });
+        }
+        if let Some(t) = &event.topic {
+            validate_name("topic", t)?;
+        }
+        let mut fields = vec![
+            (NAME.to_owned(), Bytes::from(event.name)),
+            (PAYLOAD.to_owned(), event.payload),
+        ];
+        if let Some(t) = event.topic {
+            fields.push((TOPIC.to_owned(), Bytes::from(t)));
+        }
+        Ok(fields)
+    }
+
+    fn add_options(&self, create: bool) -> AddOptions {
+        let mut o = AddOptions::default().with_create(create);
+        o.max_len = self.options.max_len;
+        o.ttl = self.options.ttl;
+        o
+    }
+
+    /// Adds an event; returns its ID. Trimming and TTL apply in the same step.
+    ///
+    /// Errors: `InvalidArgument` (empty name), `PayloadTooLarge`, `InvalidName` (topic),
+    /// `WrongType`, `Connection`.
+    pub async fn add(&self, name: &str, payload: impl Into<Bytes>) -> Result<EntryId> {
+        self.add_event(NewEvent::new(name, payload)).await
+    }
+
+    /// Adds an event with its options (topic); returns its ID.
+    pub async fn add_event(&self, event: NewEvent) -> Result<EntryId> {
+        let fields = self.fields(event)?;
+        self.backend
+            .stream_add(&self.key, fields, &self.add_options(true))
+            .await?
+            .ok_or_else(|| Error::malformed("stream add", "no ID returned"))
+    }
+
+    /// Adds an event only if the stream exists; `None` when it does not (nothing written).
+    pub async fn add_if_exists(&self, event: NewEvent) -> Result<Option<EntryId>> {
+        let fields = self.fields(event)?;
+        self.backend
+            .stream_add(&self.key, fields, &self.add_options(false))
+            .await
+    }
+
+    /// Adds a serialised value (versioned postcard frame); read it with
+    /// [`Event::decode`](super::Event::decode).
+    pub async fn add_typed<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<EntryId> {
+        self.add(name, codec::encode(value)?).await
+    }
+
+    /// Adds several events in order, sent together; returns their IDs. All events are
+    /// validated before anything is sent. Not atomic: on a connection failure a prefix may
+    /// have been written.
+    pub async fn add_batch(&self, events: Vec<NewEvent>) -> Result<Vec<EntryId>> {
+        let fields = events
+            .into_iter()
+            .map(|e| self.fields(e))
+            .collect::<Result<Vec<_>>>()?;
+        let ids = self
+            .backend
+            .stream_add_batch(&self.key, fields, &self.add_options(true))
+            .await?;
+        ids.into_iter()
+            .map(|id| id.ok_or_else(|| Error::malformed("stream add", "no ID returned")))
+            .collect()
+    }
+
+    /// Deletes events by ID; returns how many existed.
+    pub async fn remove(&self, ids: &[EntryId]) -> Result<u64> {
+        self.backend.stream_remove(&self.key, ids).await
+    }
+
+    /// Number of events in the stream (0 when it does not exist).
+    pub async fn len(&self) -> Result<u64> {
+        Ok(self
+            .backend
+            .stream_info(&self.key)
+            .await?
+            .map_or(0, |i| i.length))
+    }
+
+    /// Deletes the stream with its consumer groups. Live sinks re-create their group when
+    /// events are added again; a stream that never existed is not an error.
+    pub async fn destroy(&self) -> Result<()> {
+        self.backend
+            .delete(std::slice::from_ref(&self.key))
+            .await
+            .map(|_| ())
+    }
+
+    /// A key belonging to this stream (same hash tag), for sink bookkeeping.
+    pub(crate) fn sub_key(&self, part: &str) -> String {
+        format!("{}:{part}", self.key)
+    }
+}
+
+/// Where a reader (or a new sink group) starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// After the last event at the time the reader or group is created, resolved once, so
+    /// nothing added afterwards is skipped.
+    #[default]
+    Newest,
+    /// From the first event.
+    Oldest,
+    /// After this event ID (exclusive).
+    After(EntryId),
+    /// From the first event added at or after this time (inclusive).
+    At(std::time::SystemTime),
+}
+
+impl Start {
+    /// The cursor (read entries *after* it) this start resolves to for `stream`.
+    pub(crate) async fn resolve(self, stream: &Stream) -> Result<EntryId> {
+        Ok(match self {
+            Start::Newest => {
+                crate::backend::stream_last_id(stream.backend.as_ref(), &stream.key).await?
+            }
+            Start::Oldest => EntryId::ZERO,
+            Start::After(id) => id,
+            Start::At(t) => {
+                let ms = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or(Duration::ZERO)
+                    .as_millis() as u64;
+                EntryId::new(ms, 0).prev().unwrap_or(EntryId::ZERO)
+            }
+        })
+    }
+}
