@@ -22,3 +22,10 @@ pub fn run_id() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
 }
+
+/// The value of a subscription's `recv()`, or an error if the subscription ended.
+pub fn got<T>(next: Option<T>) -> pulse::Result<T> {
+    next.ok_or_else(|| pulse::Error::Closed {
+        what: "subscription".into(),
+    })
+}

@@ -36,3 +36,29 @@ pub use event::{Event, Filter};
 pub use reader::{Reader, ReaderOptions};
 pub use sink::{Sink, SinkOptions};
 pub use stream::{NewEvent, Start, Stream, StreamOptions};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn option_defaults_are_documented_values() {
+        let r = ReaderOptions::default();
+        assert_eq!(
+            (r.block, r.max_polled, r.buffer, r.start),
+            (Duration::from_secs(5), 1000, 1000, Start::Newest)
+        );
+        let s = SinkOptions::default();
+        assert_eq!(
+            (s.block, s.max_polled, s.buffer, s.start),
+            (Duration::from_secs(5), 1000, 1000, Start::Newest)
+        );
+        assert_eq!(
+            (s.ack_grace, s.check_interval, s.no_ack),
+            (Duration::from_secs(20), Duration::from_millis(500), false)
+        );
+        let st = StreamOptions::default();
+        assert_eq!((st.max_len, st.ttl), (None, None));
+    }
+}
