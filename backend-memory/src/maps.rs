@@ -7,8 +7,8 @@ use std::{collections::HashMap, time::Duration};
 use bytes::Bytes;
 use pulse::{
     backend::{
-        ClaimOutcome, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome,
-        MapTarget, ResetOutcome, Revision, SetCondition, SetOutcome, Ttl,
+        DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome, MapTarget,
+        ResetOutcome, Revision, SetCondition, SetOutcome, Ttl,
     },
     codec::{self, MapChange, MapNotice},
     keys::validate_map_key,
@@ -354,40 +354,6 @@ impl State {
         })
     }
 
-    pub(crate) fn pool_claim(
-        &mut self,
-        records: &str,
-        pending: &MapTarget,
-        key: &str,
-        now_ns: u128,
-        deadline_ns: u128,
-    ) -> Result<ClaimOutcome> {
-        validate_map_key(key)?;
-        if self.hash(records)?.is_some_and(|h| h.contains_key(key)) {
-            return Ok(ClaimOutcome::Running);
-        }
-        if let Some(guard) = self.hash(&pending.hash)?.and_then(|h| h.get(key)) {
-            let text = String::from_utf8_lossy(guard).into_owned();
-            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-                return Ok(ClaimOutcome::Malformed { guard: text });
-            }
-            if cmp_decimal(&text, &now_ns.to_string()).is_ge() {
-                return Ok(ClaimOutcome::Pending { guard: text });
-            }
-        }
-        let token = deadline_ns.to_string();
-        let out = self.map_set(
-            pending,
-            key,
-            Bytes::from(token.clone()),
-            SetCondition::Always,
-        )?;
-        Ok(ClaimOutcome::Claimed {
-            token,
-            revision: out.revision,
-        })
-    }
-
     pub(crate) fn lease_acquire(&mut self, key: &str, holder: &str, ttl: Duration) -> Result<bool> {
         let free = match self.live(key) {
             None => true,
@@ -434,23 +400,12 @@ fn is_redis_integer(s: &str) -> bool {
         && s != "-0"
 }
 
-/// Compares two decimal digit strings as integers of any length.
-fn cmp_decimal(a: &str, b: &str) -> std::cmp::Ordering {
-    let a = a.trim_start_matches('0');
-    let b = b.trim_start_matches('0');
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn decimal_comparison_ignores_length_tricks() {
-        use std::cmp::Ordering::*;
-        assert_eq!(cmp_decimal("10", "9"), Greater);
-        assert_eq!(cmp_decimal("0009", "9"), Equal);
-        assert_eq!(cmp_decimal("123", "124"), Less);
+    fn redis_integer_syntax() {
         assert!(is_redis_integer("-12") && !is_redis_integer("+1") && !is_redis_integer("01"));
     }
 }

@@ -7,11 +7,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pulse::{
     backend::{
-        AddOptions, AtomicOps, AutoClaim, ClaimOutcome, ConsumerInfo, DeleteCondition,
-        DeleteOutcome, EntryId, Fields, GroupOps, GroupStart, HashOps, IncrementOutcome, KeyExpiry,
-        KeyOps, ListEdit, ListOutcome, MapTarget, PendingEntry, PendingSummary, PubSubOps,
-        ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps,
-        Subscription, Ttl,
+        AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,
+        Fields, GroupOps, GroupStart, HashOps, IncrementOutcome, KeyExpiry, KeyOps, ListEdit,
+        ListOutcome, MapTarget, PendingEntry, PendingSummary, PubSubOps, ResetOutcome,
+        SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps, Subscription,
+        Ttl,
     },
     Error, Result,
 };
@@ -500,18 +500,6 @@ impl AtomicOps for MemoryBackend {
         destroy: bool,
     ) -> Result<ResetOutcome> {
         self.lock().map_reset(map, tests, destroy)
-    }
-
-    async fn pool_claim(
-        &self,
-        records: &str,
-        pending: &MapTarget,
-        key: &str,
-        now_ns: u128,
-        deadline_ns: u128,
-    ) -> Result<ClaimOutcome> {
-        self.lock()
-            .pool_claim(records, pending, key, now_ns, deadline_ns)
     }
 
     async fn lease_acquire(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool> {

@@ -20,7 +20,6 @@ pub(crate) struct Scripts {
     pub(crate) map_increment: Script,
     pub(crate) map_edit_list: Script,
     pub(crate) map_reset: Script,
-    pub(crate) pool_claim: Script,
     pub(crate) lease_acquire: Script,
     pub(crate) lease_release: Script,
 }
@@ -33,21 +32,19 @@ impl Scripts {
             map_increment: map_script(include_str!("../lua/map_increment.lua")),
             map_edit_list: map_script(include_str!("../lua/map_edit_list.lua")),
             map_reset: map_script(include_str!("../lua/map_reset.lua")),
-            pool_claim: map_script(include_str!("../lua/pool_claim.lua")),
             lease_acquire: Script::new(include_str!("../lua/lease_acquire.lua")),
             lease_release: Script::new(include_str!("../lua/lease_release.lua")),
         }
     }
 
     /// All scripts, for loading up front.
-    pub(crate) fn all(&self) -> [&Script; 8] {
+    pub(crate) fn all(&self) -> [&Script; 7] {
         [
             &self.map_set,
             &self.map_delete,
             &self.map_increment,
             &self.map_edit_list,
             &self.map_reset,
-            &self.pool_claim,
             &self.lease_acquire,
             &self.lease_release,
         ]

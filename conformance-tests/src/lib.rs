@@ -181,11 +181,7 @@ macro_rules! conformance_suite {
             map_concurrent_test_and_set_one_winner,
             map_concurrent_increments,
             map_wrong_type,
-            // pool admission and leases
-            pool_claim_admission,
-            pool_claim_malformed_guard,
-            pool_claim_concurrent_one_winner,
-            pool_release_by_token,
+            // leases
             lease_exclusive,
             lease_expires,
             lease_renewed_by_holder,

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pulse::{
     backend::{
-        AtomicOps, ClaimOutcome, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit,
-        ListOutcome, MapTarget, ResetOutcome, Revision, SetCondition, SetOutcome,
+        AtomicOps, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome,
+        MapTarget, ResetOutcome, Revision, SetCondition, SetOutcome,
     },
     codec,
     keys::validate_map_key,
@@ -17,7 +17,7 @@ use pulse::{
 use redis::Value;
 
 use super::{int_reply, millis};
-use crate::{errors::unexpected, parse, scripts::map_invocation, RedisBackend};
+use crate::{parse, scripts::map_invocation, RedisBackend};
 
 /// Splits a `{epoch, rev, …}` reply.
 fn revision_and_rest(
@@ -189,42 +189,6 @@ impl AtomicOps for RedisBackend {
         Ok(ResetOutcome {
             reset: flag("map_reset", rest.next())?,
             revision,
-        })
-    }
-
-    async fn pool_claim(
-        &self,
-        records: &str,
-        pending: &MapTarget,
-        key: &str,
-        now_ns: u128,
-        deadline_ns: u128,
-    ) -> Result<ClaimOutcome> {
-        validate_map_key(key)?;
-        let mut inv = map_invocation(&self.inner.scripts.pool_claim, pending);
-        inv.key(records)
-            .arg(key)
-            .arg(now_ns.to_string())
-            .arg(deadline_ns.to_string());
-        let v = self.run_script("pool_claim", &pending.hash, &inv).await?;
-        let mut parts = parse::array("pool_claim", v.clone())?.into_iter();
-        let tag = parts.next().and_then(parse::text);
-        let second = parts.next().and_then(parse::text);
-        Ok(match (tag.as_deref(), second) {
-            (Some("running"), _) => ClaimOutcome::Running,
-            (Some("pending"), Some(guard)) => ClaimOutcome::Pending { guard },
-            (Some("malformed"), Some(guard)) => ClaimOutcome::Malformed { guard },
-            (Some("claimed"), Some(token)) => {
-                let (Some(epoch), Some(rev)) = (parts.next(), parts.next()) else {
-                    return Err(unexpected("pool_claim", &v));
-                };
-                let revision = Revision {
-                    epoch: int_reply("pool_claim", &epoch)?.max(0) as u64,
-                    rev: int_reply("pool_claim", &rev)?.max(0) as u64,
-                };
-                ClaimOutcome::Claimed { token, revision }
-            }
-            _ => return Err(unexpected("pool_claim", &v)),
         })
     }
 

@@ -591,10 +591,6 @@ pub async fn map_invalid_keys(cx: Ctx) {
             .map_reset(&m, vec![(key.into(), b("x"))], false)
             .await
             .map(|_| ())));
-        assert!(bad(be
-            .pool_claim(&cx.key("rec"), &m, key, 1, 2)
-            .await
-            .map(|_| ())));
     }
     assert!(!be.exists(&m.hash).await.unwrap(), "nothing was written");
 }

@@ -5,8 +5,8 @@
 
 mod groups;
 mod keys;
+mod leases;
 mod maps;
-mod pool;
 mod pubsub;
 mod reads;
 mod rmap;
@@ -15,8 +15,8 @@ mod streams;
 
 pub use groups::*;
 pub use keys::*;
+pub use leases::*;
 pub use maps::*;
-pub use pool::*;
 pub use pubsub::*;
 pub use reads::*;
 pub use rmap::*;

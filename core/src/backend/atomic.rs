@@ -1,5 +1,6 @@
 //! Typed atomic operations ("scripts"): each reads, conditionally mutates and publishes in
-//! one indivisible step.
+//! one indivisible step. (Pool admission needs no operation of its own: it is a
+//! set-if-absent of the job record, see `docs/ARCHITECTURE.md`.)
 //!
 //! # Map mutations
 //! A replicated map lives in one hash ([`MapTarget::hash`]). Besides user keys the hash holds
@@ -155,30 +156,6 @@ pub struct ResetOutcome {
     pub revision: Revision,
 }
 
-/// Result of a pool admission claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClaimOutcome {
-    /// The guard was written; release it with this token.
-    Claimed {
-        /// The guard's value (the deadline, decimal nanoseconds).
-        token: String,
-        /// The pending map's revision after the write.
-        revision: Revision,
-    },
-    /// A job record exists for the key: the job is running.
-    Running,
-    /// A live guard (deadline not passed) exists: another dispatch is in flight.
-    Pending {
-        /// The live guard's value.
-        guard: String,
-    },
-    /// The existing guard is not a decimal number; it was left untouched.
-    Malformed {
-        /// The guard's value, lossily decoded.
-        guard: String,
-    },
-}
-
 /// Typed atomic operations.
 #[async_trait]
 pub trait AtomicOps: Send + Sync {
@@ -242,39 +219,6 @@ pub trait AtomicOps: Send + Sync {
         tests: Vec<(String, Bytes)>,
         destroy: bool,
     ) -> Result<ResetOutcome>;
-
-    /// Pool admission: claims dispatch of `key`. Fails with [`ClaimOutcome::Running`] when
-    /// hash `records` has field `key`; [`ClaimOutcome::Pending`] when map `pending` holds a
-    /// guard `>= now_ns` for it; [`ClaimOutcome::Malformed`] when the guard is not a decimal
-    /// number. Otherwise writes guard `deadline_ns` into `pending` as a map `Set` (revision,
-    /// notice, TTL) and returns [`ClaimOutcome::Claimed`]. Guards compare as integers of any
-    /// length. `records` must share `pending`'s hash tag.
-    ///
-    /// Errors: `InvalidKey`, `WrongType`, `Connection`. Conformance: `pool_claim_*`.
-    async fn pool_claim(
-        &self,
-        records: &str,
-        pending: &MapTarget,
-        key: &str,
-        now_ns: u128,
-        deadline_ns: u128,
-    ) -> Result<ClaimOutcome>;
-
-    /// Pool admission release: deletes the guard of `key` only if it still equals `token`
-    /// (never erasing a newer claimant's guard), as a map `Delete`. Returns whether it was
-    /// deleted.
-    ///
-    /// Errors: as [`map_delete`](Self::map_delete). Conformance: `pool_release_by_token`.
-    async fn pool_release(&self, pending: &MapTarget, key: &str, token: &str) -> Result<bool> {
-        let out = self
-            .map_delete(
-                pending,
-                key,
-                DeleteCondition::IfEqual(Bytes::copy_from_slice(token.as_bytes())),
-            )
-            .await?;
-        Ok(out.deleted)
-    }
 
     /// Acquires or renews the lease `key` for `holder` for `ttl`: succeeds when the lease is
     /// free (never taken or expired) or already held by `holder`. Expiry is kept by the

@@ -32,8 +32,8 @@ mod stream;
 mod types;
 
 pub use atomic::{
-    new_epoch, AtomicOps, ClaimOutcome, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit,
-    ListOutcome, MapTarget, ResetOutcome, SetCondition, SetOutcome,
+    new_epoch, AtomicOps, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome,
+    MapTarget, ResetOutcome, SetCondition, SetOutcome,
 };
 pub use ext::{read_list, stream_last_id};
 pub use group::GroupOps;
