@@ -231,6 +231,22 @@ macro_rules! conformance_suite {
             sink_close,
             sink_no_ack,
             sink_slow_subscriber_stays_alive,
+            // keyed worker pool
+            pool_lists_workers,
+            pool_dispatch_starts_the_job,
+            pool_singleton_admission,
+            pool_stop_job,
+            pool_start_failure,
+            pool_notify_worker,
+            pool_remove_worker_moves_jobs,
+            pool_close_moves_jobs,
+            pool_crash_recovers_jobs,
+            pool_rebalance_on_join,
+            pool_dispatch_is_bounded,
+            pool_client_only_node,
+            pool_shutdown,
+            pool_churn,
+            pool_close_leaks_nothing,
         );
     };
 }

@@ -112,6 +112,36 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A job with this key already exists (running, or dispatched and not yet started).
+    #[error("job {key:?} already exists")]
+    JobExists {
+        /// The job key.
+        key: String,
+    },
+
+    /// The worker's `start` failed for a newly dispatched job; the job does not exist.
+    #[error("job {key:?} failed to start: {message}")]
+    JobFailed {
+        /// The job key.
+        key: String,
+        /// The handler's error, as text.
+        message: String,
+    },
+
+    /// A bounded wait ran out. What it waited for may still happen later.
+    #[error("timed out: {what}")]
+    Timeout {
+        /// What was being waited for.
+        what: String,
+    },
+
+    /// The pool is shutting down (or was shut down less than its shutdown TTL ago).
+    #[error("pool {pool:?} is shutting down")]
+    ShuttingDown {
+        /// The pool name.
+        pool: String,
+    },
+
     /// The backend answered with an error not covered by another variant.
     #[error("backend error in {op}: {message}")]
     Backend {

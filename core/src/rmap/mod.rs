@@ -383,6 +383,17 @@ impl Map {
             .previous)
     }
 
+    /// Sets `key` if `condition` holds; the outcome carries the previous value and the
+    /// revision of the write (to wait for, or compare a replica against).
+    pub async fn set_if(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        condition: SetCondition,
+    ) -> Result<SetOutcome> {
+        self.set_with(key, value.into(), condition).await
+    }
+
     /// Sets `key` only if it is absent; returns whether it was written.
     pub async fn set_if_absent(&self, key: &str, value: impl Into<Bytes>) -> Result<bool> {
         Ok(self

@@ -1,0 +1,49 @@
+//! What a worker runs: the user's [`JobHandler`].
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::BoxError;
+
+/// A job as given to [`JobHandler::start`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Job {
+    /// The job key, unique in the pool.
+    pub key: String,
+    /// The payload given at dispatch.
+    pub payload: Bytes,
+    /// When it was dispatched.
+    pub created_at: SystemTime,
+    /// False for the first start after dispatch; true when the job moves or is recovered.
+    pub requeued: bool,
+    /// The worker starting it.
+    pub worker: String,
+}
+
+/// The code a worker runs for its jobs. Jobs are long-running: `start` sets a job going
+/// (spawn its work and return), `stop` ends it.
+///
+/// The pool calls `start` for a key on at most one worker at a time, and never calls
+/// `start` again on a worker for a key it already runs. `stop` is called before the job
+/// moves elsewhere.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    /// Starts the job. An error means it did not start: for a newly dispatched job the error
+    /// is returned to the dispatcher and the job is dropped; for a moving job, it is retried
+    /// later with back-off.
+    async fn start(&self, job: &Job) -> Result<(), BoxError>;
+
+    /// Stops the job. Errors are logged; the job is considered stopped either way.
+    async fn stop(&self, key: &str) -> Result<(), BoxError>;
+
+    /// Receives a notification sent with [`Node::notify_worker`](super::Node::notify_worker).
+    /// The default ignores it (with a log line).
+    async fn notify(&self, key: &str, payload: Bytes) -> Result<(), BoxError> {
+        let _ = payload;
+        tracing::warn!(job = %key, "the handler does not implement notify; ignoring the notification");
+        Ok(())
+    }
+}

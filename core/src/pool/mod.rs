@@ -1,0 +1,33 @@
+//! The keyed worker pool: long-running jobs, each routed by its key to exactly one worker,
+//! moved when workers join or leave, restarted elsewhere when a worker dies.
+//!
+//! A process joins a pool as a [`Node`]; a node hosts [`Worker`]s running a user
+//! [`JobHandler`] (or none: a client-only node only dispatches). [`Node::dispatch_job`]
+//! admits a job atomically and returns once its worker's `start` ran.
+//!
+//! Guarantees (each shown by a test on both backends):
+//! - **Singleton admission**: a second dispatch of a live key fails with
+//!   [`Error::JobExists`](crate::Error::JobExists).
+//! - **No job lost**: a job runs until [`Node::stop_job`] — across worker removal, node
+//!   close, and worker or node death (after `worker_ttl`).
+//! - **Never two concurrent runs**: a worker starts a job only after winning its owner
+//!   record by compare-and-set, and releases the record only after its `stop` returned; a
+//!   dead worker's record is taken only once its liveness lease expired on the backend's
+//!   clock, and a worker that could not renew in time stops its jobs first (fencing).
+//! - **Minimal moves**: rendezvous hashing moves ~1/(n+1) of the jobs when a worker joins
+//!   and only the leaver's jobs when one leaves.
+//! - **Bounded waits**: dispatch, close and shutdown all have timeouts.
+//!
+//! See `docs/ARCHITECTURE.md` for the state layout and the reconciliation rules.
+
+mod handler;
+mod hashing;
+mod node;
+mod options;
+mod records;
+mod worker;
+
+pub use handler::{Job, JobHandler};
+pub use hashing::route;
+pub use node::{Node, PoolWorker, Worker};
+pub use options::NodeOptions;

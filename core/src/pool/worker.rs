@@ -1,0 +1,203 @@
+//! A worker hosted by this node: its handler, the jobs it runs, and the actions that start
+//! and stop them.
+//!
+//! Invariants: a job is in `jobs` from the moment this worker decided to start it (before
+//! the owner record is taken) until its `stop` returned; `start` is never called for a key
+//! already in `jobs`, so a worker never runs two copies of a job.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, SystemTime},
+};
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{
+    handler::{Job, JobHandler},
+    node::NodeInner,
+    records::{InboxMessage, JobRecord},
+};
+
+/// Owner-record value of a job released for a move (the next start is a requeue).
+pub(crate) const RELEASED: &str = "~released";
+
+/// What a worker is doing with a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Starting,
+    Running,
+    Stopping,
+}
+
+/// What to do with the owner record after stopping a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// The job was stopped for good: delete the record (if still ours).
+    Delete,
+    /// The job moves: mark it released (if still ours) so another worker takes it.
+    Handoff,
+    /// Ownership was already lost: touch nothing.
+    Nothing,
+}
+
+pub(crate) struct LocalWorker {
+    pub(crate) id: String,
+    pub(crate) created: SystemTime,
+    pub(crate) handler: Arc<dyn JobHandler>,
+    pub(crate) jobs: Mutex<HashMap<String, Slot>>,
+    /// The owners-map revision at which this worker won each job it holds: the owners
+    /// replica says nothing about a job until it has reached that revision.
+    pub(crate) won_at: Mutex<HashMap<String, crate::backend::Revision>>,
+    backoff: Mutex<HashMap<String, (Instant, Duration)>>,
+    pub(crate) stopped: AtomicBool,
+}
+
+impl LocalWorker {
+    pub(crate) fn new(id: String, handler: Arc<dyn JobHandler>) -> Self {
+        LocalWorker {
+            id,
+            created: SystemTime::now(),
+            handler,
+            jobs: Mutex::new(HashMap::new()),
+            won_at: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// True while a failed start of `key` is backing off.
+    pub(crate) fn backing_off(&self, key: &str) -> bool {
+        let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        b.get(key).is_some_and(|(until, _)| Instant::now() < *until)
+    }
+
+    fn fail(&self, key: &str, first: Duration) {
+        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let delay = b
+            .get(key)
+            .map_or(first, |(_, d)| (*d * 2).min(Duration::from_secs(60)));
+        b.insert(key.to_owned(), (Instant::now() + delay, delay));
+    }
+
+    fn succeed(&self, key: &str) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// Runs the handler's `start` for a job this worker just took ownership of.
+pub(crate) async fn start(
+    node: Arc<NodeInner>,
+    w: Arc<LocalWorker>,
+    key: String,
+    record: JobRecord,
+    requeued: bool,
+) {
+    let job = Job {
+        key: key.clone(),
+        payload: record.payload.clone(),
+        created_at: SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_ms),
+        requeued,
+        worker: w.id.clone(),
+    };
+    let outcome = w.handler.start(&job).await;
+    let error = match outcome {
+        Ok(()) => {
+            w.succeed(&key);
+            let retiring = {
+                let mut slots = w.slots();
+                let retiring = w.is_stopped();
+                slots.insert(
+                    key.clone(),
+                    if retiring {
+                        Slot::Stopping
+                    } else {
+                        Slot::Running
+                    },
+                );
+                retiring
+            };
+            info!(pool = %node.pool, worker = %w.id, job = %key, requeued, "started job");
+            if retiring {
+                // The worker is being removed: hand the job over right away.
+                stop(node.clone(), w.clone(), key.clone(), Release::Handoff).await;
+            }
+            None
+        }
+        Err(e) => {
+            warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "job failed to start");
+            w.slots().remove(&key);
+            w.won_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            w.fail(&key, node.options.retry_delay);
+            if let Err(e) = node.owners.test_and_set(&key, w.id.clone(), RELEASED).await {
+                warn!(job = %key, error = %e, "could not release a job that failed to start");
+            }
+            Some(e.to_string())
+        }
+    };
+    if let Some((dispatcher, dispatch_id)) = record.dispatch {
+        node.send_inbox(
+            &dispatcher,
+            &InboxMessage::Started {
+                key,
+                dispatch_id,
+                error,
+            },
+        )
+        .await;
+    }
+    node.kick.notify_one();
+}
+
+/// Runs the handler's `stop` (bounded by the stop timeout), then updates the owner record.
+pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String, release: Release) {
+    match tokio::time::timeout(node.options.stop_timeout, w.handler.stop(&key)).await {
+        Ok(Ok(())) => info!(pool = %node.pool, worker = %w.id, job = %key, ?release, "stopped job"),
+        Ok(Err(e)) => {
+            warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "stop failed; the job is considered stopped")
+        }
+        Err(_) => {
+            warn!(pool = %node.pool, worker = %w.id, job = %key, "stop timed out; the job is considered stopped")
+        }
+    }
+    w.slots().remove(&key);
+    w.won_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+    let result = match release {
+        Release::Delete => node
+            .owners
+            .test_and_delete(&key, w.id.clone())
+            .await
+            .map(|_| ()),
+        Release::Handoff => node
+            .owners
+            .test_and_set(&key, w.id.clone(), RELEASED)
+            .await
+            .map(|_| ()),
+        Release::Nothing => Ok(()),
+    };
+    if let Err(e) = result {
+        warn!(job = %key, error = %e, "could not update the owner record after stopping");
+    }
+    node.kick.notify_one();
+}
