@@ -247,6 +247,7 @@ macro_rules! conformance_suite {
             pool_shutdown,
             pool_churn,
             pool_close_leaks_nothing,
+            pool_paused_node_fences_itself,
         );
     };
 }

@@ -646,3 +646,89 @@ pub async fn pool_close_leaks_nothing(cx: Ctx) {
     assert!(ledger.runs("k").is_empty(), "close stopped the job");
     assert_eq!(a.job_keys(), ["k"], "close keeps the job for other nodes");
 }
+
+/// A node on its own runtime thread, which can be frozen like a SIGSTOPped process.
+struct Pausable {
+    handle: tokio::runtime::Handle,
+    pause: tokio::sync::mpsc::UnboundedSender<Duration>,
+}
+
+impl Pausable {
+    fn start() -> Pausable {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (pause, mut pauses) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+            tx.send((rt.handle().clone(), pause)).unwrap();
+            rt.block_on(async move {
+                while let Some(d) = pauses.recv().await {
+                    std::thread::sleep(d); // the whole runtime stands still
+                }
+            });
+        });
+        let (handle, pause) = rx.recv().unwrap();
+        Pausable { handle, pause }
+    }
+}
+
+/// A node paused past the worker TTL loses its jobs to another node, which runs them;
+/// on resume it stops its stale copies before anything else (fencing) and never runs a
+/// job at the same time as its new owner. No job is lost.
+pub async fn pool_paused_node_fences_itself(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let frozen = Pausable::start();
+    let (backend, options, l) = (cx.backend.clone(), opts(&cx), ledger.clone());
+    let a = frozen
+        .handle
+        .spawn(async move {
+            let a = Node::join(backend, "pool", options).await.unwrap();
+            a.add_worker(rec(&l, "a")).await.unwrap();
+            a
+        })
+        .await
+        .unwrap();
+    let ks = keys(10);
+    for k in &ks {
+        a.dispatch_job(k, "x").await.unwrap();
+    }
+    let b = node(&cx).await;
+    b.add_worker(rec(&ledger, "b")).await.unwrap();
+    eventually("spread over a and b", || async { ledger.exactly_once(&ks) }).await;
+    let on_a: Vec<String> = ks
+        .iter()
+        .filter(|k| ledger.runs(k).contains("a"))
+        .cloned()
+        .collect();
+    assert!(!on_a.is_empty());
+    // Freeze a for 4 x TTL. Its jobs are frozen with it: they do not run meanwhile.
+    frozen.pause.send(Duration::from_millis(2400)).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ledger.crash("a");
+    eventually("b took a's jobs", || async {
+        on_a.iter().all(|k| ledger.runs(k).contains("b"))
+    })
+    .await;
+    // After the pause a fences (stops its stale copies) and jobs settle once each.
+    eventually("a stopped its stale copies", || async {
+        let stops = ledger.stops.lock().unwrap();
+        on_a.iter()
+            .all(|k| stops.iter().any(|(sk, l)| sk == k && l == "a"))
+    })
+    .await;
+    eventually("every job runs exactly once", || async {
+        ledger.exactly_once(&ks)
+    })
+    .await;
+    ledger.assert_no_overlap();
+    assert_eq!(b.job_keys().len(), 10, "no job lost");
+    let closing = a.clone();
+    frozen
+        .handle
+        .spawn(async move { closing.close().await.unwrap() })
+        .await
+        .unwrap();
+    b.close().await.unwrap();
+}
