@@ -248,6 +248,8 @@ macro_rules! conformance_suite {
             pool_churn,
             pool_close_leaks_nothing,
             pool_paused_node_fences_itself,
+            pool_ticker_ticks_once_per_slot,
+            pool_scheduler_applies_plans,
         );
     };
 }

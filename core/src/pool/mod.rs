@@ -18,6 +18,9 @@
 //!   and only the leaver's jobs when one leaves.
 //! - **Bounded waits**: dispatch, close and shutdown all have timeouts.
 //!
+//! Also: a pool-wide [`Ticker`] (each tick to exactly one node) and a scheduler
+//! ([`Node::schedule`], a [`Producer`] planning jobs every interval on one node at a time).
+//!
 //! See `docs/ARCHITECTURE.md` for the state layout and the reconciliation rules.
 
 mod handler;
@@ -25,9 +28,13 @@ mod hashing;
 mod node;
 mod options;
 mod records;
+mod scheduler;
+mod ticker;
 mod worker;
 
 pub use handler::{Job, JobHandler};
 pub use hashing::route;
 pub use node::{Node, PoolWorker, Worker};
 pub use options::NodeOptions;
+pub use scheduler::{Plan, Producer, Schedule};
+pub use ticker::{Tick, Ticker};

@@ -355,6 +355,32 @@ impl Node {
         &self.inner.pool
     }
 
+    pub(crate) fn keyspace(&self) -> &crate::keys::Keyspace {
+        &self.inner.options.keyspace
+    }
+
+    pub(crate) fn backend(&self) -> Arc<dyn Backend> {
+        self.inner.backend.clone()
+    }
+
+    /// Creates (or joins) the pool-wide ticker `name`: each tick goes to exactly one of the
+    /// nodes that created it. A new period replaces the stored one for every node.
+    ///
+    /// Errors: [`Error::InvalidName`], [`Error::InvalidArgument`] (zero period),
+    /// [`Error::Closed`], backend errors.
+    pub async fn new_ticker(&self, name: &str, period: Duration) -> Result<super::Ticker> {
+        self.check_open()?;
+        super::Ticker::start(
+            self.backend(),
+            self.keyspace(),
+            &self.inner.pool,
+            &self.inner.id,
+            name,
+            period,
+        )
+        .await
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed {
