@@ -1,120 +1,100 @@
-//! A tour of the backend contract that everything in Pulse is built on.
-//!
-//! Runs on the in-memory backend by default and on Redis when `PULSE_REDIS_URL` is set:
+//! The Pulse demo: a keyed worker pool in one process.
 //!
 //! ```text
-//! cargo run --example demo
+//! cargo run --example demo                                   # memory backend
 //! PULSE_REDIS_URL=redis://127.0.0.1:6379/ cargo run --example demo
 //! ```
 //!
-//! It shows an atomic map write with its change notice, a consumer group sharing events
-//! between two workers, and an unacknowledged event redelivered after its worker "died".
+//! Two nodes join a pool with one worker each; six jobs are dispatched and spread by key;
+//! a third worker joins and takes its share; the first worker leaves and its jobs move.
+//! Every start and stop is printed by the handlers, and a table shows where each job runs.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use pulse::{
-    backend::{AddOptions, GroupStart, MapTarget, PubSubEvent, SetCondition},
-    codec::MapNotice,
-    keys::Keyspace,
-};
+use pulse::pool::{Node, NodeOptions};
+use pulse_examples::PrintingHandler;
+
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+fn show(node: &Node, names: &[(String, &str)]) {
+    println!("  where each job runs:");
+    for key in node.job_keys() {
+        let owner = node.job_owner(&key).unwrap_or_default();
+        let label = names
+            .iter()
+            .find(|(id, _)| *id == owner)
+            .map_or("(moving)", |(_, l)| *l);
+        println!("    {key:<8} -> {label}");
+    }
+}
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
     let backend = pulse_examples::backend_from_env().await?;
     println!("backend: {}", backend.kind());
-    // A unique prefix per run, so repeated runs against one Redis never collide.
-    let keys = Keyspace::new(format!("demo-{}", pulse_examples::run_id()))?;
-
-    // 1. An atomic map write: change, revision and notice in one step.
-    let map_keys = keys.map("settings")?;
-    let map = MapTarget::new(map_keys.hash, map_keys.channel);
-    let mut notices = backend
-        .subscribe(std::slice::from_ref(&map.channel))
-        .await?;
-    let first = backend
-        .map_set(&map, "mode", Bytes::from("fast"), SetCondition::IfAbsent)
-        .await?;
-    let second = backend
-        .map_set(&map, "mode", Bytes::from("slow"), SetCondition::IfAbsent)
-        .await?;
-    println!(
-        "set-if-absent: first written={}, second written={} (kept {:?})",
-        first.written, second.written, second.previous
+    let pool = format!("demo-{}", pulse_examples::run_id());
+    let options = NodeOptions::default().with_worker_ttl(Duration::from_secs(3));
+    let (a, b) = (
+        Node::join(backend.clone(), &pool, options.clone()).await?,
+        Node::join(backend, &pool, options).await?,
     );
-    if let Some(PubSubEvent::Message { payload, .. }) = notices.recv().await {
-        let n = MapNotice::decode(&payload)?;
-        println!("notice: rev {} {:?}", n.rev, n.change);
-    }
 
-    // 2. A consumer group: two workers share the events.
-    let stream = keys.stream("orders")?;
-    backend
-        .group_create(&stream, "billing", GroupStart::Newest, true)
+    println!("\n1. two nodes, one worker each");
+    let w1 = a
+        .add_worker(PrintingHandler {
+            label: "worker-1 (node a)".into(),
+        })
         .await?;
-    let events: Vec<_> = (1..=4)
-        .map(|i| vec![("order".to_owned(), Bytes::from(format!("#{i}")))])
-        .collect();
-    backend
-        .stream_add_batch(&stream, events, &AddOptions::default().with_max_len(10_000))
+    let w2 = b
+        .add_worker(PrintingHandler {
+            label: "worker-2 (node b)".into(),
+        })
         .await?;
-    let alice = backend
-        .group_read(
-            "billing",
-            "alice",
-            std::slice::from_ref(&stream),
-            2,
-            None,
-            false,
-        )
-        .await?;
-    let bob = backend
-        .group_read(
-            "billing",
-            "bob",
-            std::slice::from_ref(&stream),
-            2,
-            Some(Duration::from_secs(1)),
-            false,
-        )
-        .await?;
-    for (who, got) in [("alice", &alice), ("bob", &bob)] {
-        let orders: Vec<String> = got
-            .iter()
-            .flat_map(|b| &b.entries)
-            .map(|e| String::from_utf8_lossy(&e.fields[0].1).into_owned())
-            .collect();
-        println!("{who} got {orders:?}");
-    }
-    let alice_ids: Vec<_> = alice
+    let mut names = vec![
+        (w1.id().to_owned(), "worker-1"),
+        (w2.id().to_owned(), "worker-2"),
+    ];
+
+    println!("\n2. dispatch six jobs (each call returns once its worker started it)");
+    for (i, city) in ["paris", "tokyo", "lima", "oslo", "cairo", "perth"]
         .iter()
-        .flat_map(|b| &b.entries)
-        .map(|e| e.id)
-        .collect();
-    backend.group_ack(&stream, "billing", &alice_ids).await?;
-
-    // 3. Bob "dies" without acking: after the grace period his events go to carol.
-    let grace = Duration::from_millis(200);
-    tokio::time::sleep(grace).await;
-    let claimed = backend
-        .group_claim_idle(
-            &stream,
-            "billing",
-            "carol",
-            grace,
-            pulse::backend::EntryId::ZERO,
-            100,
-        )
-        .await?;
+        .enumerate()
+    {
+        a.dispatch_job(city, format!("sensor feed #{i}")).await?;
+    }
+    let again = a.dispatch_job("paris", "again").await;
     println!(
-        "carol reclaimed {} unacked event(s) from bob",
-        claimed.entries.len()
+        "  dispatching paris again: {}",
+        again.map_or_else(|e| e.to_string(), |()| "ok".into())
     );
-    let ids: Vec<_> = claimed.entries.iter().map(|e| e.id).collect();
-    backend.group_ack(&stream, "billing", &ids).await?;
-    let pending = backend.group_pending_summary(&stream, "billing").await?;
-    println!("pending after acks: {}", pending.count);
+    settle().await;
+    show(&a, &names);
 
-    backend.delete(&[stream, map.hash.clone()]).await?;
+    println!("\n3. a third worker joins node b: it takes about a third of the jobs");
+    let w3 = b
+        .add_worker(PrintingHandler {
+            label: "worker-3 (node b)".into(),
+        })
+        .await?;
+    names.push((w3.id().to_owned(), "worker-3"));
+    settle().await;
+    show(&a, &names);
+
+    println!("\n4. worker-1 leaves: only its jobs move");
+    a.remove_worker(&w1).await?;
+    settle().await;
+    show(&a, &names);
+
+    println!("\n5. notify one job, stop another");
+    a.notify_worker("tokyo", "recalibrate").await?;
+    a.stop_job("lima").await?;
+    settle().await;
+    show(&a, &names);
+
+    println!("\n6. shut the pool down");
+    a.shutdown().await?;
+    println!("  done: {} jobs left", a.job_keys().len());
     Ok(())
 }

@@ -29,3 +29,42 @@ pub fn got<T>(next: Option<T>) -> pulse::Result<T> {
         what: "subscription".into(),
     })
 }
+
+/// A job handler for the pool examples: prints what it is asked to do.
+#[derive(Debug)]
+pub struct PrintingHandler {
+    /// A label for the worker (printed with every line).
+    pub label: String,
+}
+
+#[async_trait::async_trait]
+impl pulse::pool::JobHandler for PrintingHandler {
+    async fn start(&self, job: &pulse::pool::Job) -> Result<(), pulse::error::BoxError> {
+        let how = if job.requeued {
+            "moved/recovered to"
+        } else {
+            "started on"
+        };
+        println!(
+            "  job {:<8} {how} {} ({})",
+            job.key,
+            self.label,
+            String::from_utf8_lossy(&job.payload)
+        );
+        Ok(())
+    }
+
+    async fn stop(&self, key: &str) -> Result<(), pulse::error::BoxError> {
+        println!("  job {key:<8} stopped on {}", self.label);
+        Ok(())
+    }
+
+    async fn notify(&self, key: &str, payload: bytes::Bytes) -> Result<(), pulse::error::BoxError> {
+        println!(
+            "  job {key:<8} notified on {}: {}",
+            self.label,
+            String::from_utf8_lossy(&payload)
+        );
+        Ok(())
+    }
+}
