@@ -1,0 +1,586 @@
+//! The scenarios of issue 6, each run on the Redis backend (against the raw baseline) and
+//! on the memory backend (against the Redis-backend figure).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::future::join_all;
+use pulse::{
+    error::BoxError,
+    keys::Keyspace,
+    pool::{Job, JobHandler, Node, NodeOptions},
+    rmap::{Map, MapOptions},
+    streaming::{NewEvent, ReaderOptions, SinkOptions, Start, Stream, StreamOptions},
+    Backend,
+};
+
+use crate::{
+    raw,
+    stats::{fmt_dur, fmt_rate, rate, Row, Samples, Target},
+    Size,
+};
+
+/// A Pulse figure: a rate (higher is better) or latency samples (lower is better).
+#[derive(Clone)]
+enum Figure {
+    Rate(f64),
+    Latency(Samples),
+}
+
+impl Figure {
+    fn text(&self) -> String {
+        match self {
+            Figure::Rate(r) => fmt_rate(*r),
+            Figure::Latency(s) => format!("p50 {}", fmt_dur(s.pct(0.5))),
+        }
+    }
+    /// How many times better `self` is than `other`.
+    fn times_better_than(&self, other: &Figure) -> f64 {
+        match (self, other) {
+            (Figure::Rate(a), Figure::Rate(b)) => a / b.max(1e-9),
+            (Figure::Latency(a), Figure::Latency(b)) => {
+                b.pct(0.5).as_secs_f64() / a.pct(0.5).as_secs_f64().max(1e-9)
+            }
+            _ => 0.0,
+        }
+    }
+    fn latency(&self) -> Option<(Duration, Duration, Duration)> {
+        match self {
+            Figure::Latency(s) => Some((s.pct(0.5), s.pct(0.9), s.pct(0.99))),
+            Figure::Rate(_) => None,
+        }
+    }
+}
+
+fn ks(tag: &str) -> Keyspace {
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Keyspace::new(format!("bench-{tag}-{run:x}")).expect("prefix")
+}
+
+fn stream(b: &Arc<dyn Backend>, tag: &str) -> Stream {
+    Stream::new(
+        b.clone(),
+        "s",
+        StreamOptions::default().with_keyspace(ks(tag)),
+    )
+    .expect("stream")
+}
+
+async fn s1_append_many(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let s = stream(b, "s1");
+    let per = size.events / 8 / 100;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for _ in 0..per {
+                    s.add_batch((0..100).map(|_| NewEvent::new("e", "payload")).collect())
+                        .await
+                        .expect("add");
+                }
+            })
+        })
+        .collect();
+    join_all(tasks).await;
+    let f = Figure::Rate(rate(per * 100 * 8, start.elapsed()));
+    s.destroy().await.expect("destroy");
+    f
+}
+
+async fn s2_append_one(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let s = stream(b, "s2");
+    let mut out = Samples::default();
+    for _ in 0..size.samples {
+        let t = Instant::now();
+        s.add("e", "payload").await.expect("add");
+        out.0.push(t.elapsed());
+    }
+    s.destroy().await.expect("destroy");
+    Figure::Latency(out)
+}
+
+async fn s3_sink(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let s = stream(b, "s3");
+    for _ in 0..size.events / 1000 {
+        s.add_batch((0..1000).map(|_| NewEvent::new("e", "payload")).collect())
+            .await
+            .expect("add");
+    }
+    let total = size.events / 1000 * 1000;
+    let sink = s
+        .new_sink(
+            "g",
+            SinkOptions::default()
+                .with_start(Start::Oldest)
+                .with_max_polled(100),
+        )
+        .await
+        .expect("sink");
+    let start = Instant::now();
+    let mut rx = sink.subscribe().expect("subscribe");
+    let mut done = 0;
+    while done < total {
+        let mut batch = vec![rx.recv().await.expect("event")];
+        while batch.len() < 100 {
+            match rx.try_recv() {
+                Some(e) => batch.push(e),
+                None => break,
+            }
+        }
+        done += batch.len();
+        sink.ack_many(&batch).await.expect("ack");
+    }
+    let f = Figure::Rate(rate(total, start.elapsed()));
+    sink.close().await.expect("close");
+    s.destroy().await.expect("destroy");
+    f
+}
+
+async fn s4_fan_out(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let s = stream(b, "s4");
+    for _ in 0..size.events / 1000 {
+        s.add_batch((0..1000).map(|_| NewEvent::new("e", "payload")).collect())
+            .await
+            .expect("add");
+    }
+    let total = size.events / 1000 * 1000;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let r = s
+            .new_reader(ReaderOptions::default().with_start(Start::Oldest))
+            .await
+            .expect("reader");
+        let mut rx = r.subscribe().expect("subscribe");
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..total {
+                rx.recv().await.expect("event");
+            }
+            r.close().await;
+        }));
+    }
+    join_all(tasks).await;
+    let f = Figure::Rate(rate(total * 4, start.elapsed()));
+    s.destroy().await.expect("destroy");
+    f
+}
+
+async fn s5_propagation(a: &Arc<dyn Backend>, other: &Arc<dyn Backend>, size: Size) -> Figure {
+    let keyspace = ks("s5");
+    let writer = Map::join(
+        a.clone(),
+        "m",
+        MapOptions::default().with_keyspace(keyspace.clone()),
+    )
+    .await
+    .expect("join");
+    let reader = Map::join(
+        other.clone(),
+        "m",
+        MapOptions::default().with_keyspace(keyspace),
+    )
+    .await
+    .expect("join");
+    let mut events = reader.subscribe().expect("subscribe");
+    let mut out = Samples::default();
+    for i in 0..size.samples {
+        let t = Instant::now();
+        writer.set("k", i.to_string()).await.expect("set");
+        events.recv().await.expect("event");
+        out.0.push(t.elapsed());
+    }
+    writer.destroy().await.expect("destroy");
+    Figure::Latency(out)
+}
+
+async fn s5_writers(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let m = Map::join(
+        b.clone(),
+        "m",
+        MapOptions::default().with_keyspace(ks("s5w")),
+    )
+    .await
+    .expect("join");
+    let per = size.events / 8 / 100;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let m = m.clone();
+            tokio::spawn(async move {
+                for round in 0..per {
+                    join_all((0..100).map(|i| {
+                        let m = m.clone();
+                        async move { m.set(&format!("k{w}-{round}-{i}"), "v").await.expect("set") }
+                    }))
+                    .await;
+                }
+            })
+        })
+        .collect();
+    join_all(tasks).await;
+    let f = Figure::Rate(rate(per * 100 * 8, start.elapsed()));
+    m.destroy().await.expect("destroy");
+    f
+}
+
+async fn s6_reads(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let m = Map::join(
+        b.clone(),
+        "m",
+        MapOptions::default().with_keyspace(ks("s6")),
+    )
+    .await
+    .expect("join");
+    for chunk in (0..size.map_entries).collect::<Vec<_>>().chunks(500) {
+        join_all(chunk.iter().map(|i| {
+            let m = m.clone();
+            async move { m.set(&format!("key-{i}"), "value").await.expect("set") }
+        }))
+        .await;
+    }
+    while m.len() < size.map_entries {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let keys: Vec<String> = (0..1024)
+        .map(|i| format!("key-{}", i * 97 % size.map_entries))
+        .collect();
+    let start = Instant::now();
+    let mut hits = 0usize;
+    for i in 0..size.reads {
+        hits += usize::from(m.get(&keys[i & 1023]).is_some());
+    }
+    let f = Figure::Rate(rate(size.reads, start.elapsed()));
+    assert_eq!(hits, size.reads);
+    m.destroy().await.expect("destroy");
+    f
+}
+
+struct Stamp(Arc<Mutex<Vec<(String, Instant)>>>);
+
+#[async_trait]
+impl JobHandler for Stamp {
+    async fn start(&self, job: &Job) -> Result<(), BoxError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((job.key.clone(), Instant::now()));
+        Ok(())
+    }
+    async fn stop(&self, _key: &str) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+async fn s7_dispatch_latency(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let node = Node::join(
+        b.clone(),
+        "p",
+        NodeOptions::default().with_keyspace(ks("s7")),
+    )
+    .await
+    .expect("node");
+    let stamps = Arc::new(Mutex::new(Vec::new()));
+    node.add_worker(Stamp(stamps.clone()))
+        .await
+        .expect("worker");
+    let mut out = Samples::default();
+    for i in 0..size.samples.min(500) {
+        let key = format!("job-{i}");
+        let t = Instant::now();
+        node.dispatch_job(&key, Bytes::new())
+            .await
+            .expect("dispatch");
+        let started = stamps
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, at)| *at)
+            .expect("stamp");
+        out.0.push(started.saturating_duration_since(t));
+    }
+    node.shutdown().await.expect("shutdown");
+    Figure::Latency(out)
+}
+
+async fn s8_dispatch_throughput(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let keyspace = ks("s8");
+    let workers = Node::join(
+        b.clone(),
+        "p",
+        NodeOptions::default().with_keyspace(keyspace.clone()),
+    )
+    .await
+    .expect("node");
+    let stamps = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..4 {
+        workers
+            .add_worker(Stamp(stamps.clone()))
+            .await
+            .expect("worker");
+    }
+    let client = Node::join(
+        b.clone(),
+        "p",
+        NodeOptions::default()
+            .with_keyspace(keyspace)
+            .with_client_only(true),
+    )
+    .await
+    .expect("client");
+    let per = size.jobs / 50;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..50)
+        .map(|d| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                for i in 0..per {
+                    c.dispatch_job(&format!("job-{d}-{i}"), Bytes::new())
+                        .await
+                        .expect("dispatch");
+                }
+            })
+        })
+        .collect();
+    join_all(tasks).await;
+    let f = Figure::Rate(rate(per * 50, start.elapsed()));
+    client.close().await.expect("close");
+    workers.shutdown().await.expect("shutdown");
+    f
+}
+
+fn row(
+    scenario: &str,
+    backend: &'static str,
+    fig: &Figure,
+    baseline: String,
+    ratio: Option<f64>,
+    target: Target,
+) -> Row {
+    Row {
+        scenario: scenario.into(),
+        backend,
+        figure: fig.text(),
+        baseline,
+        ratio,
+        target,
+        latency: fig.latency(),
+    }
+}
+
+/// Runs every scenario (or only `only`, e.g. "S3").
+pub(crate) async fn run_all(
+    url: &str,
+    redis: Arc<dyn Backend>,
+    memory: Arc<dyn Backend>,
+    size: Size,
+    only: Option<&str>,
+) -> Vec<Row> {
+    let want = |s: &str| only.is_none_or(|o| o.eq_ignore_ascii_case(s));
+    let mut rows = Vec::new();
+    let second: Arc<dyn Backend> = Arc::new(
+        pulse_redis::RedisBackend::connect(url)
+            .await
+            .expect("connect"),
+    );
+    let tag = || format!("raw-{:x}", pulse::backend::new_epoch());
+    let memory_vs = |rows: &mut Vec<Row>, name: &str, mem: Figure, red: &Figure| {
+        let r = mem.times_better_than(red);
+        rows.push(row(
+            name,
+            "memory",
+            &mem,
+            format!("redis backend {}", red.text()),
+            Some(r),
+            Target::AtLeast(10.0),
+        ));
+    };
+    if want("S1") {
+        let (n, d) = raw::append_many(url, &tag(), size.events).await;
+        let raw_rate = rate(n, d);
+        let red = s1_append_many(&redis, size).await;
+        let Figure::Rate(r) = red else { unreachable!() };
+        rows.push(row(
+            "S1 stream append, 8 producers x 100 in flight",
+            "redis",
+            &red,
+            fmt_rate(raw_rate),
+            Some(r / raw_rate),
+            Target::AtLeast(0.8),
+        ));
+        memory_vs(
+            &mut rows,
+            "S1 stream append, 8 producers x 100 in flight",
+            s1_append_many(&memory, size).await,
+            &red,
+        );
+    }
+    let raw_xadd = raw::append_one(url, &tag(), size.samples).await;
+    if want("S2") {
+        let red = s2_append_one(&redis, size).await;
+        let ratio = red
+            .latency()
+            .map(|l| l.0.as_secs_f64() / raw_xadd.pct(0.5).as_secs_f64());
+        rows.push(row(
+            "S2 stream append, one awaited at a time",
+            "redis",
+            &red,
+            format!("p50 {}", fmt_dur(raw_xadd.pct(0.5))),
+            ratio,
+            Target::AtMost(1.2),
+        ));
+        memory_vs(
+            &mut rows,
+            "S2 stream append, one awaited at a time",
+            s2_append_one(&memory, size).await,
+            &red,
+        );
+    }
+    if want("S3") {
+        let key = tag();
+        raw::append_many(url, &key, size.events).await;
+        let raw_rate = rate(
+            size.events / 800 * 800,
+            raw::consume_ack(url, &key, size.events / 800 * 800).await,
+        );
+        let red = s3_sink(&redis, size).await;
+        let Figure::Rate(r) = red else { unreachable!() };
+        rows.push(row(
+            "S3 sink consume + ack, one member",
+            "redis",
+            &red,
+            fmt_rate(raw_rate),
+            Some(r / raw_rate),
+            Target::AtLeast(0.9),
+        ));
+        memory_vs(
+            &mut rows,
+            "S3 sink consume + ack, one member",
+            s3_sink(&memory, size).await,
+            &red,
+        );
+    }
+    if want("S4") {
+        let key = tag();
+        let (n, _) = raw::append_many(url, &key, size.events).await;
+        let raw_rate = rate(n * 4, raw::fan_out(url, &key, n).await);
+        let red = s4_fan_out(&redis, size).await;
+        let Figure::Rate(r) = red else { unreachable!() };
+        rows.push(row(
+            "S4 reader fan-out, 4 readers",
+            "redis",
+            &red,
+            fmt_rate(raw_rate),
+            Some(r / raw_rate),
+            Target::AtLeast(0.8),
+        ));
+        memory_vs(
+            &mut rows,
+            "S4 reader fan-out, 4 readers",
+            s4_fan_out(&memory, size).await,
+            &red,
+        );
+    }
+    if want("S5") {
+        let raw_pub = raw::publish_latency(url, &tag(), size.samples).await;
+        let red = s5_propagation(&redis, &second, size).await;
+        let ratio = red
+            .latency()
+            .map(|l| l.0.as_secs_f64() / raw_pub.pct(0.5).as_secs_f64());
+        rows.push(row(
+            "S5 rmap write seen by another replica",
+            "redis",
+            &red,
+            format!("publish p50 {}", fmt_dur(raw_pub.pct(0.5))),
+            ratio,
+            Target::AtMost(1.5),
+        ));
+        memory_vs(
+            &mut rows,
+            "S5 rmap write seen by another replica",
+            s5_propagation(&memory, &memory, size).await,
+            &red,
+        );
+        let raw_rate = rate(
+            size.events / 800 * 800,
+            raw::evalsha_writes(url, &tag(), size.events).await,
+        );
+        let red = s5_writers(&redis, size).await;
+        let Figure::Rate(r) = red else { unreachable!() };
+        rows.push(row(
+            "S5 rmap concurrent writers",
+            "redis",
+            &red,
+            format!("EVALSHA {}", fmt_rate(raw_rate)),
+            Some(r / raw_rate),
+            Target::AtLeast(0.8),
+        ));
+        memory_vs(
+            &mut rows,
+            "S5 rmap concurrent writers",
+            s5_writers(&memory, size).await,
+            &red,
+        );
+    }
+    if want("S6") {
+        for (name, b) in [("redis", &redis), ("memory", &memory)] {
+            let fig = s6_reads(b, size).await;
+            let Figure::Rate(r) = fig else { unreachable!() };
+            let backend = if name == "redis" { "redis" } else { "memory" };
+            rows.push(row(
+                &format!("S6 rmap local read, {}-entry map", size.map_entries),
+                backend,
+                &fig,
+                "target 10M/s".into(),
+                Some(r / 10e6),
+                Target::AtLeast(1.0),
+            ));
+        }
+    }
+    if want("S7") {
+        let red = s7_dispatch_latency(&redis, size).await;
+        let ratio = red
+            .latency()
+            .map(|l| l.0.as_secs_f64() / raw_xadd.pct(0.5).as_secs_f64());
+        rows.push(row(
+            "S7 pool dispatch-to-start, one in flight",
+            "redis",
+            &red,
+            format!("XADD p50 {}", fmt_dur(raw_xadd.pct(0.5))),
+            ratio,
+            Target::AtMost(4.0),
+        ));
+        memory_vs(
+            &mut rows,
+            "S7 pool dispatch-to-start, one in flight",
+            s7_dispatch_latency(&memory, size).await,
+            &red,
+        );
+    }
+    if want("S8") {
+        let red = s8_dispatch_throughput(&redis, size).await;
+        let Figure::Rate(r) = red else { unreachable!() };
+        rows.push(row(
+            "S8 pool, 50 dispatchers, 4 workers",
+            "redis",
+            &red,
+            "target 20k/s".into(),
+            Some(r / 20_000.0),
+            Target::AtLeast(1.0),
+        ));
+        memory_vs(
+            &mut rows,
+            "S8 pool, 50 dispatchers, 4 workers",
+            s8_dispatch_throughput(&memory, size).await,
+            &red,
+        );
+    }
+    rows
+}
