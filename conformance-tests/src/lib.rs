@@ -250,6 +250,8 @@ macro_rules! conformance_suite {
             pool_paused_node_fences_itself,
             pool_ticker_ticks_once_per_slot,
             pool_scheduler_applies_plans,
+            // isolation
+            prefixes_isolate_applications,
         );
     };
 }

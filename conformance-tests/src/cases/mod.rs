@@ -4,6 +4,7 @@
 //! [`Ctx`]: crate::Ctx
 
 mod groups;
+mod isolation;
 mod keys;
 mod leases;
 mod maps;
@@ -15,6 +16,7 @@ mod streaming;
 mod streams;
 
 pub use groups::*;
+pub use isolation::*;
 pub use keys::*;
 pub use leases::*;
 pub use maps::*;

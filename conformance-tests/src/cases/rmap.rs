@@ -1,7 +1,7 @@
 //! Replicated maps (`pulse::rmap`) on the backend under test: the spec's behaviours
 //! (rmap.md §7, adapted where a weakness is fixed) plus convergence under faults.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pulse::{
@@ -597,5 +597,4 @@ pub async fn rmap_drop_releases_the_subscription(cx: Ctx) {
         cx.backend.publish(&channel, b("ping")).await.unwrap() == 0
     })
     .await;
-    let _ = Arc::new(());
 }

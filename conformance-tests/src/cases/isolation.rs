@@ -1,0 +1,118 @@
+//! Two applications with different key prefixes share a backend without seeing each
+//! other's data.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pulse::{
+    error::BoxError,
+    keys::Keyspace,
+    pool::{Job, JobHandler, Node, NodeOptions},
+    rmap::{Map, MapOptions},
+    streaming::{ReaderOptions, Start, Stream, StreamOptions},
+    Error,
+};
+
+use crate::{eventually, Ctx};
+
+struct Noop;
+
+#[async_trait]
+impl JobHandler for Noop {
+    async fn start(&self, _job: &Job) -> Result<(), BoxError> {
+        Ok(())
+    }
+    async fn stop(&self, _key: &str) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Same map, stream and pool names under two prefixes are fully separate.
+pub async fn prefixes_isolate_applications(cx: Ctx) {
+    let app = |n: &str| Keyspace::new(format!("{}-{n}", cx.keyspace().prefix())).unwrap();
+    let (a, b) = (app("a"), app("b"));
+    let ma = Map::join(
+        cx.backend.clone(),
+        "m",
+        MapOptions::default().with_keyspace(a.clone()),
+    )
+    .await
+    .unwrap();
+    let mb = Map::join(
+        cx.backend.clone(),
+        "m",
+        MapOptions::default().with_keyspace(b.clone()),
+    )
+    .await
+    .unwrap();
+    ma.set_and_wait("k", "from a").await.unwrap();
+    mb.set_and_wait("other", "from b").await.unwrap();
+    assert_eq!(
+        (ma.keys(), mb.keys()),
+        (vec!["k".to_owned()], vec!["other".to_owned()])
+    );
+
+    let sa = Stream::new(
+        cx.backend.clone(),
+        "s",
+        StreamOptions::default().with_keyspace(a.clone()),
+    )
+    .unwrap();
+    let sb = Stream::new(
+        cx.backend.clone(),
+        "s",
+        StreamOptions::default().with_keyspace(b.clone()),
+    )
+    .unwrap();
+    let rb = sb
+        .new_reader(
+            ReaderOptions::default()
+                .with_start(Start::Oldest)
+                .with_block(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap();
+    let mut rx = rb.subscribe().unwrap();
+    sa.add("for-a", "").await.unwrap();
+    sb.add("for-b", "").await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.name, "for-b");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .is_err(),
+        "b saw a's event"
+    );
+    rb.close().await;
+
+    let opts = |k: &Keyspace| {
+        NodeOptions::default()
+            .with_keyspace(k.clone())
+            .with_worker_ttl(Duration::from_millis(600))
+    };
+    let na = Node::join(cx.backend.clone(), "pool", opts(&a))
+        .await
+        .unwrap();
+    let nb = Node::join(cx.backend.clone(), "pool", opts(&b))
+        .await
+        .unwrap();
+    na.add_worker(Noop).await.unwrap();
+    nb.add_worker(Noop).await.unwrap();
+    na.dispatch_job("job", "a").await.unwrap();
+    nb.dispatch_job("job", "b").await.unwrap(); // no JobExists across applications
+    eventually("each pool sees its own job", || async {
+        na.job_payload("job").as_deref() == Some(&b"a"[..])
+            && nb.job_payload("job").as_deref() == Some(&b"b"[..])
+    })
+    .await;
+    assert_eq!(na.pool_workers().len(), 1);
+    assert!(matches!(
+        na.dispatch_job("job", "again").await,
+        Err(Error::JobExists { .. })
+    ));
+    na.close().await.unwrap();
+    nb.close().await.unwrap();
+}

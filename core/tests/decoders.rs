@@ -1,0 +1,71 @@
+#![allow(clippy::unwrap_used)]
+
+//! Every decoder of data that comes from outside the process (the backend, peers, foreign
+//! writers) returns a typed error on arbitrary bytes — never a panic — and round-trips
+//! what the encoders produce.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use pulse::{
+    backend::{EntryId, StreamEntry},
+    codec::{self, MapChange, MapNotice},
+    streaming::Event,
+    Error,
+};
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn map_notices_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        match MapNotice::decode(&bytes) {
+            Ok(n) => prop_assert_eq!(MapNotice::decode(&n.encode().unwrap()).unwrap(), n),
+            Err(e) => prop_assert!(matches!(e, Error::Malformed { .. }), "expected Malformed, got {:?}", e),
+        }
+    }
+
+    #[test]
+    fn lists_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        match codec::decode_list(&bytes) {
+            Ok(items) => prop_assert_eq!(codec::encode_list(&items), bytes),
+            Err(e) => prop_assert!(matches!(e, Error::Malformed { .. }), "expected Malformed, got {:?}", e),
+        }
+    }
+
+    #[test]
+    fn typed_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let r: Result<(String, u64, Vec<u8>), Error> = codec::decode("test", &bytes);
+        if let Err(e) = r {
+            prop_assert!(matches!(e, Error::Malformed { .. }), "expected Malformed, got {:?}", e);
+        }
+    }
+
+    #[test]
+    fn entry_ids_never_panic(text in ".{0,40}") {
+        match text.parse::<EntryId>() {
+            Ok(id) => prop_assert_eq!(id.to_string().parse::<EntryId>().unwrap(), id),
+            Err(e) => prop_assert!(matches!(e, Error::Malformed { .. }), "expected Malformed, got {:?}", e),
+        }
+    }
+
+    #[test]
+    fn stream_entries_become_events_or_errors(
+        fields in proptest::collection::vec((".{0,3}", proptest::collection::vec(any::<u8>(), 0..8)), 0..5)
+    ) {
+        let entry = StreamEntry {
+            id: EntryId::new(1, 1),
+            fields: fields.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect(),
+        };
+        if let Err(e) = Event::from_entry("s", None, entry) {
+            prop_assert!(matches!(e, Error::Malformed { .. }), "expected Malformed, got {:?}", e);
+        }
+    }
+
+    #[test]
+    fn notices_round_trip(epoch in 1u64..(1 << 53), rev in any::<u64>(), key in ".{1,20}", value in proptest::collection::vec(any::<u8>(), 0..32)) {
+        for change in [MapChange::Set { key: key.clone(), value: Bytes::from(value.clone()) }, MapChange::Delete { key: key.clone() }, MapChange::Reset, MapChange::Destroy] {
+            let n = MapNotice { epoch, rev, change };
+            prop_assert_eq!(MapNotice::decode(&n.encode().unwrap()).unwrap(), n);
+        }
+    }
+}
