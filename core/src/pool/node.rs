@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 use super::{
     handler::JobHandler,
     hashing::route,
-    records::{now_ms, InboxMessage, JobRecord, WorkerRecord},
+    records::{now_ms, worker_of, InboxMessage, JobRecord, WorkerRecord},
     worker::{self, LocalWorker, Release, Slot, RELEASED},
     NodeOptions,
 };
@@ -326,13 +326,21 @@ impl Node {
                 inner.workers.subscribe()?,
             ];
             for sub in subs {
-                tasks.push(tokio::spawn(forward_changes(inner.clone(), sub)));
+                tasks.push(tokio::spawn(forward_changes(
+                    inner.clone(),
+                    sub,
+                    inner.stop_tasks.subscribe(),
+                )));
             }
             tasks.push(tokio::spawn(reconcile_loop(
                 inner.clone(),
                 inner.stop_tasks.subscribe(),
             )));
             tasks.push(tokio::spawn(keepalive_loop(
+                inner.clone(),
+                inner.stop_tasks.subscribe(),
+            )));
+            tasks.push(tokio::spawn(fence_loop(
                 inner.clone(),
                 inner.stop_tasks.subscribe(),
             )));
@@ -405,7 +413,11 @@ impl Node {
         // Liveness first, then the record: a listed worker is always alive at first.
         inner
             .backend
-            .lease_acquire(&inner.alive_key(&w.id)?, &w.id, inner.options.worker_ttl)
+            .lease_acquire(
+                &inner.alive_key(&w.tag())?,
+                &w.tag(),
+                inner.options.worker_ttl,
+            )
             .await?;
         inner
             .local
@@ -415,6 +427,7 @@ impl Node {
         let record = WorkerRecord {
             node: inner.id.clone(),
             created_ms: now_ms(),
+            generation: w.generation.load(Ordering::SeqCst),
         };
         if let Err(e) = inner
             .workers
@@ -428,7 +441,7 @@ impl Node {
                 .remove(&w.id);
             let _ = inner
                 .backend
-                .lease_release(&inner.alive_key(&w.id)?, &w.id)
+                .lease_release(&inner.alive_key(&w.tag())?, &w.tag())
                 .await;
             return Err(e);
         }
@@ -592,6 +605,7 @@ impl Node {
             .get(key)
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .filter(|o| o != RELEASED)
+            .map(|o| worker_of(&o).to_owned())
     }
 
     /// Leaves the pool: stops this node's jobs (they move to other nodes' workers),
@@ -690,7 +704,7 @@ impl Node {
 
 fn owner_node(inner: &NodeInner, key: &str) -> Option<String> {
     let owner = inner.owners.get(key)?;
-    let owner = String::from_utf8_lossy(&owner).into_owned();
+    let owner = worker_of(&String::from_utf8_lossy(&owner)).to_owned();
     let record: WorkerRecord = codec::decode("worker record", &inner.workers.get(&owner)?).ok()?;
     Some(record.node)
 }
@@ -740,7 +754,7 @@ async fn retire(inner: &Arc<NodeInner>, w: Arc<LocalWorker>, release: Release) -
     }
     inner
         .backend
-        .lease_release(&inner.alive_key(&w.id)?, &w.id)
+        .lease_release(&inner.alive_key(&w.tag())?, &w.tag())
         .await?;
     info!(pool = %inner.pool, worker = %w.id, "worker removed");
     Ok(())
@@ -757,9 +771,15 @@ async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()> {
         .unwrap_or_else(|p| p.into_inner())
         .drain(..)
         .collect();
-    for t in tasks {
-        t.abort();
-        let _ = t.await;
+    // Tasks stop at their next await on the stop signal; a reconcile pass in progress
+    // finishes first (never leave a half-taken job). Abort only what overruns.
+    for mut t in tasks {
+        if tokio::time::timeout(inner.options.stop_timeout, &mut t)
+            .await
+            .is_err()
+        {
+            t.abort();
+        }
     }
     let workers: Vec<Arc<LocalWorker>> = inner
         .local
@@ -790,9 +810,19 @@ async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-async fn forward_changes(inner: Arc<NodeInner>, mut sub: crate::rmap::MapSubscriber) {
-    while sub.recv().await.is_some() {
-        inner.kick.notify_one();
+async fn forward_changes(
+    inner: Arc<NodeInner>,
+    mut sub: crate::rmap::MapSubscriber,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            e = sub.recv() => match e {
+                Some(_) => inner.kick.notify_one(),
+                None => return,
+            },
+        }
     }
 }
 
@@ -884,14 +914,12 @@ async fn inbox_loop(
     }
 }
 
-/// Renews every local worker's liveness every `worker_ttl / 3`, fencing first a worker
-/// whose last renewal is too old (the process was paused or cut off): its lease may have
-/// expired and its jobs been taken, so it stops them before anything else.
+/// Renews every local worker's liveness every `worker_ttl / 3` (each call bounded), and
+/// keeps the node's inbox and the workers' records in place.
 async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) {
     let ttl = inner.options.worker_ttl;
     let period = ttl / 3;
-    let fence_after = ttl * 2 / 3;
-    let mut last_good: HashMap<String, Instant> = HashMap::new();
+    let bound = period / 2;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -901,27 +929,39 @@ async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) 
             if w.is_stopped() {
                 continue;
             }
-            let last = *last_good.entry(w.id.clone()).or_insert_with(Instant::now);
-            if last.elapsed() >= fence_after {
-                fence(&inner, &w).await;
+            if w.is_fenced() {
+                // The old identity may have lapsed and its jobs been taken: come back under
+                // a new generation, so records of the old one are dead for everyone.
+                let old = w.tag();
+                w.generation.fetch_add(1, Ordering::SeqCst);
+                if let Ok(key) = inner.alive_key(&old) {
+                    let _ =
+                        tokio::time::timeout(bound, inner.backend.lease_release(&key, &old)).await;
+                }
             }
-            let Ok(key) = inner.alive_key(&w.id) else {
+            let tag = w.tag();
+            let Ok(key) = inner.alive_key(&tag) else {
                 continue;
             };
             let sent = Instant::now();
-            match tokio::time::timeout(period / 2, inner.backend.lease_acquire(&key, &w.id, ttl))
-                .await
-            {
+            match tokio::time::timeout(bound, inner.backend.lease_acquire(&key, &tag, ttl)).await {
                 Ok(Ok(true)) => {
-                    last_good.insert(w.id.clone(), sent);
-                    // Re-register if the record was removed while we were away.
-                    if !inner.workers.contains_key(&w.id) {
+                    *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+                    if w.is_fenced() {
                         let record = WorkerRecord {
                             node: inner.id.clone(),
                             created_ms: now_ms(),
+                            generation: w.generation.load(Ordering::SeqCst),
                         };
                         if let Ok(v) = codec::encode(&record) {
-                            let _ = inner.workers.set_if_absent(&w.id, v).await;
+                            if tokio::time::timeout(bound, inner.workers.set(&w.id, v))
+                                .await
+                                .is_ok_and(|r| r.is_ok())
+                            {
+                                w.fenced.store(false, Ordering::SeqCst);
+                                info!(worker = %w.id, generation = record.generation, "liveness restored under a new generation");
+                                inner.kick.notify_one();
+                            }
                         }
                     }
                 }
@@ -929,33 +969,55 @@ async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) 
                 Ok(Err(e)) => warn!(worker = %w.id, error = %e, "liveness renewal failed"),
                 Err(_) => warn!(worker = %w.id, "liveness renewal timed out"),
             }
-            if last_good
-                .get(&w.id)
-                .is_some_and(|t| t.elapsed() >= fence_after)
+        }
+        // Keep (or re-create) this node's inbox, and re-register workers whose record was
+        // removed while they were cut off.
+        let refresh = inner
+            .backend
+            .expire(inner.inbox.key(), Ttl::Sliding(inner.inbox_ttl()));
+        let _ = tokio::time::timeout(bound, refresh).await;
+        if let Ok(Ok(false)) =
+            tokio::time::timeout(bound, inner.backend.exists(inner.inbox.key())).await
+        {
+            let _ = tokio::time::timeout(bound, inner.inbox.add("init", Bytes::new())).await;
+        }
+        for w in inner.locals() {
+            if w.is_stopped() || w.is_fenced() || inner.workers.contains_key(&w.id) {
+                continue;
+            }
+            let record = WorkerRecord {
+                node: inner.id.clone(),
+                created_ms: now_ms(),
+                generation: w.generation.load(Ordering::SeqCst),
+            };
+            if let Ok(v) = codec::encode(&record) {
+                let _ = tokio::time::timeout(bound, inner.workers.set_if_absent(&w.id, v)).await;
+            }
+        }
+    }
+}
+
+/// Fences workers that could not renew in time: once the last successful renewal was sent
+/// `2/3 worker_ttl` ago — before the lease can expire on the backend, whatever the reply
+/// delays — the worker stops all its jobs and starts nothing until a renewal succeeds.
+/// Runs on its own short timer so no slow backend call can delay it.
+async fn fence_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) {
+    let fence_after = inner.options.worker_ttl * 2 / 3;
+    let tick = (inner.options.worker_ttl / 20).max(Duration::from_millis(1));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        for w in inner.locals() {
+            let last = *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner());
+            if !w.is_stopped()
+                && last.elapsed() >= fence_after
+                && !w.fenced.swap(true, Ordering::SeqCst)
             {
                 fence(&inner, &w).await;
             }
         }
-        // Keep (or re-create) this node's inbox.
-        let _ = inner
-            .backend
-            .expire(inner.inbox.key(), Ttl::Sliding(inner.inbox_ttl()))
-            .await;
-        if !inner
-            .backend
-            .exists(inner.inbox.key())
-            .await
-            .unwrap_or(true)
-        {
-            let _ = inner.inbox.add("init", Bytes::new()).await;
-        }
-        last_good.retain(|id, _| {
-            inner
-                .local
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(id)
-        });
     }
 }
 
@@ -1013,7 +1075,12 @@ async fn refresh_alive(inner: &Arc<NodeInner>, dead_seen: &mut HashSet<String>) 
         if locals.contains(&id) {
             continue;
         }
-        let Ok(key) = inner.alive_key(&id) else {
+        let generation = inner
+            .workers
+            .get(&id)
+            .and_then(|v| codec::decode::<WorkerRecord>("worker record", &v).ok())
+            .map_or(1, |r| r.generation);
+        let Ok(key) = inner.alive_key(&format!("{id}#{generation}")) else {
             continue;
         };
         match inner.backend.exists(&key).await {
@@ -1058,7 +1125,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
     for w in inner.locals() {
-        if w.is_stopped() {
+        if w.is_stopped() || w.is_fenced() {
             continue;
         }
         // Stop what this worker runs but should not.
@@ -1073,13 +1140,14 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&key)
-                .copied();
-            let replica_current = won_at.is_some_and(|r| {
+                .cloned();
+            let replica_current = won_at.as_ref().is_some_and(|(r, _)| {
                 owners.revision().epoch == r.epoch && owners.revision().rev >= r.rev
             });
+            let won_tag = won_at.map(|(_, t)| t);
             let release = if !jobs.contains_key(&key) {
                 Some(Release::Delete)
-            } else if replica_current && owner_of(&key).as_deref() != Some(w.id.as_str()) {
+            } else if replica_current && owner_of(&key) != won_tag {
                 Some(Release::Nothing)
             } else if route(&key, active.iter().copied()).is_some_and(|t| t != w.id) {
                 Some(Release::Handoff)
@@ -1104,14 +1172,24 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                 continue;
             };
             let previous = owner_of(key);
+            let tag = w.tag();
             let takeable = match previous.as_deref() {
                 None => true,
                 Some(o) if o == RELEASED => true,
-                Some(o) if o == w.id => true,
-                // Another worker's job: only once the backend confirms its liveness is gone
-                // (it stopped renewing for a whole TTL and has fenced itself).
+                Some(o) if o == tag => true,
+                // Another owner (another worker, or an old generation of this one): only once
+                // the backend confirms that identity's liveness is gone for good.
                 Some(o) => {
-                    (dead.contains(o) || !members.contains_key(o)) && inner.confirmed_dead(o).await
+                    let id = worker_of(o);
+                    let stale_generation = members
+                        .get(id)
+                        .and_then(|v| codec::decode::<WorkerRecord>("worker record", v).ok())
+                        .is_some_and(|r| format!("{id}#{}", r.generation) != o);
+                    (dead.contains(id)
+                        || !members.contains_key(id)
+                        || stale_generation
+                        || id == w.id)
+                        && inner.confirmed_dead(o).await
                 }
             };
             if !takeable {
@@ -1121,13 +1199,13 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             let won = match &previous {
                 None => inner
                     .owners
-                    .set_if(key, w.id.clone(), SetCondition::IfAbsent)
+                    .set_if(key, tag.clone(), SetCondition::IfAbsent)
                     .await
                     .map(|r| r.written.then_some(r.revision)),
-                Some(o) if *o == w.id => Ok(Some(inner.owners.revision())),
+                Some(o) if *o == tag => Ok(Some(inner.owners.revision())),
                 Some(o) => inner
                     .owners
-                    .test_and_set(key, o.clone(), w.id.clone())
+                    .test_and_set(key, o.clone(), tag.clone())
                     .await
                     .map(|r| r.written.then_some(r.revision)),
             };
@@ -1136,7 +1214,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                     w.won_at
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(key.clone(), revision);
+                        .insert(key.clone(), (revision, tag.clone()));
                     let requeued = previous.is_some();
                     tokio::spawn(worker::start(
                         inner.clone(),
@@ -1160,7 +1238,8 @@ async fn reconcile(inner: &Arc<NodeInner>) {
     for (key, owner) in owners.iter() {
         let owner = String::from_utf8_lossy(owner).into_owned();
         if !jobs.contains_key(key)
-            && (owner == RELEASED || (dead.contains(&owner) && inner.confirmed_dead(&owner).await))
+            && (owner == RELEASED
+                || (dead.contains(worker_of(&owner)) && inner.confirmed_dead(&owner).await))
         {
             let _ = inner.owners.test_and_delete(key, owner).await;
         }

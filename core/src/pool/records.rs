@@ -17,6 +17,13 @@ pub(crate) struct JobRecord {
 pub(crate) struct WorkerRecord {
     pub(crate) node: String,
     pub(crate) created_ms: u64,
+    /// The worker's current ownership generation (see `LocalWorker::tag`).
+    pub(crate) generation: u64,
+}
+
+/// The worker ID part of an owner tag (`<worker>#<generation>`).
+pub(crate) fn worker_of(tag: &str) -> &str {
+    tag.rsplit_once('#').map_or(tag, |(id, _)| id)
 }
 
 /// Messages to a node's inbox stream.

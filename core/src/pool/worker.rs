@@ -52,9 +52,17 @@ pub(crate) struct LocalWorker {
     pub(crate) jobs: Mutex<HashMap<String, Slot>>,
     /// The owners-map revision at which this worker won each job it holds: the owners
     /// replica says nothing about a job until it has reached that revision.
-    pub(crate) won_at: Mutex<HashMap<String, crate::backend::Revision>>,
+    pub(crate) won_at: Mutex<HashMap<String, (crate::backend::Revision, String)>>,
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     pub(crate) stopped: AtomicBool,
+    /// When the last liveness renewal that succeeded was *sent*.
+    pub(crate) last_renewal: Mutex<Instant>,
+    /// Set when the worker could not renew in time and stopped its jobs; it starts nothing
+    /// until a renewal succeeds again.
+    pub(crate) fenced: AtomicBool,
+    /// Ownership generation: bumped whenever the worker may have lost its liveness (it
+    /// fenced), so owner records of the old generation are dead for everyone.
+    pub(crate) generation: std::sync::atomic::AtomicU64,
 }
 
 impl LocalWorker {
@@ -67,6 +75,9 @@ impl LocalWorker {
             won_at: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
+            last_renewal: Mutex::new(Instant::now()),
+            fenced: AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -76,6 +87,16 @@ impl LocalWorker {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The identity this worker owns jobs under: `<id>#<generation>`. Owner records and
+    /// the liveness lease use it.
+    pub(crate) fn tag(&self) -> String {
+        format!("{}#{}", self.id, self.generation.load(Ordering::SeqCst))
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
     }
 
     /// True while a failed start of `key` is backing off.
@@ -141,13 +162,19 @@ pub(crate) async fn start(
         }
         Err(e) => {
             warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "job failed to start");
+            let tag = w
+                .won_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .map_or_else(|| w.tag(), |(_, t)| t.clone());
             w.slots().remove(&key);
             w.won_at
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
             w.fail(&key, node.options.retry_delay);
-            if let Err(e) = node.owners.test_and_set(&key, w.id.clone(), RELEASED).await {
+            if let Err(e) = node.owners.test_and_set(&key, tag, RELEASED).await {
                 warn!(job = %key, error = %e, "could not release a job that failed to start");
             }
             Some(e.to_string())
@@ -179,19 +206,21 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
         }
     }
     w.slots().remove(&key);
-    w.won_at
+    let won = w
+        .won_at
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&key);
+    let tag = won.map_or_else(|| w.tag(), |(_, t)| t);
     let result = match release {
         Release::Delete => node
             .owners
-            .test_and_delete(&key, w.id.clone())
+            .test_and_delete(&key, tag.clone())
             .await
             .map(|_| ()),
         Release::Handoff => node
             .owners
-            .test_and_set(&key, w.id.clone(), RELEASED)
+            .test_and_set(&key, tag.clone(), RELEASED)
             .await
             .map(|_| ()),
         Release::Nothing => Ok(()),

@@ -1,0 +1,122 @@
+//! The pool on Redis across a server restart (with AOF persistence): while the server is
+//! down workers may fence themselves; once it is back every job runs again on exactly one
+//! worker, and no job ever ran on two workers at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use pulse::{
+    error::BoxError,
+    pool::{Job, JobHandler, Node, NodeOptions},
+    Backend,
+};
+use pulse_conformance::redis_server::private_server;
+use pulse_redis::{RedisBackend, RedisOptions};
+
+#[derive(Default)]
+struct Audit {
+    running: Mutex<HashMap<String, HashSet<String>>>,
+    overlaps: Mutex<Vec<String>>,
+}
+
+struct Recorder(String, Arc<Audit>);
+
+#[async_trait]
+impl JobHandler for Recorder {
+    async fn start(&self, job: &Job) -> Result<(), BoxError> {
+        let mut r = self.1.running.lock().unwrap();
+        let set = r.entry(job.key.clone()).or_default();
+        if !set.is_empty() {
+            self.1
+                .overlaps
+                .lock()
+                .unwrap()
+                .push(format!("{} on {set:?} and {}", job.key, self.0));
+        }
+        set.insert(self.0.clone());
+        Ok(())
+    }
+    async fn stop(&self, key: &str) -> Result<(), BoxError> {
+        self.1
+            .running
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default()
+            .remove(&self.0);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_survive_a_redis_restart_without_overlap() {
+    let Some(server) = private_server(&["--appendonly", "yes", "--appendfsync", "always"]) else {
+        return;
+    };
+    let connect = || async {
+        let o = RedisOptions::default()
+            .with_reconnect_delays(Duration::from_millis(20), Duration::from_millis(200))
+            .with_health_check_interval(Duration::from_millis(200))
+            .with_command_timeout(Duration::from_secs(1));
+        Arc::new(RedisBackend::connect_with(&server.url(), o).await.unwrap()) as Arc<dyn Backend>
+    };
+    let opts = NodeOptions::default()
+        .with_worker_ttl(Duration::from_millis(900))
+        .with_dispatch_timeout(Duration::from_secs(10));
+    let audit = Arc::new(Audit::default());
+    let (a, b) = (
+        Node::join(connect().await, "p", opts.clone())
+            .await
+            .unwrap(),
+        Node::join(connect().await, "p", opts).await.unwrap(),
+    );
+    a.add_worker(Recorder("a".into(), audit.clone()))
+        .await
+        .unwrap();
+    b.add_worker(Recorder("b".into(), audit.clone()))
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..20).map(|i| format!("job-{i}")).collect();
+    for k in &keys {
+        a.dispatch_job(k, "x").await.unwrap();
+    }
+    // An outage longer than the fencing threshold (2/3 of the TTL): workers stop their jobs.
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the outage itself
+    let fenced = audit.running.lock().unwrap().values().all(|s| s.is_empty());
+    assert!(
+        fenced,
+        "workers kept running jobs while their liveness could not be renewed"
+    );
+    server.restart().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let settled = {
+            let r = audit.running.lock().unwrap();
+            keys.iter().all(|k| r.get(k).is_some_and(|s| s.len() == 1))
+        };
+        if settled {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "jobs did not settle: {:?}",
+            audit.running.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        audit.overlaps.lock().unwrap().is_empty(),
+        "overlaps: {:?}",
+        audit.overlaps.lock().unwrap()
+    );
+    assert_eq!(a.job_keys().len(), 20, "no job lost");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
