@@ -11,7 +11,8 @@
 //! way to unit-test services). Both pass the shared conformance suite `pulse-conformance`,
 //! which any third-party backend can run against itself.
 //!
-//! This crate holds the contract ([`backend`]), the error type ([`Error`]), the key layout
+//! This crate holds the building blocks — [`rmap`], [`streaming`], [`pool`] — and what they
+//! stand on: the backend contract ([`backend`]), the error type ([`Error`]), the key layout
 //! ([`keys`]) and the wire format of internal messages ([`codec`]).
 
 pub mod backend;
