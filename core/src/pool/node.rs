@@ -929,6 +929,11 @@ async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) 
             if w.is_stopped() {
                 continue;
             }
+            // After a pause this loop may run before the watchdog: never renew a possibly
+            // lapsed identity — fence first, then come back under a new generation.
+            if w.renewal_overdue(ttl * 2 / 3) && !w.fenced.swap(true, Ordering::SeqCst) {
+                fence(&inner, &w).await;
+            }
             if w.is_fenced() {
                 // The old identity may have lapsed and its jobs been taken: come back under
                 // a new generation, so records of the old one are dead for everyone.
@@ -1010,9 +1015,8 @@ async fn fence_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(tick) => {}
         }
         for w in inner.locals() {
-            let last = *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner());
             if !w.is_stopped()
-                && last.elapsed() >= fence_after
+                && w.renewal_overdue(fence_after)
                 && !w.fenced.swap(true, Ordering::SeqCst)
             {
                 fence(&inner, &w).await;
@@ -1125,8 +1129,9 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             .map(|v| String::from_utf8_lossy(v).into_owned())
     };
     for w in inner.locals() {
-        if w.is_stopped() || w.is_fenced() {
-            continue;
+        let fence_after = inner.options.worker_ttl * 2 / 3;
+        if w.is_stopped() || w.is_fenced() || w.renewal_overdue(fence_after) {
+            continue; // the watchdog or the keep-alive fences it
         }
         // Stop what this worker runs but should not.
         let running: Vec<(String, Slot)> = w.slots().iter().map(|(k, s)| (k.clone(), *s)).collect();

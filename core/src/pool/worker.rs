@@ -99,6 +99,16 @@ impl LocalWorker {
         self.fenced.load(Ordering::SeqCst)
     }
 
+    /// True when the last successful renewal was sent `fence_after` ago or more: the lease
+    /// may be about to lapse (or have lapsed, after a pause), so nothing may be trusted.
+    pub(crate) fn renewal_overdue(&self, fence_after: Duration) -> bool {
+        self.last_renewal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            >= fence_after
+    }
+
     /// True while a failed start of `key` is backing off.
     pub(crate) fn backing_off(&self, key: &str) -> bool {
         let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
