@@ -252,6 +252,9 @@ macro_rules! conformance_suite {
             pool_scheduler_applies_plans,
             // isolation
             prefixes_isolate_applications,
+            // bad input and foreign data
+            bad_input_is_typed_and_writes_nothing,
+            pool_survives_foreign_data,
         );
     };
 }

@@ -3,6 +3,7 @@
 //!
 //! [`Ctx`]: crate::Ctx
 
+mod bad_input;
 mod groups;
 mod isolation;
 mod keys;
@@ -15,6 +16,7 @@ mod rmap;
 mod streaming;
 mod streams;
 
+pub use bad_input::*;
 pub use groups::*;
 pub use isolation::*;
 pub use keys::*;

@@ -398,6 +398,17 @@ impl Node {
         Ok(())
     }
 
+    fn check_payload(&self, payload: &Bytes) -> Result<()> {
+        let limit = self.inner.options.max_payload;
+        if payload.len() > limit {
+            return Err(Error::PayloadTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
     /// Adds a worker running `handler`. It takes its share of the jobs at once.
     ///
     /// Errors: [`Error::Closed`]; [`Error::InvalidArgument`] on a client-only node.
@@ -507,9 +518,11 @@ impl Node {
         self.check_open()?;
         validate_map_key(key)?;
         let inner = &self.inner;
+        let payload: Bytes = payload.into();
+        self.check_payload(&payload)?;
         let dispatch_id = inner.next_dispatch.fetch_add(1, Ordering::Relaxed);
         let record = JobRecord {
-            payload: payload.into(),
+            payload,
             created_ms: now_ms(),
             dispatch: Some((inner.id.clone(), dispatch_id)),
         };
@@ -574,12 +587,14 @@ impl Node {
     pub async fn notify_worker(&self, key: &str, payload: impl Into<Bytes>) -> Result<bool> {
         self.check_open()?;
         validate_map_key(key)?;
+        let payload: Bytes = payload.into();
+        self.check_payload(&payload)?;
         let Some(node) = owner_node(&self.inner, key) else {
             return Ok(false);
         };
         let msg = InboxMessage::Notify {
             key: key.to_owned(),
-            payload: payload.into(),
+            payload,
             hops: 0,
         };
         self.inner.send_inbox(&node, &msg).await;

@@ -29,6 +29,8 @@ pub struct NodeOptions {
     pub shutdown_ttl: Duration,
     /// Longest `shutdown` waits for every job to stop. Default 60 s.
     pub shutdown_timeout: Duration,
+    /// Largest job or notification payload accepted, in bytes. Default 16 MiB.
+    pub max_payload: usize,
 }
 
 impl Default for NodeOptions {
@@ -42,6 +44,7 @@ impl Default for NodeOptions {
             retry_delay: Duration::from_secs(1),
             shutdown_ttl: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(60),
+            max_payload: 16 * 1024 * 1024,
         }
     }
 }
@@ -80,6 +83,11 @@ impl NodeOptions {
     /// Sets [`NodeOptions::shutdown_ttl`].
     pub fn with_shutdown_ttl(mut self, d: Duration) -> Self {
         self.shutdown_ttl = d;
+        self
+    }
+    /// Sets [`NodeOptions::max_payload`].
+    pub fn with_max_payload(mut self, n: usize) -> Self {
+        self.max_payload = n;
         self
     }
     /// Sets [`NodeOptions::shutdown_timeout`].
