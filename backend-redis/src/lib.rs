@@ -7,7 +7,9 @@
 //!   pool; cancelling a read discards its connection;
 //! - pub/sub uses one RESP3 connection per backend for every subscription, health-checked,
 //!   reporting loss and recovery to subscribers;
-//! - each atomic operation is one Lua script under `lua/`, surviving `NOSCRIPT`.
+//! - each atomic operation is one Lua script under `lua/`, surviving `NOSCRIPT`;
+//! - `redis://` and `rediss://` (TLS, optionally with a custom root CA and a client
+//!   certificate: [`RedisOptions::with_tls_root_cert`]), with user and password in the URL.
 //!
 //! ```no_run
 //! # async fn demo() -> pulse::Result<()> {
@@ -34,10 +36,25 @@ use crate::{
     scripts::Scripts,
 };
 
+/// PEM bytes whose content never appears in `Debug` output.
+#[derive(Clone)]
+pub struct Pem(pub Vec<u8>);
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pem(<{} bytes redacted>)", self.0.len())
+    }
+}
+
 /// Connection settings. Defaults are documented on each field.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RedisOptions {
+    /// For `rediss://` URLs: the root certificate(s) to trust instead of the system's.
+    /// Default `None` (system trust store).
+    pub tls_root_cert: Option<Pem>,
+    /// For `rediss://` URLs: a client certificate and key (mutual TLS). Default `None`.
+    pub tls_client_cert: Option<(Pem, Pem)>,
     /// Longest wait for a command or script reply on the shared connection. Default 5 s.
     pub command_timeout: Duration,
     /// Longest wait to establish a connection. Default 5 s.
@@ -56,6 +73,8 @@ pub struct RedisOptions {
 impl Default for RedisOptions {
     fn default() -> Self {
         RedisOptions {
+            tls_root_cert: None,
+            tls_client_cert: None,
             command_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             max_blocking_connections: 128,
@@ -67,6 +86,20 @@ impl Default for RedisOptions {
 }
 
 impl RedisOptions {
+    /// Sets [`RedisOptions::tls_root_cert`] (PEM).
+    pub fn with_tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(Pem(pem.into()));
+        self
+    }
+    /// Sets [`RedisOptions::tls_client_cert`] (PEM certificate and PEM private key).
+    pub fn with_tls_client_cert(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client_cert = Some((Pem(cert.into()), Pem(key.into())));
+        self
+    }
     /// Sets [`RedisOptions::command_timeout`].
     pub fn with_command_timeout(mut self, d: Duration) -> Self {
         self.command_timeout = d;
@@ -131,9 +164,26 @@ impl RedisBackend {
     /// which may hold a password); [`Error::Connection`] when the server cannot be reached
     /// or refuses the credentials.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self> {
-        let info = url
+        let mut info = url
             .into_connection_info()
             .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
+        if options.tls_root_cert.is_some() || options.tls_client_cert.is_some() {
+            let certs = redis::TlsCertificates {
+                client_tls: options
+                    .tls_client_cert
+                    .as_ref()
+                    .map(|(c, k)| redis::ClientTlsConfig {
+                        client_cert: c.0.clone(),
+                        client_key: k.0.clone(),
+                    }),
+                root_cert: options.tls_root_cert.as_ref().map(|p| p.0.clone()),
+            };
+            // The TLS parameters travel inside the connection info from here on.
+            info = redis::Client::build_with_tls(info, certs)
+                .map_err(|e| Error::Config(format!("invalid TLS settings ({})", e.category())))?
+                .get_connection_info()
+                .clone();
+        }
         let endpoint = format!("{}/{}", info.addr(), info.redis_settings().db());
         let resp3 = info
             .redis_settings()
