@@ -60,10 +60,15 @@ impl Subscribers {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         for tx in senders {
+            // Fast path: room in the queue (the common case) needs no waiting machinery.
+            let event = match tx.try_send(event.clone()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => continue,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+            };
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return false,
-                _ = tx.send(event.clone()) => {}
+                _ = tx.send(event) => {}
             }
         }
         !*shutdown.borrow()
