@@ -3,23 +3,8 @@
 //! They are generic over the trait they need (not over [`Backend`](super::Backend)) so each
 //! is unit-tested against a `mockall` mock of just that trait.
 
-use bytes::Bytes;
-
-use super::{EntryId, HashOps, StreamOps};
-use crate::{codec, error::Result};
-
-/// Reads the list stored at `field` of hash `key`: `None` when absent,
-/// [`Error::Malformed`](crate::Error::Malformed) when the value is not a list.
-pub async fn read_list<H: HashOps + ?Sized>(
-    ops: &H,
-    key: &str,
-    field: &str,
-) -> Result<Option<Vec<Bytes>>> {
-    match ops.hash_get(key, field).await? {
-        None => Ok(None),
-        Some(v) => codec::decode_list(&v).map(Some),
-    }
-}
+use super::{EntryId, StreamOps};
+use crate::error::Result;
 
 /// The last ID ever generated in stream `key` (`0-0` when it does not exist): the position
 /// "newest" resolves to, fixed once so nothing added afterwards is skipped.
@@ -35,22 +20,11 @@ pub async fn stream_last_id<S: StreamOps + ?Sized>(ops: &S, key: &str) -> Result
 mod tests {
     use super::*;
     use crate::backend::{
-        AddOptions, EntryId, Fields, HashOps, StreamBatch, StreamEntry, StreamInfo, StreamOps,
+        AddOptions, EntryId, Fields, StreamBatch, StreamEntry, StreamInfo, StreamOps,
     };
     use crate::Error;
     use async_trait::async_trait;
     use std::time::Duration;
-
-    mockall::mock! {
-        Hashes {}
-        #[async_trait]
-        impl HashOps for Hashes {
-            async fn hash_get(&self, key: &str, field: &str) -> Result<Option<Bytes>>;
-            async fn hash_get_all(&self, key: &str) -> Result<Vec<(String, Bytes)>>;
-            async fn hash_exists(&self, key: &str, field: &str) -> Result<bool>;
-            async fn hash_len(&self, key: &str) -> Result<u64>;
-        }
-    }
 
     mockall::mock! {
         Streams {}
@@ -70,34 +44,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn read_list_decodes_and_reports_garbage() {
-        let mut m = MockHashes::new();
-        m.expect_hash_get()
-            .withf(|k, f| k == "h" && f == "good")
-            .returning(|_, _| Ok(Some(Bytes::from(codec::encode_list(&[Bytes::from("a")])))));
-        m.expect_hash_get()
-            .withf(|_, f| f == "garbage")
-            .returning(|_, _| Ok(Some(Bytes::from_static(b"\x05x"))));
-        m.expect_hash_get()
-            .withf(|_, f| f == "absent")
-            .returning(|_, _| Ok(None));
-        assert_eq!(
-            read_list(&m, "h", "good").await.unwrap(),
-            Some(vec![Bytes::from("a")])
-        );
-        assert!(matches!(
-            read_list(&m, "h", "garbage").await,
-            Err(Error::Malformed { .. })
-        ));
-        assert_eq!(read_list(&m, "h", "absent").await.unwrap(), None);
-    }
-
-    #[tokio::test]
     async fn backend_errors_surface_unchanged() {
-        let mut m = MockHashes::new();
-        m.expect_hash_get()
-            .returning(|k, _| Err(Error::WrongType { key: k.to_owned() }));
-        let err = read_list(&m, "h", "f").await.unwrap_err();
+        let mut w = MockStreams::new();
+        w.expect_stream_info()
+            .returning(|k| Err(Error::WrongType { key: k.to_owned() }));
+        let err = stream_last_id(&w, "h").await.unwrap_err();
         assert!(matches!(err, Error::WrongType { key } if key == "h"));
 
         let mut s = MockStreams::new();

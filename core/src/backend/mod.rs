@@ -35,7 +35,7 @@ pub use atomic::{
     new_epoch, AtomicOps, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome,
     MapTarget, ResetOutcome, SetCondition, SetOutcome,
 };
-pub use ext::{read_list, stream_last_id};
+pub use ext::stream_last_id;
 pub use group::GroupOps;
 pub use keyspace::{HashOps, KeyOps};
 pub use pubsub::{PubSubEvent, PubSubOps, Subscription};
