@@ -747,22 +747,20 @@ async fn retire(inner: &Arc<NodeInner>, w: Arc<LocalWorker>, release: Release) -
     for s in stops {
         let _ = s.await;
     }
-    // Jobs still starting finish their start first, then get stopped.
+    // Jobs still starting finish their start, see the worker retiring and stop themselves
+    // (`worker::start`); wait for that, bounded by the stop timeout.
     let deadline = Instant::now() + inner.options.stop_timeout;
-    while !w.slots().is_empty() && Instant::now() < deadline {
-        let pending: Vec<String> = w
-            .slots()
-            .iter()
-            .filter(|(_, s)| **s == Slot::Running)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in pending {
-            if let Some(s) = w.slots().get_mut(&k) {
-                *s = Slot::Stopping;
-            }
-            worker::stop(inner.clone(), w.clone(), k, release).await;
+    loop {
+        let freed = w.slot_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable(); // registered before the check: no wake-up is missed
+        if w.slots().is_empty() {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            warn!(pool = %inner.pool, worker = %w.id, "jobs still starting at the stop timeout");
+            break;
+        }
     }
     if let Some(current) = inner.workers.get(&w.id) {
         inner.workers.test_and_delete(&w.id, current).await?;

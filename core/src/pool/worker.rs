@@ -63,6 +63,8 @@ pub(crate) struct LocalWorker {
     /// Ownership generation: bumped whenever the worker may have lost its liveness (it
     /// fenced), so owner records of the old generation are dead for everyone.
     pub(crate) generation: std::sync::atomic::AtomicU64,
+    /// Woken whenever a job leaves `jobs` (so removal can wait for in-flight starts).
+    pub(crate) slot_freed: tokio::sync::Notify,
 }
 
 impl LocalWorker {
@@ -78,6 +80,7 @@ impl LocalWorker {
             last_renewal: Mutex::new(Instant::now()),
             fenced: AtomicBool::new(false),
             generation: std::sync::atomic::AtomicU64::new(1),
+            slot_freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -179,6 +182,7 @@ pub(crate) async fn start(
                 .get(&key)
                 .map_or_else(|| w.tag(), |(_, t)| t.clone());
             w.slots().remove(&key);
+            w.slot_freed.notify_waiters();
             w.won_at
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -216,6 +220,7 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
         }
     }
     w.slots().remove(&key);
+    w.slot_freed.notify_waiters();
     let won = w
         .won_at
         .lock()
