@@ -48,6 +48,13 @@ impl Figure {
             _ => 0.0,
         }
     }
+    /// The rate, for throughput figures (0 for latency figures).
+    fn rate(&self) -> f64 {
+        match self {
+            Figure::Rate(r) => *r,
+            Figure::Latency(_) => 0.0,
+        }
+    }
     fn latency(&self) -> Option<(Duration, Duration, Duration)> {
         match self {
             Figure::Latency(s) => Some((s.pct(0.5), s.pct(0.9), s.pct(0.99))),
@@ -406,7 +413,7 @@ pub(crate) async fn run_all(
         let (n, d) = raw::append_many(url, &tag(), size.events).await;
         let raw_rate = rate(n, d);
         let red = s1_append_many(&redis, size).await;
-        let Figure::Rate(r) = red else { unreachable!() };
+        let r = red.rate();
         rows.push(row(
             "S1 stream append, 8 producers x 100 in flight",
             "redis",
@@ -451,7 +458,7 @@ pub(crate) async fn run_all(
             raw::consume_ack(url, &key, size.events / 800 * 800).await,
         );
         let red = s3_sink(&redis, size).await;
-        let Figure::Rate(r) = red else { unreachable!() };
+        let r = red.rate();
         rows.push(row(
             "S3 sink consume + ack, one member",
             "redis",
@@ -472,7 +479,7 @@ pub(crate) async fn run_all(
         let (n, _) = raw::append_many(url, &key, size.events).await;
         let raw_rate = rate(n * 4, raw::fan_out(url, &key, n).await);
         let red = s4_fan_out(&redis, size).await;
-        let Figure::Rate(r) = red else { unreachable!() };
+        let r = red.rate();
         rows.push(row(
             "S4 reader fan-out, 4 readers",
             "redis",
@@ -513,7 +520,7 @@ pub(crate) async fn run_all(
             raw::evalsha_writes(url, &tag(), size.events).await,
         );
         let red = s5_writers(&redis, size).await;
-        let Figure::Rate(r) = red else { unreachable!() };
+        let r = red.rate();
         rows.push(row(
             "S5 rmap concurrent writers",
             "redis",
@@ -532,7 +539,7 @@ pub(crate) async fn run_all(
     if want("S6") {
         for (name, b) in [("redis", &redis), ("memory", &memory)] {
             let fig = s6_reads(b, size).await;
-            let Figure::Rate(r) = fig else { unreachable!() };
+            let r = fig.rate();
             let backend = if name == "redis" { "redis" } else { "memory" };
             rows.push(row(
                 &format!("S6 rmap local read, {}-entry map", size.map_entries),
@@ -566,7 +573,7 @@ pub(crate) async fn run_all(
     }
     if want("S8") {
         let red = s8_dispatch_throughput(&redis, size).await;
-        let Figure::Rate(r) = red else { unreachable!() };
+        let r = red.rate();
         rows.push(row(
             "S8 pool, 50 dispatchers, 4 workers",
             "redis",
