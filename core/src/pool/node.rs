@@ -1220,7 +1220,8 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                     .set_if(key, tag.clone(), SetCondition::IfAbsent)
                     .await
                     .map(|r| r.written.then_some(r.revision)),
-                Some(o) if *o == tag => Ok(Some(inner.owners.revision())),
+                // Even a record naming this very worker is confirmed by compare-and-set: the
+                // replica may be stale (this worker handed the job off since).
                 Some(o) => inner
                     .owners
                     .test_and_set(key, o.clone(), tag.clone())
