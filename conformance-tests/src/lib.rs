@@ -236,6 +236,7 @@ macro_rules! conformance_suite {
             pool_dispatch_starts_the_job,
             pool_singleton_admission,
             pool_stop_job,
+            pool_job_lease_follows_the_run,
             pool_start_failure,
             pool_notify_worker,
             pool_remove_worker_moves_jobs,

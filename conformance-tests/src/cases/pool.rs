@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pulse::{
     error::BoxError,
-    pool::{Job, JobHandler, Node, NodeOptions},
+    pool::{Job, JobHandler, JobLease, Node, NodeOptions},
     Error,
 };
 
@@ -27,6 +27,8 @@ pub(crate) struct Ledger {
     stops: Mutex<Vec<(String, String)>>,
     notes: Mutex<Vec<(String, Bytes)>>,
     overlaps: Mutex<Vec<String>>,
+    /// The lease of every run started, by key: (handler label, lease).
+    leases: Mutex<HashMap<String, Vec<(String, JobLease)>>>,
 }
 
 impl Ledger {
@@ -81,6 +83,9 @@ impl JobHandler for Recorder {
         if Some(job.key.as_str()) == self.fail {
             return Err("refusing this job".into());
         }
+        if !job.lease.is_held() {
+            return Err("started without holding the lease".into());
+        }
         let mut running = self.ledger.running.lock().unwrap();
         let set = running.entry(job.key.clone()).or_default();
         if !set.is_empty() {
@@ -91,6 +96,20 @@ impl JobHandler for Recorder {
                 .push(format!("{} on {:?} and {}", job.key, set, self.label));
         }
         set.insert(self.label.clone());
+        drop(running);
+        // Fencing for user code: no earlier run's lease may still be held elsewhere.
+        let mut leases = self.ledger.leases.lock().unwrap();
+        let runs = leases.entry(job.key.clone()).or_default();
+        for (label, lease) in runs.iter() {
+            if lease.is_held() {
+                self.ledger.overlaps.lock().unwrap().push(format!(
+                    "{}: lease of the run on {label} still held when {} started it",
+                    job.key, self.label
+                ));
+            }
+        }
+        runs.push((self.label.clone(), job.lease.clone()));
+        drop(leases);
         self.ledger
             .payloads
             .lock()
@@ -330,6 +349,59 @@ pub async fn pool_stop_job(cx: Ctx) {
     a.dispatch_job("k", "again").await.unwrap();
     assert_eq!(ledger.runs("k").len(), 1);
     a.close().await.unwrap();
+}
+
+/// A run's lease is held while the run is the job's only one, `lost()` resolves when the
+/// job is stopped or moves, and a lease once lost stays lost (a new run gets a new one).
+pub async fn pool_job_lease_follows_the_run(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let lease_of = |key: &str, label: &str| -> JobLease {
+        let leases = ledger.leases.lock().unwrap();
+        let runs = leases.get(key).expect("a run of the job");
+        let (_, lease) = runs.iter().rev().find(|(l, _)| l == label).expect("a run");
+        lease.clone()
+    };
+    // A long TTL: a loaded test machine must not fence the worker mid-test.
+    let options = opts(&cx).with_worker_ttl(Duration::from_secs(30));
+    let a = Node::join(cx.backend.clone(), "pool", options)
+        .await
+        .unwrap();
+    let w1 = a.add_worker(rec(&ledger, "w1")).await.unwrap();
+    a.dispatch_job("k", "x").await.unwrap();
+    let lease = lease_of("k", "w1");
+    assert!(lease.is_held());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), lease.lost())
+            .await
+            .is_err(),
+        "lost() resolved while the lease is held"
+    );
+    let waiter = tokio::spawn({
+        let lease = lease.clone();
+        async move { lease.lost().await }
+    });
+    assert!(a.stop_job("k").await.unwrap());
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("lost() resolves when the job is stopped")
+        .unwrap();
+    assert!(!lease.is_held());
+    // Restarting the same key on the same worker gives a new lease; the old one stays lost.
+    a.dispatch_job("k", "again").await.unwrap();
+    let second = lease_of("k", "w1");
+    assert!(second.is_held() && !lease.is_held() && second != lease);
+    // A move ends the lease on the old worker; the new run holds its own.
+    a.add_worker(rec(&ledger, "w2")).await.unwrap();
+    a.remove_worker(&w1).await.unwrap();
+    eventually("k moved to w2", || async {
+        ledger.runs("k").contains("w2")
+    })
+    .await;
+    assert!(!second.is_held());
+    assert!(lease_of("k", "w2").is_held());
+    ledger.assert_no_overlap();
+    a.close().await.unwrap();
+    assert!(!lease_of("k", "w2").is_held(), "close ends every lease");
 }
 
 /// A new job whose start fails is reported to the dispatcher and does not exist.
@@ -703,6 +775,15 @@ pub async fn pool_paused_node_fences_itself(cx: Ctx) {
         .cloned()
         .collect();
     assert!(!on_a.is_empty());
+    let frozen_leases: Vec<JobLease> = {
+        let leases = ledger.leases.lock().unwrap();
+        on_a.iter()
+            .flat_map(|k| leases.get(k).into_iter().flatten())
+            .filter(|(label, _)| label == "a")
+            .map(|(_, lease)| lease.clone())
+            .collect()
+    };
+    assert!(frozen_leases.iter().all(JobLease::is_held));
     // Freeze a for 4 x TTL. Its jobs are frozen with it: they do not run meanwhile.
     frozen.pause.send(Duration::from_millis(2400)).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -724,6 +805,12 @@ pub async fn pool_paused_node_fences_itself(cx: Ctx) {
     .await;
     ledger.assert_no_overlap();
     assert_eq!(b.job_keys().len(), 10, "no job lost");
+    // The frozen runs' leases lapsed before b took the jobs (checked at each start) and
+    // stay lapsed although a renews again under a new generation (its new runs, if the
+    // jobs came back, have new leases).
+    for lease in &frozen_leases {
+        assert!(!lease.is_held(), "a stale lease of a frozen run is held");
+    }
     let closing = a.clone();
     frozen
         .handle

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::JobLease;
 use crate::error::BoxError;
 
 /// A job as given to [`JobHandler::start`].
@@ -21,6 +22,9 @@ pub struct Job {
     pub requeued: bool,
     /// The worker starting it.
     pub worker: String,
+    /// This run's lease: check [`JobLease::is_held`] before each side effect so the job's
+    /// code never acts once another worker may run it (see [`JobLease`]).
+    pub lease: JobLease,
 }
 
 /// The code a worker runs for its jobs. Jobs are long-running: `start` sets a job going

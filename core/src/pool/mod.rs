@@ -25,6 +25,7 @@
 
 mod handler;
 mod hashing;
+mod lease;
 mod node;
 mod options;
 mod records;
@@ -34,6 +35,7 @@ mod worker;
 
 pub use handler::{Job, JobHandler};
 pub use hashing::route;
+pub use lease::JobLease;
 pub use node::{Node, PoolWorker, Worker};
 pub use options::NodeOptions;
 pub use scheduler::{Plan, Producer, Schedule};

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use super::{
     handler::{Job, JobHandler},
+    lease::{JobLease, LeaseState},
     node::NodeInner,
     records::{InboxMessage, JobRecord},
 };
@@ -65,6 +66,8 @@ pub(crate) struct LocalWorker {
     pub(crate) generation: std::sync::atomic::AtomicU64,
     /// Woken whenever a job leaves `jobs` (so removal can wait for in-flight starts).
     pub(crate) slot_freed: tokio::sync::Notify,
+    /// The lease handed to the user code of each job started here, released on stop.
+    leases: Mutex<HashMap<String, Arc<LeaseState>>>,
 }
 
 impl LocalWorker {
@@ -81,6 +84,7 @@ impl LocalWorker {
             fenced: AtomicBool::new(false),
             generation: std::sync::atomic::AtomicU64::new(1),
             slot_freed: tokio::sync::Notify::new(),
+            leases: Mutex::new(HashMap::new()),
         }
     }
 
@@ -110,6 +114,38 @@ impl LocalWorker {
             .unwrap_or_else(|p| p.into_inner())
             .elapsed()
             >= fence_after
+    }
+
+    /// When the last successful liveness renewal was sent.
+    pub(crate) fn renewal_sent(&self) -> Instant {
+        *self.last_renewal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new lease for a run of `key` starting now (replacing any previous one).
+    fn grant(self: &Arc<Self>, key: &str, hold_for: Duration) -> JobLease {
+        let state = Arc::new(LeaseState::default());
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(old) = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), state.clone())
+        {
+            old.release();
+        }
+        JobLease::new(self, generation, hold_for, state)
+    }
+
+    /// Ends the lease of `key`'s current run (its code must stop acting).
+    fn revoke(&self, key: &str) {
+        if let Some(state) = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
+        {
+            state.release();
+        }
     }
 
     /// True while a failed start of `key` is backing off.
@@ -148,6 +184,7 @@ pub(crate) async fn start(
         created_at: SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_ms),
         requeued,
         worker: w.id.clone(),
+        lease: w.grant(&key, node.options.worker_ttl * 2 / 3),
     };
     let outcome = w.handler.start(&job).await;
     let error = match outcome {
@@ -175,6 +212,7 @@ pub(crate) async fn start(
         }
         Err(e) => {
             warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "job failed to start");
+            w.revoke(&key);
             let tag = w
                 .won_at
                 .lock()
@@ -210,6 +248,7 @@ pub(crate) async fn start(
 
 /// Runs the handler's `stop` (bounded by the stop timeout), then updates the owner record.
 pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String, release: Release) {
+    w.revoke(&key);
     match tokio::time::timeout(node.options.stop_timeout, w.handler.stop(&key)).await {
         Ok(Ok(())) => info!(pool = %node.pool, worker = %w.id, job = %key, ?release, "stopped job"),
         Ok(Err(e)) => {
