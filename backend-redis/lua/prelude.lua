@@ -62,16 +62,23 @@ local function current()
   return tonumber(m[1] or '0') or 0, tonumber(m[2] or '0') or 0
 end
 
+-- Writes the field/value pairs `...` together with the bookkeeping — the kind, and the
+-- epoch when `stored_epoch` (the hash's current =epoch, possibly nil) says there is none —
+-- in one HSET, then bumps the revision. Returns epoch, rev.
+local function commit(kind, stored_epoch, ...)
+  local epoch = tonumber(stored_epoch)
+  if not epoch or epoch == 0 then
+    epoch = tonumber(seed)
+    redis.call('HSET', hash, '=kind', kind, '=epoch', seed, ...)
+  else
+    redis.call('HSET', hash, '=kind', kind, ...)
+  end
+  return epoch, redis.call('HINCRBY', hash, '=rev', 1)
+end
+
 -- Bumps the revision, records the kind, creates the epoch if needed.
 local function bump(kind)
-  local epoch = redis.call('HGET', hash, '=epoch')
-  if not epoch or not tonumber(epoch) or tonumber(epoch) == 0 then
-    epoch = seed
-    redis.call('HSET', hash, '=epoch', epoch)
-  end
-  local rev = redis.call('HINCRBY', hash, '=rev', 1)
-  redis.call('HSET', hash, '=kind', kind)
-  return tonumber(epoch), rev
+  return commit(kind, redis.call('HGET', hash, '=epoch'))
 end
 
 -- Notice frame: version 1, varint epoch, varint rev, variant, fields.

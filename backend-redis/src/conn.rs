@@ -7,11 +7,11 @@
 //! its connection out of the pool, so the still-pending reply can never reach another
 //! caller; the connection is closed with it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use deadpool_redis::{Manager, Pool, Runtime};
 use pulse::{Error, Result};
 use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, Pipeline, Value};
+use tokio::sync::Semaphore;
 
 use crate::{errors::is_connection_failure, RedisOptions};
 
@@ -110,9 +110,16 @@ impl CmdError {
     }
 }
 
-/// Dedicated connections for blocking reads.
+/// Dedicated connections for blocking reads: an idle list and a cap, no health check on
+/// checkout (a connection that turns out dead fails its command, is dropped, and the read
+/// is retried once on a fresh one). A connection goes back to the idle list only when its
+/// command finished cleanly; one whose read was cancelled mid-flight is closed, since its
+/// reply is still coming.
 pub(crate) struct Blocking {
-    pool: Pool,
+    client: Client,
+    config: AsyncConnectionConfig,
+    idle: Mutex<Vec<MultiplexedConnection>>,
+    permits: Arc<Semaphore>,
 }
 
 impl Blocking {
@@ -120,51 +127,85 @@ impl Blocking {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(None);
-        let manager = Manager::new_with_config(info, config)
-            .map_err(|e| Error::Config(format!("blocking connection pool: {e}")))?;
-        let pool = Pool::builder(manager)
-            .max_size(options.max_blocking_connections)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| Error::Config(format!("blocking connection pool: {e}")))?;
-        Ok(Blocking { pool })
+        let client = Client::open(info)
+            .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
+        Ok(Blocking {
+            client,
+            config,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(options.max_blocking_connections)),
+        })
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<MultiplexedConnection>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn connect(&self) -> std::result::Result<MultiplexedConnection, CmdError> {
+        self.client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+            .map_err(|e| {
+                CmdError::Pulse(Error::Connection {
+                    message: format!("blocking connection: {e}"),
+                    source: Some(Box::new(e)),
+                })
+            })
     }
 
     /// Runs a blocking command on a dedicated connection.
     pub(crate) async fn cmd(&self, cmd: &Cmd) -> std::result::Result<Value, CmdError> {
-        let conn = self.pool.get().await.map_err(|e| {
-            CmdError::Pulse(Error::Connection {
-                message: format!("blocking connection: {e}"),
-                source: Some(Box::new(e)),
-            })
-        })?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| {
+                CmdError::Pulse(Error::connection("blocking connection pool closed"))
+            })?;
+        let reused = self.idle().pop();
+        let fresh = reused.is_none();
+        let conn = match reused {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        match self.run_on(conn, cmd).await {
+            // An idle connection may have died with a server restart: once more, fresh.
+            Err(CmdError::Redis(e)) if !fresh && is_connection_failure(&e) => {
+                let conn = self.connect().await?;
+                self.run_on(conn, cmd).await
+            }
+            out => out,
+        }
+    }
+
+    async fn run_on(
+        &self,
+        conn: MultiplexedConnection,
+        cmd: &Cmd,
+    ) -> std::result::Result<Value, CmdError> {
         let mut guard = Checkout {
             conn: Some(conn),
             finished: false,
+            home: self,
         };
-        let conn = guard
-            .conn
-            .as_mut()
-            .ok_or_else(|| CmdError::Pulse(Error::connection("no connection")))?;
-        let out = cmd.query_async::<Value>(&mut **conn).await;
+        let out = match guard.conn.as_mut() {
+            Some(conn) => cmd.query_async::<Value>(conn).await,
+            None => return Err(CmdError::Pulse(Error::connection("no connection"))),
+        };
         // A connection-level failure leaves the connection useless: drop it.
         guard.finished = !matches!(&out, Err(e) if is_connection_failure(e));
         out.map_err(CmdError::Redis)
     }
 }
 
-/// Returns the connection to the pool only when its command finished cleanly.
-struct Checkout {
-    conn: Option<deadpool_redis::Connection>,
+/// Returns the connection to the idle list only when its command finished cleanly.
+struct Checkout<'a> {
+    conn: Option<MultiplexedConnection>,
     finished: bool,
+    home: &'a Blocking,
 }
 
-impl Drop for Checkout {
+impl Drop for Checkout<'_> {
     fn drop(&mut self) {
-        if !self.finished {
-            if let Some(conn) = self.conn.take() {
-                drop(deadpool_redis::Connection::take(conn));
-            }
+        if let (true, Some(conn)) = (self.finished, self.conn.take()) {
+            self.home.idle().push(conn);
         }
     }
 }

@@ -1,10 +1,10 @@
 //! # pulse-redis
 //!
-//! The production backend of Pulse, on Redis ≥ 7.0 with `redis` and `deadpool-redis`:
+//! The production backend of Pulse, on Redis ≥ 7.0 with the `redis` crate:
 //! - commands and Lua scripts share one multiplexed connection (requests pipeline
 //!   automatically), re-established after a failure;
-//! - blocking stream reads use dedicated connections without a response timeout, from a
-//!   pool; cancelling a read discards its connection;
+//! - blocking stream reads use dedicated connections without a response timeout, kept in
+//!   an idle list (capped); cancelling a read discards its connection;
 //! - pub/sub uses one RESP3 connection per backend for every subscription, health-checked,
 //!   reporting loss and recovery to subscribers;
 //! - each atomic operation is one Lua script under `lua/`, surviving `NOSCRIPT`;

@@ -115,18 +115,17 @@ impl GroupOps for RedisBackend {
             cmd
         };
         let key = &keys[0];
-        let ready = parse::batches(
-            self.group_cmd("XREADGROUP", key, group, &build(None))
-                .await?,
-        )?;
-        let block = block.filter(|d| !d.is_zero());
-        if !ready.is_empty() || block.is_none() {
-            return Ok(ready);
-        }
+        // Non-blocking: the shared connection; blocking: one round trip on a dedicated one.
+        let Some(block) = block.filter(|d| !d.is_zero()) else {
+            return parse::batches(
+                self.group_cmd("XREADGROUP", key, group, &build(None))
+                    .await?,
+            );
+        };
         let v = self
             .inner
             .blocking
-            .cmd(&build(block))
+            .cmd(&build(Some(block)))
             .await
             .map_err(|e| e.map(|e| map_group_err("XREADGROUP", key, group, e)))?;
         parse::batches(v)

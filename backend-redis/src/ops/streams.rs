@@ -202,16 +202,16 @@ impl StreamOps for RedisBackend {
             cmd
         };
         let key = &streams[0].0;
-        // Data already there: answer from the shared connection, no dedicated one needed.
-        let ready = parse::batches(self.run("XREAD", key, &build(None)).await?)?;
-        let block = block.filter(|d| !d.is_zero());
-        if !ready.is_empty() || block.is_none() {
-            return Ok(ready);
-        }
+        // A non-blocking read shares the command connection; a blocking one runs on a
+        // dedicated connection in one round trip (it returns at once when data is there),
+        // so concurrent readers also parse their replies on separate connections.
+        let Some(block) = block.filter(|d| !d.is_zero()) else {
+            return parse::batches(self.run("XREAD", key, &build(None)).await?);
+        };
         let v = self
             .inner
             .blocking
-            .cmd(&build(block))
+            .cmd(&build(Some(block)))
             .await
             .map_err(|e| e.map(|e| map_err("XREAD", key, e)))?;
         parse::batches(v)
