@@ -454,7 +454,12 @@ pub async fn pool_notify_worker(cx: Ctx) {
     })
     .await;
     eventually("owner seen", || async { owner_is_plain(&a, &c) }).await;
-    assert!(a.notify_worker("k", "ignored").await.unwrap());
+    // a's workers replica may trail its owners replica (separate maps): until it has c's
+    // worker, the owner's node is unknown and nothing is sent (false).
+    eventually("notification sent to c", || async {
+        a.notify_worker("k", "ignored").await.unwrap()
+    })
+    .await;
     a.dispatch_job("k2", "x").await.unwrap(); // still healthy afterwards
     a.close().await.unwrap();
     c.close().await.unwrap();
@@ -783,9 +788,10 @@ pub async fn pool_paused_node_fences_itself(cx: Ctx) {
             .map(|(_, lease)| lease.clone())
             .collect()
     };
-    assert!(frozen_leases.iter().all(JobLease::is_held));
-    // Freeze a for 4 x TTL. Its jobs are frozen with it: they do not run meanwhile.
-    frozen.pause.send(Duration::from_millis(2400)).unwrap();
+    // (Under heavy load a may already have fenced itself: such leases are lost already.)
+    // Freeze a for ~7 x TTL (room for b to act on a loaded machine). Its jobs are frozen
+    // with it: they do not run meanwhile.
+    frozen.pause.send(Duration::from_millis(4000)).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     ledger.crash("a");
     eventually("b took a's jobs", || async {

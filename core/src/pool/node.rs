@@ -50,6 +50,16 @@ use crate::{
 
 const SHUTDOWN: &str = "shutdown";
 
+/// The keys whose job or owner record changed since the last reconcile pass, or `all` when
+/// anything else changed (membership, liveness, a collapsed or whole-map event, the
+/// periodic safety pass): a pass looks only at what may have changed, so a dispatch costs
+/// O(1) locally instead of a scan of every job.
+#[derive(Debug, Default)]
+struct Dirty {
+    all: bool,
+    keys: HashSet<String>,
+}
+
 pub(crate) struct NodeInner {
     pub(crate) id: String,
     pub(crate) pool: String,
@@ -68,6 +78,8 @@ pub(crate) struct NodeInner {
     /// get them removed). Every other listed worker is presumed alive.
     dead: Mutex<HashSet<String>>,
     pub(crate) kick: Notify,
+    /// What the next reconcile pass must look at (see [`Dirty`]).
+    dirty: Mutex<Dirty>,
     closed: AtomicBool,
     shut_down: AtomicBool,
     stop_tasks: watch::Sender<bool>,
@@ -207,6 +219,28 @@ impl NodeInner {
         }
     }
 
+    /// Marks job `key` (or, with `None`, everything) for the next reconcile pass and wakes it.
+    pub(crate) fn mark(&self, key: Option<&str>) {
+        {
+            let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            match key {
+                Some(k) if !d.all => {
+                    d.keys.insert(k.to_owned());
+                }
+                Some(_) => {}
+                None => {
+                    d.all = true;
+                    d.keys.clear();
+                }
+            }
+        }
+        self.kick.notify_one();
+    }
+
+    fn take_dirty(&self) -> Dirty {
+        std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn record(&self, key: &str) -> Option<JobRecord> {
         self.jobs
             .get(key)
@@ -293,6 +327,10 @@ impl Node {
             next_dispatch: AtomicU64::new(1),
             dead: Mutex::new(HashSet::new()),
             kick: Notify::new(),
+            dirty: Mutex::new(Dirty {
+                all: true,
+                keys: HashSet::new(),
+            }),
             closed: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
             stop_tasks,
@@ -321,14 +359,15 @@ impl Node {
         )));
         if !inner.options.client_only {
             let subs = vec![
-                inner.jobs.subscribe()?,
-                inner.owners.subscribe()?,
-                inner.workers.subscribe()?,
+                (inner.jobs.subscribe()?, true),
+                (inner.owners.subscribe()?, true),
+                (inner.workers.subscribe()?, false),
             ];
-            for sub in subs {
+            for (sub, per_key) in subs {
                 tasks.push(tokio::spawn(forward_changes(
                     inner.clone(),
                     sub,
+                    per_key,
                     inner.stop_tasks.subscribe(),
                 )));
             }
@@ -457,7 +496,7 @@ impl Node {
             return Err(e);
         }
         info!(pool = %inner.pool, worker = %w.id, "worker added");
-        inner.kick.notify_one();
+        inner.mark(None);
         Ok(Worker { inner: w })
     }
 
@@ -823,16 +862,19 @@ async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
+/// Marks what a map change touched for reconciliation: the key of a job or owner record
+/// (`per_key`), everything for membership changes and whole-map events.
 async fn forward_changes(
     inner: Arc<NodeInner>,
     mut sub: crate::rmap::MapSubscriber,
+    per_key: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             e = sub.recv() => match e {
-                Some(_) => inner.kick.notify_one(),
+                Some(e) => inner.mark(e.key.as_deref().filter(|_| per_key)),
                 None => return,
             },
         }
@@ -978,7 +1020,7 @@ async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) 
                             {
                                 w.fenced.store(false, Ordering::SeqCst);
                                 info!(worker = %w.id, generation = record.generation, "liveness restored under a new generation");
-                                inner.kick.notify_one();
+                                inner.mark(None);
                             }
                         }
                     }
@@ -1066,7 +1108,7 @@ async fn reconcile_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) 
     let mut dead_seen: HashSet<String> = HashSet::new();
     loop {
         if Instant::now() >= next_refresh {
-            refresh_alive(&inner, &mut dead_seen).await;
+            refresh_alive(&inner, &mut dead_seen).await; // marks everything
             next_refresh = Instant::now() + period;
         }
         reconcile(&inner).await;
@@ -1119,7 +1161,60 @@ async fn refresh_alive(inner: &Arc<NodeInner>, dead_seen: &mut HashSet<String>) 
     }
     *dead_seen = dead.clone();
     *inner.dead.lock().unwrap_or_else(|p| p.into_inner()) = dead;
-    inner.kick.notify_one();
+    inner.mark(None);
+}
+
+/// A job a worker decided to take: its owner record as seen, and whether the previous
+/// owner's death must be confirmed first.
+struct Take {
+    key: String,
+    record: JobRecord,
+    previous: Option<String>,
+    tag: String,
+    confirm: bool,
+}
+
+/// Wins the owner record of `t.key` by compare-and-set (after confirming the previous
+/// owner's death if needed), then starts the job; frees the slot if the job is not taken.
+async fn take(inner: Arc<NodeInner>, w: Arc<LocalWorker>, t: Take) {
+    let free = |w: &LocalWorker| {
+        w.slots().remove(&t.key);
+        w.slot_freed.notify_waiters();
+    };
+    if let Some(o) = t.previous.as_deref().filter(|_| t.confirm) {
+        if !inner.confirmed_dead(o).await {
+            return free(&w);
+        }
+    }
+    let won = match &t.previous {
+        None => inner
+            .owners
+            .set_if(&t.key, t.tag.clone(), SetCondition::IfAbsent)
+            .await
+            .map(|r| r.written.then_some(r.revision)),
+        // Even a record naming this very worker is confirmed by compare-and-set: the
+        // replica may be stale (this worker handed the job off since).
+        Some(o) => inner
+            .owners
+            .test_and_set(&t.key, o.clone(), t.tag.clone())
+            .await
+            .map(|r| r.written.then_some(r.revision)),
+    };
+    match won {
+        Ok(Some(revision)) => {
+            w.won_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(t.key.clone(), (revision, t.tag));
+            let requeued = t.previous.is_some();
+            worker::start(inner, w, t.key, t.record, requeued).await;
+        }
+        Ok(None) => free(&w),
+        Err(e) => {
+            free(&w);
+            warn!(job = %t.key, error = %e, "could not take a job");
+        }
+    }
 }
 
 /// One pass: start what this node's workers should run, stop what they should not.
@@ -1134,12 +1229,37 @@ async fn reconcile(inner: &Arc<NodeInner>) {
         .map(String::as_str)
         .filter(|w| !dead.contains(*w))
         .collect();
-    let jobs = inner.jobs.snapshot();
-    let owners = inner.owners.snapshot();
+    let dirty = inner.take_dirty();
+    // A full pass reads consistent snapshots. An incremental one reads only its keys, point
+    // by point: a snapshot held while notices arrive would make the replica copy the whole
+    // map on its next write (copy-on-write), an O(jobs) cost per dispatch.
+    let jobs = dirty.all.then(|| inner.jobs.snapshot());
+    let owners = dirty.all.then(|| inner.owners.snapshot());
+    let job_of = |k: &str| match &jobs {
+        Some(s) => s.get(k).cloned(),
+        None => inner.jobs.get(k),
+    };
     let owner_of = |k: &str| {
+        match &owners {
+            Some(s) => s.get(k).cloned(),
+            None => inner.owners.get(k),
+        }
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+    };
+    // Read before the value it qualifies (a newer value than the revision is harmless).
+    let owners_revision = || {
         owners
-            .get(k)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .as_ref()
+            .map_or_else(|| inner.owners.revision(), |s| s.revision())
+    };
+    // The jobs this pass may start (each local worker takes those routed to it).
+    let candidates: Vec<(String, Bytes)> = match &jobs {
+        Some(all) => all.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None => dirty
+            .keys
+            .iter()
+            .filter_map(|k| job_of(k).map(|v| (k.clone(), v)))
+            .collect(),
     };
     for w in inner.locals() {
         let fence_after = inner.options.worker_ttl * 2 / 3;
@@ -1147,11 +1267,24 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             continue; // the watchdog or the keep-alive fences it
         }
         // Stop what this worker runs but should not.
-        let running: Vec<(String, Slot)> = w.slots().iter().map(|(k, s)| (k.clone(), *s)).collect();
-        for (key, slot) in running {
-            if slot != Slot::Running {
-                continue;
+        let running: Vec<String> = {
+            let slots = w.slots();
+            if dirty.all {
+                slots
+                    .iter()
+                    .filter(|(_, s)| **s == Slot::Running)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            } else {
+                dirty
+                    .keys
+                    .iter()
+                    .filter(|k| slots.get(*k) == Some(&Slot::Running))
+                    .cloned()
+                    .collect()
             }
+        };
+        for key in running {
             // Ownership is judged only from a replica that has seen our winning write.
             let won_at = w
                 .won_at
@@ -1159,11 +1292,12 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&key)
                 .cloned();
-            let replica_current = won_at.as_ref().is_some_and(|(r, _)| {
-                owners.revision().epoch == r.epoch && owners.revision().rev >= r.rev
-            });
+            let revision = owners_revision();
+            let replica_current = won_at
+                .as_ref()
+                .is_some_and(|(r, _)| revision.epoch == r.epoch && revision.rev >= r.rev);
             let won_tag = won_at.map(|(_, t)| t);
-            let release = if !jobs.contains_key(&key) {
+            let release = if job_of(&key).is_none() {
                 Some(Release::Delete)
             } else if replica_current && owner_of(&key) != won_tag {
                 Some(Release::Nothing)
@@ -1178,7 +1312,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             }
         }
         // Start what this worker should run.
-        for (key, value) in jobs.iter() {
+        for (key, value) in &candidates {
             if route(key, active.iter().copied()) != Some(w.id.as_str())
                 || w.slots().contains_key(key)
                 || w.backing_off(key)
@@ -1191,10 +1325,9 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             };
             let previous = owner_of(key);
             let tag = w.tag();
-            let takeable = match previous.as_deref() {
-                None => true,
-                Some(o) if o == RELEASED => true,
-                Some(o) if o == tag => true,
+            let confirm = match previous.as_deref() {
+                None => false,
+                Some(o) if o == RELEASED || o == tag => false,
                 // Another owner (another worker, or an old generation of this one): only once
                 // the backend confirms that identity's liveness is gone for good.
                 Some(o) => {
@@ -1203,60 +1336,43 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                         .get(id)
                         .and_then(|v| codec::decode::<WorkerRecord>("worker record", v).ok())
                         .is_some_and(|r| format!("{id}#{}", r.generation) != o);
-                    (dead.contains(id)
+                    if !(dead.contains(id)
                         || !members.contains_key(id)
                         || stale_generation
                         || id == w.id)
-                        && inner.confirmed_dead(o).await
+                    {
+                        continue; // the live owner releases it first
+                    }
+                    true
                 }
             };
-            if !takeable {
-                continue; // the live owner releases it first
-            }
+            // The round trips (liveness check, owner CAS, start) run in their own task, so
+            // one pass takes many jobs at once (their CAS pipeline on the connection); the
+            // `Starting` slot keeps later passes off the key meanwhile.
             w.slots().insert(key.clone(), Slot::Starting);
-            let won = match &previous {
-                None => inner
-                    .owners
-                    .set_if(key, tag.clone(), SetCondition::IfAbsent)
-                    .await
-                    .map(|r| r.written.then_some(r.revision)),
-                // Even a record naming this very worker is confirmed by compare-and-set: the
-                // replica may be stale (this worker handed the job off since).
-                Some(o) => inner
-                    .owners
-                    .test_and_set(key, o.clone(), tag.clone())
-                    .await
-                    .map(|r| r.written.then_some(r.revision)),
-            };
-            match won {
-                Ok(Some(revision)) => {
-                    w.won_at
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key.clone(), (revision, tag.clone()));
-                    let requeued = previous.is_some();
-                    tokio::spawn(worker::start(
-                        inner.clone(),
-                        w.clone(),
-                        key.clone(),
-                        record,
-                        requeued,
-                    ));
-                }
-                Ok(None) => {
-                    w.slots().remove(key);
-                }
-                Err(e) => {
-                    w.slots().remove(key);
-                    warn!(job = %key, error = %e, "could not take a job");
-                }
-            }
+            tokio::spawn(take(
+                inner.clone(),
+                w.clone(),
+                Take {
+                    key: key.clone(),
+                    record,
+                    previous,
+                    tag,
+                    confirm,
+                },
+            ));
         }
     }
     // Owner records of jobs that no longer exist and whose owner is gone or released.
-    for (key, owner) in owners.iter() {
-        let owner = String::from_utf8_lossy(owner).into_owned();
-        if !jobs.contains_key(key)
+    let recorded: Vec<String> = match &owners {
+        Some(all) => all.keys().cloned().collect(),
+        None => dirty.keys.iter().cloned().collect(),
+    };
+    for key in &recorded {
+        let Some(owner) = owner_of(key) else {
+            continue;
+        };
+        if job_of(key).is_none()
             && (owner == RELEASED
                 || (dead.contains(worker_of(&owner)) && inner.confirmed_dead(&owner).await))
         {

@@ -154,12 +154,14 @@ impl LocalWorker {
         b.get(key).is_some_and(|(until, _)| Instant::now() < *until)
     }
 
-    fn fail(&self, key: &str, first: Duration) {
+    /// Starts (or doubles) the back-off of `key`; returns its length.
+    fn fail(&self, key: &str, first: Duration) -> Duration {
         let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         let delay = b
             .get(key)
             .map_or(first, |(_, d)| (*d * 2).min(Duration::from_secs(60)));
         b.insert(key.to_owned(), (Instant::now() + delay, delay));
+        delay
     }
 
     fn succeed(&self, key: &str) {
@@ -225,7 +227,13 @@ pub(crate) async fn start(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
-            w.fail(&key, node.options.retry_delay);
+            let delay = w.fail(&key, node.options.retry_delay);
+            // Look at the job again once the back-off is over.
+            let (again, retry_key) = (node.clone(), key.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                again.mark(Some(&retry_key));
+            });
             if let Err(e) = node.owners.test_and_set(&key, tag, RELEASED).await {
                 warn!(job = %key, error = %e, "could not release a job that failed to start");
             }
@@ -243,7 +251,7 @@ pub(crate) async fn start(
         )
         .await;
     }
-    node.kick.notify_one();
+    node.mark(Some(&job.key));
 }
 
 /// Runs the handler's `stop` (bounded by the stop timeout), then updates the owner record.
@@ -282,5 +290,5 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
     if let Err(e) = result {
         warn!(job = %key, error = %e, "could not update the owner record after stopping");
     }
-    node.kick.notify_one();
+    node.mark(Some(&key));
 }
