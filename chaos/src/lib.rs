@@ -37,6 +37,8 @@ use pulse_redis::{RedisBackend, RedisOptions};
 /// within the limit — a failure).
 #[derive(Clone, Debug)]
 pub struct Fault {
+    /// The kind of fault (rows of the summary).
+    pub kind: String,
     /// What was done.
     pub what: String,
     /// Time from the fault to full recovery.
@@ -176,6 +178,29 @@ pub fn env_u64(name: &str) -> Result<u64, String> {
         .map_err(|_| format!("{name} not set"))?
         .parse()
         .map_err(|e| format!("{name}: {e}"))
+}
+
+/// Per kind of fault: how many, how many did not recover, and the median and maximum
+/// recovery times of those that did.
+pub fn summarize(faults: &[Fault]) -> Vec<(String, usize, usize, Duration, Duration)> {
+    let mut kinds: Vec<String> = Vec::new();
+    for f in faults {
+        if !kinds.contains(&f.kind) {
+            kinds.push(f.kind.clone());
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let of_kind: Vec<&Fault> = faults.iter().filter(|f| f.kind == kind).collect();
+            let mut times: Vec<Duration> = of_kind.iter().filter_map(|f| f.recovered).collect();
+            times.sort();
+            let failed = of_kind.len() - times.len();
+            let median = times.get(times.len() / 2).copied().unwrap_or_default();
+            let max = times.last().copied().unwrap_or_default();
+            (kind, of_kind.len(), failed, median, max)
+        })
+        .collect()
 }
 
 /// Prints a fault table.

@@ -16,7 +16,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use pulse_chaos::{pool, print_faults, rmap, streams, Fault, Harness};
+use pulse_chaos::{pool, print_faults, rmap, streams, summarize, Fault, Harness};
 
 struct Args {
     duration: Duration,
@@ -61,12 +61,17 @@ async fn role(name: &str) -> Result<(), String> {
 }
 
 fn fault_rows(out: &mut String, faults: &[Fault]) {
-    let _ = writeln!(out, "| fault | time to recover |\n|---|---|");
-    for f in faults {
-        let t = f.recovered.map_or("**not recovered**".to_owned(), |d| {
-            format!("{} ms", d.as_millis())
-        });
-        let _ = writeln!(out, "| {} | {t} |", f.what);
+    let _ = writeln!(
+        out,
+        "| fault | times | not recovered | median recovery | slowest |\n|---|---|---|---|---|"
+    );
+    for (kind, n, failed, median, max) in summarize(faults) {
+        let _ = writeln!(
+            out,
+            "| {kind} | {n} | {failed} | {} ms | {} ms |",
+            median.as_millis(),
+            max.as_millis()
+        );
     }
 }
 

@@ -439,7 +439,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
         // When the fault was complete (the process dead, Redis back, ...): recovery is
         // timed from then.
         let since;
-        let fault = if restarts_done < 2 && Instant::now() >= restarts_at[restarts_done] {
+        let (kind, fault) = if restarts_done < 2 && Instant::now() >= restarts_at[restarts_done] {
             restarts_done += 1;
             // The second restart keeps Redis down past the worker TTL.
             let down = if restarts_done == 2 {
@@ -449,10 +449,11 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
             };
             h.restart_redis(down).await?;
             since = Instant::now();
-            format!(
+            let what = format!(
                 "Redis SIGKILL + restart, down {} ms (timed from when it is back)",
                 down.as_millis()
-            )
+            );
+            (what.clone(), what)
         } else {
             match rng.below(4) {
                 0 if !workers.procs.is_empty() => {
@@ -462,7 +463,10 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                     audit.died(&p.name, now_us())?;
                     since = Instant::now();
                     let new = workers.spawn(h)?;
-                    format!("SIGKILL {} (replaced by {new})", p.name)
+                    (
+                        "SIGKILL a worker (a new one starts)".to_owned(),
+                        format!("SIGKILL {} (replaced by {new})", p.name),
+                    )
                 }
                 1 if !workers.procs.is_empty() => {
                     let i = rng.below(workers.procs.len());
@@ -481,6 +485,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                     )
                     .await?;
                     report.faults.push(Fault {
+                        kind: "SIGSTOP a worker for 2 x TTL: until its jobs run elsewhere".into(),
                         what: format!("SIGSTOP {name} (jobs taken over)"),
                         recovered: moved,
                     });
@@ -490,9 +495,12 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                     }
                     audit.frozen.remove(&name);
                     since = Instant::now();
-                    format!(
-                        "SIGCONT {name} after {:.1} s frozen (its stale runs end)",
-                        frozen_at.elapsed().as_secs_f64()
+                    (
+                        "SIGCONT the frozen worker: until its stale runs end".to_owned(),
+                        format!(
+                            "SIGCONT {name} after {:.1} s frozen (its stale runs end)",
+                            frozen_at.elapsed().as_secs_f64()
+                        ),
                     )
                 }
                 2 if workers.procs.len() < max_workers => {
@@ -506,7 +514,10 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                         audit.ingest()?;
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    format!("add {name} (until it runs its share)")
+                    (
+                        "add a worker: until it runs its share".to_owned(),
+                        format!("add {name} (until it runs its share)"),
+                    )
                 }
                 _ if workers.procs.len() > 2 => {
                     let i = rng.below(workers.procs.len());
@@ -522,7 +533,10 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                             .unexpected_exits
                             .push(format!("{} did not leave cleanly", p.name));
                     }
-                    format!("remove {} (SIGTERM, graceful)", p.name)
+                    (
+                        "remove a worker (SIGTERM, graceful)".to_owned(),
+                        format!("remove {} (SIGTERM, graceful)", p.name),
+                    )
                 }
                 _ => continue,
             }
@@ -544,6 +558,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
             ))
         ));
         report.faults.push(Fault {
+            kind,
             what: fault,
             recovered,
         });

@@ -202,7 +202,16 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                     d.as_millis()
                 ))
             ));
-            report.faults.push(Fault { what, recovered });
+            let kind = if kind == "kill" {
+                "CLIENT KILL TYPE pubsub, then a write burst"
+            } else {
+                "Redis SIGKILL + restart, then a write burst"
+            };
+            report.faults.push(Fault {
+                kind: kind.to_owned(),
+                what,
+                recovered,
+            });
         }
     }
     map.close();

@@ -266,16 +266,25 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
         if procs.list.is_empty() {
             return Err("every stream process exited".into());
         }
-        let what = if !restarted && Instant::now() >= restart_at {
+        let (kind, what) = if !restarted && Instant::now() >= restart_at {
             restarted = true;
             h.restart_redis(Duration::from_millis(500)).await?;
-            "Redis SIGKILL + restart (down 500 ms)".to_owned()
+            let what = "Redis SIGKILL + restart (down 500 ms)".to_owned();
+            (what.clone(), what)
         } else {
             let i = rng.below(procs.list.len());
             let (mut p, sink) = procs.list.remove(i);
             p.kill().await.map_err(|e| e.to_string())?;
             let new = procs.spawn(h, sink)?;
-            format!("SIGKILL {} (replaced by {new})", p.name)
+            let kind = if sink.is_some() {
+                "SIGKILL a sink member (a new one starts)"
+            } else {
+                "SIGKILL a producer (a new one starts)"
+            };
+            (
+                kind.to_owned(),
+                format!("SIGKILL {} (replaced by {new})", p.name),
+            )
         };
         // Recovered once everything acknowledged so far reached every sink.
         audit.ingest(&mut tail)?;
@@ -289,7 +298,11 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                 d.as_millis()
             ))
         ));
-        report.faults.push(Fault { what, recovered });
+        report.faults.push(Fault {
+            kind,
+            what,
+            recovered,
+        });
         tokio::time::sleep(rng.between(Duration::from_millis(300), Duration::from_millis(1500)))
             .await;
     }
