@@ -121,10 +121,9 @@ impl LocalWorker {
         *self.last_renewal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new lease for a run of `key` starting now (replacing any previous one).
-    fn grant(self: &Arc<Self>, key: &str, hold_for: Duration) -> JobLease {
+    /// A new lease for a run of `key` won under `generation` (replacing any previous one).
+    fn grant(self: &Arc<Self>, key: &str, generation: u64, hold_for: Duration) -> JobLease {
         let state = Arc::new(LeaseState::default());
-        let generation = self.generation.load(Ordering::SeqCst);
         if let Some(old) = self
             .leases
             .lock()
@@ -180,13 +179,26 @@ pub(crate) async fn start(
     record: JobRecord,
     requeued: bool,
 ) {
+    // The run belongs to the generation that won the owner record: if the worker fenced
+    // since (new generation), the record is dead for everyone and the lease is never held.
+    let won_tag = w
+        .won_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .map(|(_, t)| t.clone());
+    let won_generation = won_tag
+        .as_deref()
+        .and_then(|t| t.rsplit_once('#'))
+        .and_then(|(_, g)| g.parse().ok())
+        .unwrap_or(0);
     let job = Job {
         key: key.clone(),
         payload: record.payload.clone(),
         created_at: SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_ms),
         requeued,
         worker: w.id.clone(),
-        lease: w.grant(&key, node.options.worker_ttl * 2 / 3),
+        lease: w.grant(&key, won_generation, node.options.worker_ttl * 2 / 3),
     };
     let outcome = w.handler.start(&job).await;
     let error = match outcome {
@@ -206,7 +218,11 @@ pub(crate) async fn start(
                 retiring
             };
             info!(pool = %node.pool, worker = %w.id, job = %key, requeued, "started job");
-            if retiring {
+            if won_tag.as_deref() != Some(w.tag().as_str()) {
+                // Fenced while starting: the record may already be someone else's.
+                warn!(pool = %node.pool, worker = %w.id, job = %key, "liveness lapsed during start: stopping the job");
+                stop(node.clone(), w.clone(), key.clone(), Release::Nothing).await;
+            } else if retiring {
                 // The worker is being removed: hand the job over right away.
                 stop(node.clone(), w.clone(), key.clone(), Release::Handoff).await;
             }
