@@ -3,6 +3,43 @@
 -- ARGV[6] key, ARGV[7..] items.
 -- Returns {epoch, rev, changed (0|1), exists (0|1), encoded list or nil};
 -- error PULSE_INVALID when the stored value is not a list (nothing changed).
+
+-- List values use postcard's layout: a varint count, then varint-length items.
+local function get_varint(s, pos)
+  local n, mul = 0, 1
+  while true do
+    local b = string.byte(s, pos)
+    if not b then return nil end
+    pos = pos + 1
+    n = n + (b % 128) * mul
+    if b < 128 then return n, pos end
+    mul = mul * 128
+    if mul > 2 ^ 49 then return nil end
+  end
+end
+
+-- Decodes a list value; nil when it is not a well-formed list.
+local function decode_list(s)
+  local count, pos = get_varint(s, 1)
+  if not count then return nil end
+  local items = {}
+  for i = 1, count do
+    local len
+    len, pos = get_varint(s, pos)
+    if not len or pos + len - 1 > #s then return nil end
+    items[i] = string.sub(s, pos, pos + len - 1)
+    pos = pos + len
+  end
+  if pos ~= #s + 1 then return nil end
+  return items
+end
+
+local function encode_list(items)
+  local parts = { varint(#items) }
+  for _, v in ipairs(items) do parts[#parts + 1] = str(v) end
+  return table.concat(parts)
+end
+
 local edit, key = ARGV[5], ARGV[6]
 local stored = redis.call('HGET', hash, key)
 local list = {}

@@ -3,7 +3,8 @@
 --   ARGV[1] = notice channel, ARGV[2] = epoch seed (decimal, < 2^53),
 --   ARGV[3] = TTL mode ("" | "abs" | "slide"), ARGV[4] = TTL in ms,
 -- followed by their own arguments from ARGV[5] on.
--- Notices and list values use postcard's layout (see pulse::codec): varint lengths.
+-- Notices use postcard's layout (see pulse::codec): varint lengths. Only what several
+-- scripts need lives here: every helper defined costs every call of every script.
 
 local function varint(n)
   local out = {}
@@ -17,41 +18,6 @@ end
 
 local function str(s)
   return varint(#s) .. s
-end
-
-local function get_varint(s, pos)
-  local n, mul = 0, 1
-  while true do
-    local b = string.byte(s, pos)
-    if not b then return nil end
-    pos = pos + 1
-    n = n + (b % 128) * mul
-    if b < 128 then return n, pos end
-    mul = mul * 128
-    if mul > 2 ^ 49 then return nil end
-  end
-end
-
--- Decodes a list value; nil when it is not a well-formed list.
-local function decode_list(s)
-  local count, pos = get_varint(s, 1)
-  if not count then return nil end
-  local items = {}
-  for i = 1, count do
-    local len
-    len, pos = get_varint(s, pos)
-    if not len or pos + len - 1 > #s then return nil end
-    items[i] = string.sub(s, pos, pos + len - 1)
-    pos = pos + len
-  end
-  if pos ~= #s + 1 then return nil end
-  return items
-end
-
-local function encode_list(items)
-  local parts = { varint(#items) }
-  for _, v in ipairs(items) do parts[#parts + 1] = str(v) end
-  return table.concat(parts)
 end
 
 local hash, channel, seed = KEYS[1], ARGV[1], ARGV[2]
@@ -73,7 +39,7 @@ local function commit(kind, stored_epoch, ...)
   else
     redis.call('HSET', hash, '=kind', kind, ...)
   end
-  return epoch, redis.call('HINCRBY', hash, '=rev', 1)
+  return epoch, redis.call('HINCRBY', hash, '=rev', '1')
 end
 
 -- Bumps the revision, records the kind, creates the epoch if needed.
