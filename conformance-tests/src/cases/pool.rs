@@ -402,6 +402,22 @@ pub async fn pool_job_lease_follows_the_run(cx: Ctx) {
     ledger.assert_no_overlap();
     a.close().await.unwrap();
     assert!(!lease_of("k", "w2").is_held(), "close ends every lease");
+    // A worker that stops renewing (its process died or froze) loses its leases on its
+    // own, from local time alone: `lost()` resolves without any stop or backend call.
+    let b = node(&cx).await; // worker TTL 600 ms
+    b.add_worker(rec(&ledger, "w3")).await.unwrap();
+    b.dispatch_job("m", "x").await.unwrap();
+    let lapsing = lease_of("m", "w3");
+    assert!(lapsing.is_held());
+    b.simulate_crash().await;
+    tokio::time::timeout(Duration::from_secs(10), lapsing.lost())
+        .await
+        .expect("lost() resolves once renewals stop");
+    assert!(!lapsing.is_held());
+    assert!(
+        ledger.stops.lock().unwrap().iter().all(|(k, _)| k != "m"),
+        "nobody called stop: the lease lapsed by itself"
+    );
 }
 
 /// A new job whose start fails is reported to the dispatcher and does not exist.
