@@ -773,7 +773,12 @@ impl Pausable {
 pub async fn pool_paused_node_fences_itself(cx: Ctx) {
     let ledger = Arc::new(Ledger::default());
     let frozen = Pausable::start();
-    let (backend, options, l) = (cx.backend.clone(), opts(&cx), ledger.clone());
+    // A TTL the other node can keep renewing within on a loaded test machine (the suite
+    // runs every case at once): the freeze below is 4 x TTL.
+    let ttl = Duration::from_millis(1500);
+    let options = opts(&cx).with_worker_ttl(ttl);
+    let (backend, l) = (cx.backend.clone(), ledger.clone());
+    let b_options = options.clone();
     let a = frozen
         .handle
         .spawn(async move {
@@ -787,7 +792,9 @@ pub async fn pool_paused_node_fences_itself(cx: Ctx) {
     for k in &ks {
         a.dispatch_job(k, "x").await.unwrap();
     }
-    let b = node(&cx).await;
+    let b = Node::join(cx.backend.clone(), "pool", b_options)
+        .await
+        .unwrap();
     b.add_worker(rec(&ledger, "b")).await.unwrap();
     eventually("spread over a and b", || async { ledger.exactly_once(&ks) }).await;
     let on_a: Vec<String> = ks
@@ -805,15 +812,22 @@ pub async fn pool_paused_node_fences_itself(cx: Ctx) {
             .collect()
     };
     // (Under heavy load a may already have fenced itself: such leases are lost already.)
-    // Freeze a for ~7 x TTL (room for b to act on a loaded machine). Its jobs are frozen
-    // with it: they do not run meanwhile.
-    frozen.pause.send(Duration::from_millis(4000)).unwrap();
+    // Freeze a for 4 x TTL. Its jobs are frozen with it: they do not run meanwhile.
+    frozen.pause.send(ttl * 4).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     ledger.crash("a");
-    eventually("b took a's jobs", || async {
-        on_a.iter().all(|k| ledger.runs(k).contains("b"))
-    })
-    .await;
+    // b must take them while a is frozen (once a is back they may route back to it).
+    let deadline = tokio::time::Instant::now() + ttl * 4;
+    while !on_a.iter().all(|k| ledger.runs(k).contains("b")) {
+        if tokio::time::Instant::now() >= deadline {
+            let state: Vec<String> = on_a
+                .iter()
+                .map(|k| format!("{k}: runs {:?}, owner {:?}", ledger.runs(k), b.job_owner(k)))
+                .collect();
+            panic!("b did not take a's jobs while a was frozen: {state:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // After the pause a fences (stops its stale copies) and jobs settle once each.
     eventually("a stopped its stale copies", || async {
         let stops = ledger.stops.lock().unwrap();
