@@ -566,16 +566,24 @@ pub async fn pool_crash_recovers_jobs(cx: Ctx) {
 pub async fn pool_rebalance_on_join(cx: Ctx) {
     let ledger = Arc::new(Ledger::default());
     let a = node(&cx).await;
-    a.add_worker(rec(&ledger, "w1")).await.unwrap();
+    let w1 = a.add_worker(rec(&ledger, "w1")).await.unwrap();
     let ks = keys(40);
     for k in &ks {
         a.dispatch_job(k, "x").await.unwrap();
     }
-    a.add_worker(rec(&ledger, "w2")).await.unwrap();
+    let w2 = a.add_worker(rec(&ledger, "w2")).await.unwrap();
+    // Done when every job runs where rendezvous hashing puts it (not merely when some moved:
+    // moves happen one by one).
+    let ids = [w1.id().to_owned(), w2.id().to_owned()];
+    let label = |k: &str| {
+        if pulse::pool::route(k, ids.iter().map(String::as_str)) == Some(ids[1].as_str()) {
+            "w2"
+        } else {
+            "w1"
+        }
+    };
     eventually("rebalanced", || async {
-        ledger.exactly_once(&ks)
-            && ks.iter().any(|k| ledger.runs(k).contains("w2"))
-            && ks.iter().any(|k| ledger.runs(k).contains("w1"))
+        ledger.exactly_once(&ks) && ks.iter().all(|k| ledger.runs(k).contains(label(k)))
     })
     .await;
     let on_w2 = ks.iter().filter(|k| ledger.runs(k).contains("w2")).count();
