@@ -335,13 +335,15 @@ impl Workers {
     }
 }
 
+/// Longest the audit waits for the pool to heal after a fault.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
 /// Waits until every job runs exactly once on a live worker; the time it took, or `None`
-/// after `limit`.
+/// after [`SETTLE_LIMIT`].
 async fn settle(
     audit: &mut Audit,
     workers: &mut Workers,
     keys: &[String],
-    limit: Duration,
     report: &mut Report,
 ) -> Result<Option<Duration>, String> {
     let began = Instant::now();
@@ -351,7 +353,7 @@ async fn settle(
         if audit.unsettled(keys).is_empty() {
             return Ok(Some(began.elapsed()));
         }
-        if began.elapsed() > limit {
+        if began.elapsed() > SETTLE_LIMIT {
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -409,14 +411,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
 
     let began = Instant::now();
     dispatch_all(&dispatcher, &keys).await?;
-    let placed = settle(
-        &mut audit,
-        &mut workers,
-        &keys,
-        Duration::from_secs(60),
-        &mut report,
-    )
-    .await?;
+    let placed = settle(&mut audit, &mut workers, &keys, &mut report).await?;
     h.say(&format!(
         "pool: {} jobs dispatched and running on {} workers in {:.1} s",
         keys.len(),
@@ -476,14 +471,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                     audit.frozen.insert(name.clone());
                     let frozen_at = Instant::now();
                     // Its jobs must come back elsewhere while it is frozen.
-                    let moved = settle(
-                        &mut audit,
-                        &mut workers,
-                        &keys,
-                        Duration::from_secs(60),
-                        &mut report,
-                    )
-                    .await?;
+                    let moved = settle(&mut audit, &mut workers, &keys, &mut report).await?;
                     report.faults.push(Fault {
                         kind: "SIGSTOP a worker for 2 x TTL: until its jobs run elsewhere".into(),
                         what: format!("SIGSTOP {name} (jobs taken over)"),
@@ -541,15 +529,9 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                 _ => continue,
             }
         };
-        let recovered = settle(
-            &mut audit,
-            &mut workers,
-            &keys,
-            Duration::from_secs(60),
-            &mut report,
-        )
-        .await?
-        .map(|_| since.elapsed());
+        let recovered = settle(&mut audit, &mut workers, &keys, &mut report)
+            .await?
+            .map(|_| since.elapsed());
         h.say(&format!(
             "pool: {fault}: {}",
             recovered.map_or("NOT recovered in 60 s".to_owned(), |d| format!(
@@ -567,14 +549,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
     }
 
     // Final state: every job exists and runs exactly once.
-    let _ = settle(
-        &mut audit,
-        &mut workers,
-        &keys,
-        Duration::from_secs(60),
-        &mut report,
-    )
-    .await?;
+    let _ = settle(&mut audit, &mut workers, &keys, &mut report).await?;
     report.not_running = audit.unsettled(&keys);
     let existing: HashSet<String> = dispatcher.job_keys().into_iter().collect();
     report.lost = keys
