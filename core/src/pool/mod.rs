@@ -13,7 +13,9 @@
 //! - **Never two concurrent runs**: a worker starts a job only after winning its owner
 //!   record by compare-and-set, and releases the record only after its `stop` returned; a
 //!   dead worker's record is taken only once its liveness lease expired on the backend's
-//!   clock, and a worker that could not renew in time stops its jobs first (fencing).
+//!   clock, and a worker that could not renew in time stops its jobs first (fencing). Job
+//!   code can fence itself too: [`Job::lease`](JobLease) turns false before anyone else
+//!   can take the job.
 //! - **Minimal moves**: rendezvous hashing moves ~1/(n+1) of the jobs when a worker joins
 //!   and only the leaver's jobs when one leaves.
 //! - **Bounded waits**: dispatch, close and shutdown all have timeouts.

@@ -14,6 +14,10 @@
 //! changes hands once its holder stopped (or its liveness expired on the backend's clock,
 //! after the holder fenced itself): never two concurrent runs, and no job is lost while its
 //! record exists.
+//!
+//! Passes are incremental: a change of a job or owner record marks its key (`Dirty`), and a
+//! pass looks only at marked keys; membership and liveness changes and a periodic tick
+//! (`worker_ttl / 3`) mark everything. Taking a job runs in its own task (`take`).
 
 use std::{
     collections::{HashMap, HashSet},
