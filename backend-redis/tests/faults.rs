@@ -258,3 +258,29 @@ async fn blocked_read_ends_with_a_connection_error_when_the_server_dies() {
         .unwrap();
     assert_eq!(Some(got[0].entries[0].id), id);
 }
+
+/// A dedicated connection left idle across a server restart is dead; the next blocking read
+/// notices, retries once on a fresh connection and succeeds — the caller sees no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_read_after_a_restart_replaces_its_dead_idle_connection() {
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let backend = RedisBackend::connect_with(&server.url(), fast())
+        .await
+        .unwrap();
+    let opts = AddOptions::default();
+    let fields = || vec![("n".into(), Bytes::from("x"))];
+    backend.stream_add("s", fields(), &opts).await.unwrap();
+    let from_start = [("s".to_owned(), EntryId::ZERO)];
+    let read = || backend.stream_read(&from_start, 10, Some(Duration::from_secs(5)));
+    // Answered at once: its dedicated connection goes back to the idle list.
+    assert_eq!(read().await.unwrap()[0].entries.len(), 1);
+    server.restart().unwrap();
+    eventually_ok(|| backend.stream_add("s", fields(), &opts)).await;
+    // The first blocking read after the restart must succeed, not report the dead socket.
+    let got = read()
+        .await
+        .expect("the idle connection is replaced transparently");
+    assert_eq!(got[0].entries.len(), 1);
+}
