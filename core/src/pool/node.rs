@@ -278,27 +278,14 @@ impl Node {
                 pool: name.to_owned(),
             });
         }
-        let jobs = Map::join_target(
-            backend.clone(),
-            &format!("{name}:jobs"),
-            target("jobs")?,
-            map_opts.clone(),
-        )
-        .await?;
-        let owners = Map::join_target(
-            backend.clone(),
-            &format!("{name}:owners"),
-            target("owners")?,
-            map_opts.clone(),
-        )
-        .await?;
-        let workers = Map::join_target(
-            backend.clone(),
-            &format!("{name}:workers"),
-            target("workers")?,
-            map_opts,
-        )
-        .await?;
+        let join = |part: &'static str| {
+            let (backend, map_opts) = (backend.clone(), map_opts.clone());
+            let target = target(part);
+            async move { Map::join_target(backend, &format!("{name}:{part}"), target?, map_opts).await }
+        };
+        let jobs = join("jobs").await?;
+        let owners = join("owners").await?;
+        let workers = join("workers").await?;
         let id = unique_id();
         let inbox_opts = StreamOptions::default()
             .with_keyspace(options.keyspace.clone())
