@@ -363,6 +363,20 @@ async fn s8_dispatch_throughput(b: &Arc<dyn Backend>, size: Size) -> Figure {
     f
 }
 
+/// The Redis row of a latency scenario: its p50 against the p50 of a raw baseline.
+fn latency_row(scenario: &str, red: &Figure, label: &str, raw: &Samples, target: Target) -> Row {
+    let p50 = raw.pct(0.5);
+    let ratio = red.latency().map(|l| l.0.as_secs_f64() / p50.as_secs_f64());
+    row(
+        scenario,
+        "redis",
+        red,
+        format!("{label}p50 {}", fmt_dur(p50)),
+        ratio,
+        target,
+    )
+}
+
 fn row(
     scenario: &str,
     backend: &'static str,
@@ -432,15 +446,11 @@ pub(crate) async fn run_all(
     let raw_xadd = raw::append_one(url, &tag(), size.samples).await;
     if want("S2") {
         let red = s2_append_one(&redis, size).await;
-        let ratio = red
-            .latency()
-            .map(|l| l.0.as_secs_f64() / raw_xadd.pct(0.5).as_secs_f64());
-        rows.push(row(
+        rows.push(latency_row(
             "S2 stream append, one awaited at a time",
-            "redis",
             &red,
-            format!("p50 {}", fmt_dur(raw_xadd.pct(0.5))),
-            ratio,
+            "",
+            &raw_xadd,
             Target::AtMost(1.2),
         ));
         memory_vs(
@@ -498,15 +508,11 @@ pub(crate) async fn run_all(
     if want("S5") {
         let raw_pub = raw::publish_latency(url, &tag(), size.samples).await;
         let red = s5_propagation(&redis, &second, size).await;
-        let ratio = red
-            .latency()
-            .map(|l| l.0.as_secs_f64() / raw_pub.pct(0.5).as_secs_f64());
-        rows.push(row(
+        rows.push(latency_row(
             "S5 rmap write seen by another replica",
-            "redis",
             &red,
-            format!("publish p50 {}", fmt_dur(raw_pub.pct(0.5))),
-            ratio,
+            "publish ",
+            &raw_pub,
             Target::AtMost(1.5),
         ));
         memory_vs(
@@ -553,15 +559,11 @@ pub(crate) async fn run_all(
     }
     if want("S7") {
         let red = s7_dispatch_latency(&redis, size).await;
-        let ratio = red
-            .latency()
-            .map(|l| l.0.as_secs_f64() / raw_xadd.pct(0.5).as_secs_f64());
-        rows.push(row(
+        rows.push(latency_row(
             "S7 pool dispatch-to-start, one in flight",
-            "redis",
             &red,
-            format!("XADD p50 {}", fmt_dur(raw_xadd.pct(0.5))),
-            ratio,
+            "XADD ",
+            &raw_xadd,
             Target::AtMost(4.0),
         ));
         memory_vs(
