@@ -96,3 +96,16 @@ pub async fn expect_event(sub: &mut Subscription) -> PubSubEvent {
         .expect("no pub/sub event within 10 s")
         .expect("subscription closed")
 }
+
+/// A pool job handler that does nothing (for cases about the pool's plumbing).
+pub(crate) struct Noop;
+
+#[async_trait::async_trait]
+impl pulse::pool::JobHandler for Noop {
+    async fn start(&self, _job: &pulse::pool::Job) -> Result<(), pulse::error::BoxError> {
+        Ok(())
+    }
+    async fn stop(&self, _key: &str) -> Result<(), pulse::error::BoxError> {
+        Ok(())
+    }
+}

@@ -4,19 +4,17 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use pulse::{
     backend::{MapTarget, SetCondition},
-    error::BoxError,
     keys::Keyspace,
-    pool::{Job, JobHandler, Node, NodeOptions},
+    pool::{Node, NodeOptions},
     rmap::{Map, MapOptions},
     streaming::{NewEvent, SinkOptions, Stream, StreamOptions},
     Error,
 };
 
-use crate::{eventually, Ctx};
+use crate::{eventually, util::Noop, Ctx};
 
 fn names() -> Vec<String> {
     [
@@ -55,18 +53,6 @@ fn invalid_key<T: std::fmt::Debug>(r: Result<T, Error>) -> bool {
 
 fn too_large<T: std::fmt::Debug>(r: Result<T, Error>) -> bool {
     matches!(r, Err(Error::PayloadTooLarge { .. }))
-}
-
-struct Noop;
-
-#[async_trait]
-impl JobHandler for Noop {
-    async fn start(&self, _job: &Job) -> Result<(), BoxError> {
-        Ok(())
-    }
-    async fn stop(&self, _key: &str) -> Result<(), BoxError> {
-        Ok(())
-    }
 }
 
 /// Every entry point rejects invalid names, keys and payloads with a typed error.

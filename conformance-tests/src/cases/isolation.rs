@@ -3,29 +3,15 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use pulse::{
-    error::BoxError,
     keys::Keyspace,
-    pool::{Job, JobHandler, Node, NodeOptions},
+    pool::{Node, NodeOptions},
     rmap::{Map, MapOptions},
     streaming::{ReaderOptions, Start, Stream, StreamOptions},
     Error,
 };
 
-use crate::{eventually, Ctx};
-
-struct Noop;
-
-#[async_trait]
-impl JobHandler for Noop {
-    async fn start(&self, _job: &Job) -> Result<(), BoxError> {
-        Ok(())
-    }
-    async fn stop(&self, _key: &str) -> Result<(), BoxError> {
-        Ok(())
-    }
-}
+use crate::{eventually, util::Noop, Ctx};
 
 /// Same map, stream and pool names under two prefixes are fully separate.
 pub async fn prefixes_isolate_applications(cx: Ctx) {
