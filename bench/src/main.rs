@@ -29,15 +29,50 @@ pub(crate) struct Size {
     pub(crate) jobs: usize,
 }
 
+const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S8]
+  (no flags)  full run: every scenario, writes docs/BENCHMARKS.md and docs/benchmarks.svg
+  --quick     every scenario briefly, writes nothing (CI)
+  --only SN   one scenario, writes nothing (e.g. under a profiler)";
+
+/// Command-line flags.
+#[derive(Debug, PartialEq)]
+struct Args {
+    quick: bool,
+    only: Option<String>,
+}
+
+impl Args {
+    /// `None` on `--help`, an unknown flag or a bad `--only` value, so a typo never starts
+    /// a full run that rewrites the report.
+    fn parse(mut args: impl Iterator<Item = String>) -> Option<Args> {
+        let mut out = Args {
+            quick: false,
+            only: None,
+        };
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => out.quick = true,
+                "--only" => {
+                    let s = args.next()?;
+                    let n: u8 = s.strip_prefix(['S', 's'])?.parse().ok()?;
+                    if !(1..=8).contains(&n) {
+                        return None;
+                    }
+                    out.only = Some(s);
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let Some(Args { quick, only }) = Args::parse(std::env::args().skip(1)) else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
     let size = if quick {
         Size {
             events: 2_000,
@@ -102,4 +137,34 @@ with the machine, ratios much less.\n\n- machine: {cpus} CPUs\n- {}\n- {}\n\n{ta
         .expect("write docs/BENCHMARKS.md");
     std::fs::write("docs/benchmarks.svg", svg).expect("write docs/benchmarks.svg");
     println!("wrote docs/BENCHMARKS.md and docs/benchmarks.svg");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    fn parse(args: &[&str]) -> Option<Args> {
+        Args::parse(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn flags_parse_and_anything_else_is_refused() {
+        assert_eq!(
+            parse(&[]),
+            Some(Args {
+                quick: false,
+                only: None
+            })
+        );
+        assert_eq!(
+            parse(&["--quick", "--only", "s3"]),
+            Some(Args {
+                quick: true,
+                only: Some("s3".into())
+            })
+        );
+        for bad in [&["--help"][..], &["--only"], &["--only", "S9"], &["-q"]] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
 }
