@@ -10,15 +10,20 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use bytes::Bytes;
 use pulse::backend::{
     AutoClaim, ConsumerInfo, EntryId, Fields, PendingEntry, PendingSummary, StreamEntry,
 };
 use tokio::time::Instant;
 
+/// Stored fields, shared with every entry read from them.
+pub(crate) type SharedFields = Arc<[(String, Bytes)]>;
+
 /// A pending (delivered, unacknowledged) entry.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
-    consumer: String,
+    /// Shared by every entry one read or claim delivered.
+    consumer: Arc<str>,
     delivered_at: Instant,
     deliveries: u64,
 }
@@ -35,7 +40,7 @@ pub(crate) struct Group {
 /// A stream: entries, the last generated ID and its groups.
 #[derive(Debug, Default)]
 pub(crate) struct StreamData {
-    entries: BTreeMap<EntryId, Arc<Fields>>,
+    entries: BTreeMap<EntryId, SharedFields>,
     pub(crate) last_id: EntryId,
     pub(crate) groups: HashMap<String, Group>,
 }
@@ -47,10 +52,10 @@ fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn to_entry(id: EntryId, fields: &Arc<Fields>) -> StreamEntry {
+fn to_entry(id: EntryId, fields: &SharedFields) -> StreamEntry {
     StreamEntry {
         id,
-        fields: fields.as_ref().clone(),
+        fields: fields.clone(),
     }
 }
 
@@ -69,7 +74,7 @@ impl StreamData {
             self.last_id.next().unwrap_or(EntryId::MAX)
         };
         self.last_id = id;
-        self.entries.insert(id, Arc::new(fields));
+        self.entries.insert(id, fields.into());
         if let Some(max) = max_len {
             while self.entries.len() as u64 > max {
                 self.entries.pop_first();
@@ -132,11 +137,12 @@ impl StreamData {
             g.last_delivered = last.id;
         }
         if !no_ack {
+            let consumer: Arc<str> = consumer.into();
             for e in &batch {
                 g.pending.insert(
                     e.id,
                     Pending {
-                        consumer: consumer.to_owned(),
+                        consumer: consumer.clone(),
                         delivered_at: now,
                         deliveries: 1,
                     },
@@ -163,9 +169,9 @@ impl Group {
             .count() as u64
     }
 
-    fn transfer(&mut self, id: EntryId, consumer: &str, now: Instant) {
+    fn transfer(&mut self, id: EntryId, consumer: &Arc<str>, now: Instant) {
         if let Some(p) = self.pending.get_mut(&id) {
-            p.consumer = consumer.to_owned();
+            p.consumer = consumer.clone();
             p.delivered_at = now;
             p.deliveries += 1;
         }
@@ -174,7 +180,7 @@ impl Group {
     /// `XAUTOCLAIM` semantics.
     pub(crate) fn claim_idle(
         &mut self,
-        entries: &BTreeMap<EntryId, Arc<Fields>>,
+        entries: &BTreeMap<EntryId, SharedFields>,
         consumer: &str,
         min_idle: Duration,
         start: EntryId,
@@ -182,6 +188,7 @@ impl Group {
     ) -> AutoClaim {
         let now = Instant::now();
         self.consumers.insert(consumer.to_owned(), now);
+        let who: Arc<str> = consumer.into();
         let mut claimed = Vec::new();
         let mut deleted = Vec::new();
         let mut next = EntryId::ZERO;
@@ -200,7 +207,7 @@ impl Group {
             }
             match entries.get(&id) {
                 Some(f) => {
-                    self.transfer(id, consumer, now);
+                    self.transfer(id, &who, now);
                     claimed.push(to_entry(id, f));
                 }
                 None => {
@@ -219,13 +226,14 @@ impl Group {
     /// `XCLAIM` semantics.
     pub(crate) fn claim(
         &mut self,
-        entries: &BTreeMap<EntryId, Arc<Fields>>,
+        entries: &BTreeMap<EntryId, SharedFields>,
         consumer: &str,
         min_idle: Duration,
         ids: &[EntryId],
     ) -> Vec<StreamEntry> {
         let now = Instant::now();
         self.consumers.insert(consumer.to_owned(), now);
+        let who: Arc<str> = consumer.into();
         let mut out = Vec::new();
         for id in ids {
             let Some(p) = self.pending.get(id) else {
@@ -236,7 +244,7 @@ impl Group {
             }
             match entries.get(id) {
                 Some(f) => {
-                    self.transfer(*id, consumer, now);
+                    self.transfer(*id, &who, now);
                     out.push(to_entry(*id, f));
                 }
                 None => {
@@ -271,11 +279,11 @@ impl Group {
         let now = Instant::now();
         self.pending
             .range(start..)
-            .filter(|(_, p)| consumer.is_none_or(|c| c == p.consumer))
+            .filter(|(_, p)| consumer.is_none_or(|c| c == &*p.consumer))
             .take(count)
             .map(|(id, p)| PendingEntry {
                 id: *id,
-                consumer: p.consumer.clone(),
+                consumer: p.consumer.to_string(),
                 idle: now.saturating_duration_since(p.delivered_at),
                 deliveries: p.deliveries,
             })
@@ -292,7 +300,7 @@ impl Group {
                 pending: self
                     .pending
                     .values()
-                    .filter(|p| &p.consumer == name)
+                    .filter(|p| *p.consumer == **name)
                     .count() as u64,
                 idle: now.saturating_duration_since(*seen),
             })
@@ -314,7 +322,7 @@ impl Group {
             return 0;
         }
         let before = self.pending.len();
-        self.pending.retain(|_, p| p.consumer != consumer);
+        self.pending.retain(|_, p| &*p.consumer != consumer);
         (before - self.pending.len()) as u64
     }
 }
@@ -324,7 +332,7 @@ impl StreamData {
     pub(crate) fn group_and_entries(
         &mut self,
         group: &str,
-    ) -> Option<(&mut Group, &BTreeMap<EntryId, Arc<Fields>>)> {
+    ) -> Option<(&mut Group, &BTreeMap<EntryId, SharedFields>)> {
         let g = self.groups.get_mut(group)?;
         Some((g, &self.entries))
     }

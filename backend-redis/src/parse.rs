@@ -73,7 +73,7 @@ fn entry(v: Value) -> Result<Option<StreamEntry>> {
         let v = bytes(v).ok_or_else(|| pulse::Error::malformed("stream field", "bad value"))?;
         fields.push((k, v));
     }
-    Ok(Some(StreamEntry { id, fields }))
+    Ok(Some(StreamEntry::new(id, fields)))
 }
 
 /// An array of entries (XRANGE, XCLAIM).

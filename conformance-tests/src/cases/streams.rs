@@ -37,7 +37,7 @@ pub async fn stream_add_and_range(cx: Ctx) {
         .unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].id, a);
-    assert_eq!(all[0].fields, fields);
+    assert_eq!(*all[0].fields, *fields);
     assert_eq!(b.stream_range(&s, c, c, None).await.unwrap()[0].id, c);
     assert_eq!(
         b.stream_range(&s, EntryId::ZERO, EntryId::MAX, Some(1))

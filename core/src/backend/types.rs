@@ -1,6 +1,6 @@
 //! Plain data types exchanged with backends: stream entry IDs, entries, options, outcomes.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
@@ -117,11 +117,20 @@ impl FromStr for EntryId {
 pub struct StreamEntry {
     /// The entry's ID.
     pub id: EntryId,
-    /// Field name / value pairs. Names are text; values are bytes.
-    pub fields: Vec<(String, Bytes)>,
+    /// Field name / value pairs. Names are text; values are bytes. Shared: cloning an entry
+    /// (a backend handing one stored entry to many readers) copies no field.
+    pub fields: Arc<[(String, Bytes)]>,
 }
 
 impl StreamEntry {
+    /// An entry with these fields.
+    pub fn new(id: EntryId, fields: Vec<(String, Bytes)>) -> StreamEntry {
+        StreamEntry {
+            id,
+            fields: fields.into(),
+        }
+    }
+
     /// The value of the first field called `name`.
     pub fn field(&self, name: &str) -> Option<&Bytes> {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
