@@ -1235,7 +1235,10 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             Some(s) => s.get(k).cloned(),
             None => inner.owners.get(k),
         }
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .map(|v| match std::str::from_utf8(&v) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(&v).into_owned(),
+        })
     };
     // Read before the value it qualifies (a newer value than the revision is harmless).
     let owners_revision = || {
@@ -1243,13 +1246,17 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             .as_ref()
             .map_or_else(|| inner.owners.revision(), |s| s.revision())
     };
-    // The jobs this pass may start (each local worker takes those routed to it).
-    let candidates: Vec<(String, Bytes)> = match &jobs {
-        Some(all) => all.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    // The jobs this pass may start, each with the worker it routes to (computed once: each
+    // local worker takes those routed to it).
+    let candidates: Vec<(String, Bytes, Option<&str>)> = match &jobs {
+        Some(all) => all
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone(), route(k, active.iter().copied())))
+            .collect(),
         None => dirty
             .keys
             .iter()
-            .filter_map(|k| job_of(k).map(|v| (k.clone(), v)))
+            .filter_map(|k| job_of(k).map(|v| (k.clone(), v, route(k, active.iter().copied()))))
             .collect(),
     };
     for w in inner.locals() {
@@ -1303,11 +1310,8 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             }
         }
         // Start what this worker should run.
-        for (key, value) in &candidates {
-            if route(key, active.iter().copied()) != Some(w.id.as_str())
-                || w.slots().contains_key(key)
-                || w.backing_off(key)
-            {
+        for (key, value, target) in &candidates {
+            if *target != Some(w.id.as_str()) || w.slots().contains_key(key) || w.backing_off(key) {
                 continue;
             }
             let Ok(record) = codec::decode::<JobRecord>("job record", value) else {
