@@ -5,6 +5,20 @@
 -- error PULSE_INVALID when the stored value is not a list (nothing changed).
 
 -- List values use postcard's layout: a varint count, then varint-length items.
+local function varint(n)
+  local out = {}
+  while n >= 128 do
+    out[#out + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  out[#out + 1] = string.char(n)
+  return table.concat(out)
+end
+
+local function str(s)
+  return varint(#s) .. s
+end
+
 local function get_varint(s, pos)
   local n, mul = 0, 1
   while true do

@@ -20,10 +20,10 @@ local epoch = tonumber(epoch_text)
 local rev = (tonumber(meta[2] or '0') or 0) + 1
 redis.call('DEL', hash)
 if kind == 'destroy' then
-  if meta[1] then redis.call('PUBLISH', channel, notice(epoch, rev, 3)) end
+  if meta[1] then publish_clear(epoch, rev, 3) end
   return { epoch, rev, 1 }
 end
 redis.call('HSET', hash, '=epoch', epoch_text, '=rev', string.format('%d', rev), '=kind', kind)
-redis.call('PUBLISH', channel, notice(epoch, rev, 2))
+publish_clear(epoch, rev, 2)
 apply_ttl()
 return { epoch, rev, 1 }

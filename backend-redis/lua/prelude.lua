@@ -3,22 +3,8 @@
 --   ARGV[1] = notice channel, ARGV[2] = epoch seed (decimal, < 2^53),
 --   ARGV[3] = TTL mode ("" | "abs" | "slide"), ARGV[4] = TTL in ms,
 -- followed by their own arguments from ARGV[5] on.
--- Notices use postcard's layout (see pulse::codec): varint lengths. Only what several
--- scripts need lives here: every helper defined costs every call of every script.
-
-local function varint(n)
-  local out = {}
-  while n >= 128 do
-    out[#out + 1] = string.char(n % 128 + 128)
-    n = math.floor(n / 128)
-  end
-  out[#out + 1] = string.char(n)
-  return table.concat(out)
-end
-
-local function str(s)
-  return varint(#s) .. s
-end
+-- Only what several scripts need lives here: every helper defined costs every call of
+-- every script.
 
 local hash, channel, seed = KEYS[1], ARGV[1], ARGV[2]
 
@@ -47,17 +33,20 @@ local function bump(kind)
   return commit(kind, redis.call('HGET', hash, '=epoch'))
 end
 
--- Notice frame: version 1, varint epoch, varint rev, variant, fields.
-local function notice(epoch, rev, variant, body)
-  return string.char(1) .. varint(epoch) .. varint(rev) .. varint(variant) .. (body or '')
-end
-
+-- Notice frames (pulse::codec::MapNotice, version 2): fixed-width little-endian fields,
+-- each frame one struct.pack call (building varints byte by byte in Lua cost more than the
+-- rest of a write). Epochs and revisions stay below 2^53, exact in a Lua number.
 local function publish_set(epoch, rev, key, value)
-  redis.call('PUBLISH', channel, notice(epoch, rev, 0, str(key) .. str(value)))
+  redis.call('PUBLISH', channel, struct.pack('<BI8I8BI4c0I4c0', 2, epoch, rev, 0, #key, key, #value, value))
 end
 
 local function publish_del(epoch, rev, key)
-  redis.call('PUBLISH', channel, notice(epoch, rev, 1, str(key)))
+  redis.call('PUBLISH', channel, struct.pack('<BI8I8BI4c0', 2, epoch, rev, 1, #key, key))
+end
+
+-- A reset (tag 2) or destroy (tag 3) notice.
+local function publish_clear(epoch, rev, tag)
+  redis.call('PUBLISH', channel, struct.pack('<BI8I8B', 2, epoch, rev, tag))
 end
 
 local function apply_ttl()

@@ -7,9 +7,13 @@
 //! Two formats are also produced by backend atomic operations (the Redis backend builds them
 //! in Lua), so their byte layout is part of the backend contract and pinned by tests here and
 //! by the conformance suite:
-//! - [`MapNotice`] frames published on a map's channel;
+//! - [`MapNotice`] frames published on a map's channel, which have a fixed-width layout of
+//!   their own ([`NOTICE_VERSION`], see [`MapNotice`]) so Lua builds one with a single
+//!   `struct.pack`;
 //! - list values ([`encode_list`]): a postcard sequence of byte strings *without* a version
 //!   byte, stored as the value of a map key (`varint(count)` then `varint(len) bytes` each).
+
+use std::ops::Range;
 
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -59,7 +63,16 @@ fn decode_exact<T: DeserializeOwned>(what: &'static str, body: &[u8]) -> Result<
     Ok(value)
 }
 
+/// The version byte of [`MapNotice`] frames as written today.
+pub const NOTICE_VERSION: u8 = 2;
+
 /// A change notice published by every map mutation, in commit order.
+///
+/// Layout (version [`NOTICE_VERSION`]), integers little-endian: `2`, `epoch: u64`,
+/// `rev: u64`, the change's tag `u8` (0 set, 1 delete, 2 reset, 3 destroy), then for a set
+/// `key_len: u32, key, value_len: u32, value`, for a delete `key_len: u32, key`. Decoding
+/// also accepts version 1 (a postcard frame, written by releases before fixed-width notices
+/// were introduced), so replicas keep up with writers that run an older release.
 ///
 /// `epoch` identifies one *generation* of the map's hash: it is chosen when the hash is
 /// created and survives resets, so a hash that vanished (expiry, flush, restart without
@@ -96,16 +109,124 @@ pub enum MapChange {
     Destroy,
 }
 
+const NOTICE: &str = "map notice";
+
 impl MapNotice {
     /// Encodes the notice as a frame.
+    ///
+    /// ```
+    /// use pulse::codec::{MapChange, MapNotice};
+    /// let n = MapNotice { epoch: 7, rev: 1, change: MapChange::Delete { key: "k".into() } };
+    /// let frame = n.encode()?;
+    /// assert_eq!(frame.len(), 1 + 8 + 8 + 1 + 4 + 1);
+    /// assert_eq!(MapNotice::decode(&frame)?, n);
+    /// # Ok::<(), pulse::Error>(())
+    /// ```
     pub fn encode(&self) -> Result<Vec<u8>> {
-        encode(self)
+        let body = match &self.change {
+            MapChange::Set { key, value } => 8 + key.len() + value.len(),
+            MapChange::Delete { key } => 4 + key.len(),
+            MapChange::Reset | MapChange::Destroy => 0,
+        };
+        let mut out = Vec::with_capacity(18 + body);
+        out.push(NOTICE_VERSION);
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.extend_from_slice(&self.rev.to_le_bytes());
+        match &self.change {
+            MapChange::Set { key, value } => {
+                out.push(0);
+                put_sized(&mut out, key.as_bytes())?;
+                put_sized(&mut out, value)?;
+            }
+            MapChange::Delete { key } => {
+                out.push(1);
+                put_sized(&mut out, key.as_bytes())?;
+            }
+            MapChange::Reset => out.push(2),
+            MapChange::Destroy => out.push(3),
+        }
+        Ok(out)
     }
 
-    /// Decodes a notice frame.
+    /// Decodes a notice frame of either version. The value of a set is copied out of the
+    /// frame, so a replica holding it keeps no more memory than its own bytes.
     pub fn decode(frame: &[u8]) -> Result<Self> {
-        decode("map notice", frame)
+        match frame.first() {
+            Some(&NOTICE_VERSION) => Self::decode_fixed(frame),
+            _ => decode(NOTICE, frame),
+        }
     }
+
+    fn decode_fixed(frame: &[u8]) -> Result<Self> {
+        let mut pos = 1;
+        let epoch = take_u64(frame, &mut pos)?;
+        let rev = take_u64(frame, &mut pos)?;
+        let tag = *frame
+            .get(pos)
+            .ok_or_else(|| Error::malformed(NOTICE, "no change tag"))?;
+        pos += 1;
+        let change = match tag {
+            0 => MapChange::Set {
+                key: take_text(frame, &mut pos)?,
+                value: Bytes::copy_from_slice(&frame[take_sized(frame, &mut pos)?]),
+            },
+            1 => MapChange::Delete {
+                key: take_text(frame, &mut pos)?,
+            },
+            2 => MapChange::Reset,
+            3 => MapChange::Destroy,
+            t => return Err(Error::malformed(NOTICE, format!("unknown change tag {t}"))),
+        };
+        if pos != frame.len() {
+            return Err(Error::malformed(
+                NOTICE,
+                format!("{} trailing bytes", frame.len() - pos),
+            ));
+        }
+        Ok(MapNotice { epoch, rev, change })
+    }
+}
+
+fn put_sized(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| Error::malformed(NOTICE, "a key or value over 4 GiB"))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn take_u64(frame: &[u8], pos: &mut usize) -> Result<u64> {
+    let raw = frame
+        .get(*pos..*pos + 8)
+        .ok_or_else(|| Error::malformed(NOTICE, "truncated header"))?;
+    *pos += 8;
+    let mut le = [0u8; 8];
+    le.copy_from_slice(raw);
+    Ok(u64::from_le_bytes(le))
+}
+
+/// The range of a length-prefixed field at `pos`.
+fn take_sized(frame: &[u8], pos: &mut usize) -> Result<Range<usize>> {
+    let raw = frame
+        .get(*pos..*pos + 4)
+        .ok_or_else(|| Error::malformed(NOTICE, "truncated length"))?;
+    let mut le = [0u8; 4];
+    le.copy_from_slice(raw);
+    let start = *pos + 4;
+    let end = usize::try_from(u32::from_le_bytes(le))
+        .ok()
+        .and_then(|len| start.checked_add(len))
+        .filter(|end| *end <= frame.len())
+        .ok_or_else(|| Error::malformed(NOTICE, "field runs past the end"))?;
+    *pos = end;
+    Ok(start..end)
+}
+
+fn take_text(frame: &[u8], pos: &mut usize) -> Result<String> {
+    let range = take_sized(frame, pos)?;
+    std::str::from_utf8(&frame[range])
+        .map(str::to_owned)
+        .map_err(|_| Error::malformed(NOTICE, "key is not UTF-8"))
 }
 
 /// Encodes a list value (see the module docs for the layout).
@@ -184,26 +305,48 @@ mod tests {
                 value: Bytes::from_static(b"v\x00"),
             },
         };
-        assert_eq!(n.encode().unwrap(), b"\x01\xac\x02\x02\x00\x01k\x02v\x00");
+        let header = |epoch: u64, rev: u64, tag: u8| {
+            let mut h = vec![2];
+            h.extend_from_slice(&epoch.to_le_bytes());
+            h.extend_from_slice(&rev.to_le_bytes());
+            h.push(tag);
+            h
+        };
+        let mut want = header(300, 2, 0);
+        want.extend_from_slice(b"\x01\x00\x00\x00k\x02\x00\x00\x00v\x00");
+        assert_eq!(n.encode().unwrap(), want);
         let d = MapNotice {
             epoch: 1,
             rev: 1,
             change: MapChange::Delete { key: "k".into() },
         };
-        assert_eq!(d.encode().unwrap(), b"\x01\x01\x01\x01\x01k");
+        let mut want = header(1, 1, 1);
+        want.extend_from_slice(b"\x01\x00\x00\x00k");
+        assert_eq!(d.encode().unwrap(), want);
         let r = MapNotice {
             epoch: 1,
             rev: 128,
             change: MapChange::Reset,
         };
-        assert_eq!(r.encode().unwrap(), b"\x01\x01\x80\x01\x02");
+        assert_eq!(r.encode().unwrap(), header(1, 128, 2));
         let x = MapNotice {
             epoch: 1,
             rev: 3,
             change: MapChange::Destroy,
         };
-        assert_eq!(x.encode().unwrap(), b"\x01\x01\x03\x03");
-        assert_eq!(MapNotice::decode(&n.encode().unwrap()).unwrap(), n);
+        assert_eq!(x.encode().unwrap(), header(1, 3, 3));
+        for notice in [&n, &d, &r, &x] {
+            assert_eq!(
+                &MapNotice::decode(&notice.encode().unwrap()).unwrap(),
+                notice
+            );
+        }
+        // Version 1 (postcard) frames from older writers still decode.
+        assert_eq!(
+            MapNotice::decode(b"\x01\xac\x02\x02\x00\x01k\x02v\x00").unwrap(),
+            n
+        );
+        assert_eq!(MapNotice::decode(b"\x01\x01\x80\x01\x02").unwrap(), r);
     }
 
     #[test]
@@ -214,6 +357,12 @@ mod tests {
             b"\x01",
             b"\x01\x01\x01\x09",
             b"\x01\x01\x03\x03extra",
+            b"\x02\x01\x00",
+            b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00",
+            b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x09",
+            b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\xff\xff\xff\xff",
+            b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\xff",
+            b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x02extra",
         ] {
             assert!(
                 matches!(MapNotice::decode(bad), Err(Error::Malformed { .. })),

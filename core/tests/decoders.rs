@@ -25,6 +25,26 @@ proptest! {
     }
 
     #[test]
+    fn fixed_width_notices_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..48)) {
+        let frame: Vec<u8> = std::iter::once(codec::NOTICE_VERSION).chain(tail).collect();
+        match MapNotice::decode(&frame) {
+            Ok(n) => prop_assert_eq!(n.encode().unwrap(), frame),
+            Err(e) => prop_assert!(matches!(e, Error::Malformed { .. }), "expected Malformed, got {:?}", e),
+        }
+    }
+
+    #[test]
+    fn truncated_notices_are_malformed(key in ".{1,8}", value in proptest::collection::vec(any::<u8>(), 0..8)) {
+        let frame = MapNotice { epoch: 9, rev: 4, change: MapChange::Set { key, value: Bytes::from(value) } }
+            .encode()
+            .unwrap();
+        for cut in 0..frame.len() {
+            let e = MapNotice::decode(&frame[..cut]).unwrap_err();
+            prop_assert!(matches!(e, Error::Malformed { .. }), "expected Malformed, got {:?}", e);
+        }
+    }
+
+    #[test]
     fn lists_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         match codec::decode_list(&bytes) {
             Ok(items) => prop_assert_eq!(codec::encode_list(&items), bytes),
