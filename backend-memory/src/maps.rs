@@ -8,7 +8,7 @@ use bytes::Bytes;
 use pulse::{
     backend::{
         DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome, MapTarget,
-        ResetOutcome, Revision, SetCondition, SetOutcome, Ttl,
+        MapWrite, ResetOutcome, Revision, SetCondition, SetOutcome, Ttl,
     },
     codec::{self, MapChange, MapNotice},
     keys::validate_map_key,
@@ -99,35 +99,65 @@ impl State {
         value: Bytes,
         cond: SetCondition,
     ) -> Result<SetOutcome> {
-        validate_map_key(key)?;
-        let previous = self.hash(&map.hash)?.and_then(|h| h.get(key).cloned());
-        let write = match &cond {
-            SetCondition::Always => true,
-            SetCondition::IfAbsent => previous.is_none(),
-            SetCondition::IfEqual(test) => previous.as_ref() == Some(test),
-        };
-        let revision = if write {
-            let h = self.hash_mut(&map.hash)?;
-            h.insert(key.to_owned(), value.clone());
-            let revision = bump(h, map.epoch_seed, "set")?;
-            self.notify(
-                map,
+        let mut outcomes = self.map_set_many(
+            map,
+            vec![MapWrite {
+                key: key.to_owned(),
+                value,
+                condition: cond,
+            }],
+        )?;
+        outcomes
+            .pop()
+            .ok_or_else(|| Error::malformed("map_set", "no outcome"))
+    }
+
+    /// Applies the writes in order; publishes one frame for the sets written (a plain set
+    /// notice for one, a batch for several), as the Redis script does.
+    pub(crate) fn map_set_many(
+        &mut self,
+        map: &MapTarget,
+        writes: Vec<MapWrite>,
+    ) -> Result<Vec<SetOutcome>> {
+        for w in &writes {
+            validate_map_key(&w.key)?;
+        }
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut written: Vec<(String, Bytes)> = Vec::new();
+        let mut first: Option<Revision> = None;
+        for w in writes {
+            let previous = self.hash(&map.hash)?.and_then(|h| h.get(&w.key).cloned());
+            let write = match &w.condition {
+                SetCondition::Always => true,
+                SetCondition::IfAbsent => previous.is_none(),
+                SetCondition::IfEqual(test) => previous.as_ref() == Some(test),
+            };
+            let revision = if write {
+                let h = self.hash_mut(&map.hash)?;
+                h.insert(w.key.clone(), w.value.clone());
+                let revision = bump(h, map.epoch_seed, "set")?;
+                first.get_or_insert(revision);
+                written.push((w.key, w.value));
+                revision
+            } else {
+                self.current(map)?
+            };
+            outcomes.push(SetOutcome {
+                previous,
+                written: write,
                 revision,
-                MapChange::Set {
-                    key: key.to_owned(),
-                    value,
-                },
-            )?;
-            revision
-        } else {
-            self.current(map)?
-        };
+            });
+        }
+        if let Some(first) = first {
+            let sets: Vec<(&str, &[u8])> = written
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_ref()))
+                .collect();
+            let frame = MapNotice::encode_sets(first.epoch, first.rev, &sets)?;
+            self.publish(&map.channel, Bytes::from(frame));
+        }
         self.apply_ttl(&map.hash, map.ttl);
-        Ok(SetOutcome {
-            previous,
-            written: write,
-            revision,
-        })
+        Ok(outcomes)
     }
 
     pub(crate) fn map_delete(

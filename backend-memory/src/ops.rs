@@ -9,7 +9,7 @@ use pulse::{
     backend::{
         AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,
         Fields, GroupOps, GroupStart, HashOps, IncrementOutcome, KeyExpiry, KeyOps, ListEdit,
-        ListOutcome, MapTarget, PendingEntry, PendingSummary, PubSubOps, ResetOutcome,
+        ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary, PubSubOps, ResetOutcome,
         SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps, Subscription,
         Ttl,
     },
@@ -463,6 +463,15 @@ impl AtomicOps for MemoryBackend {
         condition: SetCondition,
     ) -> Result<SetOutcome> {
         self.lock().map_set(map, key, value, condition)
+    }
+
+    async fn map_set_many(
+        &self,
+        map: &MapTarget,
+        writes: Vec<MapWrite>,
+    ) -> Result<Vec<SetOutcome>> {
+        // One critical section: the batch is one step, published as one frame.
+        self.lock().map_set_many(map, writes)
     }
 
     async fn map_delete(

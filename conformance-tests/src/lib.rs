@@ -165,6 +165,7 @@ macro_rules! conformance_suite {
             map_empty_value_is_not_absent,
             map_revision_and_epoch,
             map_notices_in_commit_order,
+            map_set_many_in_order,
             map_no_notice_without_change,
             map_delete_conditional,
             map_increment,
@@ -207,6 +208,7 @@ macro_rules! conformance_suite {
             rmap_ttl_modes,
             rmap_replicas_converge,
             rmap_concurrent_test_and_set,
+            rmap_concurrent_sets_each_apply_once,
             rmap_drop_releases_the_subscription,
             // event streaming
             streaming_add_remove_destroy,

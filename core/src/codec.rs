@@ -70,7 +70,12 @@ pub const NOTICE_VERSION: u8 = 2;
 ///
 /// Layout (version [`NOTICE_VERSION`]), integers little-endian: `2`, `epoch: u64`,
 /// `rev: u64`, the change's tag `u8` (0 set, 1 delete, 2 reset, 3 destroy), then for a set
-/// `key_len: u32, key, value_len: u32, value`, for a delete `key_len: u32, key`. Decoding
+/// `key_len: u32, key, value_len: u32, value`, for a delete `key_len: u32, key`.
+///
+/// A batch of sets committed in one step may travel as one frame with tag 4: the header's
+/// `rev` is the first set's revision, then `count: u32` and `count` (key, value) pairs laid
+/// out as above; set `i` has revision `rev + i` ([`MapNotice::encode_sets`],
+/// [`MapNotice::decode_all`]). Decoding
 /// also accepts version 1 (a postcard frame, written by releases before fixed-width notices
 /// were introduced), so replicas keep up with writers that run an older release.
 ///
@@ -148,16 +153,66 @@ impl MapNotice {
         Ok(out)
     }
 
-    /// Decodes a notice frame of either version. The value of a set is copied out of the
-    /// frame, so a replica holding it keeps no more memory than its own bytes.
+    /// Encodes sets committed in one step, the first at revision `first_rev`, as one frame
+    /// (tag 4; a single set is encoded as a plain set notice).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use pulse::codec::{MapChange, MapNotice};
+    /// let frame = MapNotice::encode_sets(7, 3, &[("a", b"1"), ("b", b"2")])?;
+    /// let notices = MapNotice::decode_all(&frame)?;
+    /// assert_eq!(notices[1].rev, 4);
+    /// assert_eq!(notices[1].change, MapChange::Set { key: "b".into(), value: Bytes::from("2") });
+    /// # Ok::<(), pulse::Error>(())
+    /// ```
+    pub fn encode_sets(epoch: u64, first_rev: u64, sets: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+        if let [(key, value)] = sets {
+            return MapNotice {
+                epoch,
+                rev: first_rev,
+                change: MapChange::Set {
+                    key: (*key).to_owned(),
+                    value: Bytes::copy_from_slice(value),
+                },
+            }
+            .encode();
+        }
+        let body: usize = sets.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        let mut out = Vec::with_capacity(22 + body);
+        out.push(NOTICE_VERSION);
+        out.extend_from_slice(&epoch.to_le_bytes());
+        out.extend_from_slice(&first_rev.to_le_bytes());
+        out.push(4);
+        let count = u32::try_from(sets.len())
+            .map_err(|_| Error::malformed(NOTICE, "too many sets in one frame"))?;
+        out.extend_from_slice(&count.to_le_bytes());
+        for (key, value) in sets {
+            put_sized(&mut out, key.as_bytes())?;
+            put_sized(&mut out, value)?;
+        }
+        Ok(out)
+    }
+
+    /// Decodes a frame holding one notice of either version; a batch frame (tag 4) is
+    /// [`Error::Malformed`] here, see [`decode_all`](Self::decode_all). The value of a set
+    /// is copied out of the frame, so a replica holding it keeps no more memory than its
+    /// own bytes.
     pub fn decode(frame: &[u8]) -> Result<Self> {
-        match frame.first() {
-            Some(&NOTICE_VERSION) => Self::decode_fixed(frame),
-            _ => decode(NOTICE, frame),
+        let mut all = Self::decode_all(frame)?;
+        match (all.pop(), all.is_empty()) {
+            (Some(n), true) => Ok(n),
+            _ => Err(Error::malformed(
+                NOTICE,
+                "a batch frame where one notice was expected",
+            )),
         }
     }
 
-    fn decode_fixed(frame: &[u8]) -> Result<Self> {
+    /// Decodes a frame of any kind into its notices, in revision order.
+    pub fn decode_all(frame: &[u8]) -> Result<Vec<Self>> {
+        if frame.first() != Some(&NOTICE_VERSION) {
+            return decode(NOTICE, frame).map(|n| vec![n]);
+        }
         let mut pos = 1;
         let epoch = take_u64(frame, &mut pos)?;
         let rev = take_u64(frame, &mut pos)?;
@@ -165,16 +220,29 @@ impl MapNotice {
             .get(pos)
             .ok_or_else(|| Error::malformed(NOTICE, "no change tag"))?;
         pos += 1;
-        let change = match tag {
-            0 => MapChange::Set {
+        let one = |change| vec![MapNotice { epoch, rev, change }];
+        let out = match tag {
+            0 => one(take_set(frame, &mut pos)?),
+            1 => one(MapChange::Delete {
                 key: take_text(frame, &mut pos)?,
-                value: Bytes::copy_from_slice(&frame[take_sized(frame, &mut pos)?]),
-            },
-            1 => MapChange::Delete {
-                key: take_text(frame, &mut pos)?,
-            },
-            2 => MapChange::Reset,
-            3 => MapChange::Destroy,
+            }),
+            2 => one(MapChange::Reset),
+            3 => one(MapChange::Destroy),
+            4 => {
+                let count = take_u32(frame, &mut pos)?;
+                if count == 0 {
+                    return Err(Error::malformed(NOTICE, "an empty batch"));
+                }
+                let mut out = Vec::with_capacity(count.min(1024) as usize);
+                for i in 0..u64::from(count) {
+                    let rev = rev
+                        .checked_add(i)
+                        .ok_or_else(|| Error::malformed(NOTICE, "revision overflow"))?;
+                    let change = take_set(frame, &mut pos)?;
+                    out.push(MapNotice { epoch, rev, change });
+                }
+                out
+            }
             t => return Err(Error::malformed(NOTICE, format!("unknown change tag {t}"))),
         };
         if pos != frame.len() {
@@ -183,8 +251,25 @@ impl MapNotice {
                 format!("{} trailing bytes", frame.len() - pos),
             ));
         }
-        Ok(MapNotice { epoch, rev, change })
+        Ok(out)
     }
+}
+
+fn take_set(frame: &[u8], pos: &mut usize) -> Result<MapChange> {
+    Ok(MapChange::Set {
+        key: take_text(frame, pos)?,
+        value: Bytes::copy_from_slice(&frame[take_sized(frame, pos)?]),
+    })
+}
+
+fn take_u32(frame: &[u8], pos: &mut usize) -> Result<u32> {
+    let raw = frame
+        .get(*pos..*pos + 4)
+        .ok_or_else(|| Error::malformed(NOTICE, "truncated length"))?;
+    *pos += 4;
+    let mut le = [0u8; 4];
+    le.copy_from_slice(raw);
+    Ok(u32::from_le_bytes(le))
 }
 
 fn put_sized(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
@@ -207,13 +292,9 @@ fn take_u64(frame: &[u8], pos: &mut usize) -> Result<u64> {
 
 /// The range of a length-prefixed field at `pos`.
 fn take_sized(frame: &[u8], pos: &mut usize) -> Result<Range<usize>> {
-    let raw = frame
-        .get(*pos..*pos + 4)
-        .ok_or_else(|| Error::malformed(NOTICE, "truncated length"))?;
-    let mut le = [0u8; 4];
-    le.copy_from_slice(raw);
-    let start = *pos + 4;
-    let end = usize::try_from(u32::from_le_bytes(le))
+    let len = take_u32(frame, pos)?;
+    let start = *pos;
+    let end = usize::try_from(len)
         .ok()
         .and_then(|len| start.checked_add(len))
         .filter(|end| *end <= frame.len())
@@ -341,6 +422,24 @@ mod tests {
                 notice
             );
         }
+        // A batch of sets: one header, a count, then the pairs; revisions follow on.
+        let batch = MapNotice::encode_sets(1, 5, &[("a", b"x"), ("k", b"")]).unwrap();
+        let mut want = header(1, 5, 4);
+        want.extend_from_slice(b"\x02\x00\x00\x00");
+        want.extend_from_slice(b"\x01\x00\x00\x00a\x01\x00\x00\x00x");
+        want.extend_from_slice(b"\x01\x00\x00\x00k\x00\x00\x00\x00");
+        assert_eq!(batch, want);
+        let all = MapNotice::decode_all(&batch).unwrap();
+        assert_eq!(
+            all.iter().map(|n| (n.epoch, n.rev)).collect::<Vec<_>>(),
+            [(1, 5), (1, 6)]
+        );
+        assert!(matches!(
+            MapNotice::decode(&batch),
+            Err(Error::Malformed { .. })
+        ));
+        let one = MapNotice::encode_sets(300, 2, &[("k", b"v\x00")]).unwrap();
+        assert_eq!(MapNotice::decode(&one).unwrap(), n);
         // Version 1 (postcard) frames from older writers still decode.
         assert_eq!(
             MapNotice::decode(b"\x01\xac\x02\x02\x00\x01k\x02v\x00").unwrap(),
@@ -363,6 +462,9 @@ mod tests {
             b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\xff\xff\xff\xff",
             b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\xff",
             b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x02extra",
+            // A batch of zero sets, and a batch claiming more sets than it holds.
+            b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00",
+            b"\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x04\x02\x00\x00\x00\x01\x00\x00\x00a\x00\x00\x00\x00",
         ] {
             assert!(
                 matches!(MapNotice::decode(bad), Err(Error::Malformed { .. })),

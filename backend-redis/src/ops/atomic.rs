@@ -8,7 +8,7 @@ use bytes::Bytes;
 use pulse::{
     backend::{
         AtomicOps, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome,
-        MapTarget, ResetOutcome, Revision, SetCondition, SetOutcome,
+        MapTarget, MapWrite, ResetOutcome, Revision, SetCondition, SetOutcome,
     },
     codec,
     keys::validate_map_key,
@@ -35,6 +35,50 @@ fn revision_and_rest(
     Ok((revision, parts))
 }
 
+/// Most writes one `map_set` script call applies: Redis runs a script to completion before
+/// serving anyone else, so a large batch is split to keep each call short (~1 ms).
+const WRITES_PER_SCRIPT: usize = 256;
+
+impl RedisBackend {
+    /// One `map_set` script call applying `writes` in order (keys already validated).
+    async fn set_writes(&self, map: &MapTarget, writes: &[MapWrite]) -> Result<Vec<SetOutcome>> {
+        let mut inv = map_invocation(&self.inner.scripts.map_set, map);
+        for w in writes {
+            let (cond, test) = match &w.condition {
+                SetCondition::Always => ("always", &b""[..]),
+                SetCondition::IfAbsent => ("absent", &b""[..]),
+                SetCondition::IfEqual(t) => ("equal", t.as_ref()),
+            };
+            inv.arg(cond).arg(&w.key).arg(w.value.as_ref()).arg(test);
+        }
+        let reply = parse::array(
+            "map_set",
+            self.run_script("map_set", &map.hash, &inv).await?,
+        )?;
+        if reply.len() != writes.len() * 4 {
+            return Err(Error::malformed(
+                "map_set",
+                format!("{} values for {} writes", reply.len(), writes.len()),
+            ));
+        }
+        let mut parts = reply.into_iter();
+        let mut out = Vec::with_capacity(writes.len());
+        while let (Some(epoch), Some(rev), Some(written), Some(previous)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            out.push(SetOutcome {
+                revision: Revision {
+                    epoch: int_reply("map_set", &epoch)?.max(0) as u64,
+                    rev: int_reply("map_set", &rev)?.max(0) as u64,
+                },
+                written: flag("map_set", Some(written))?,
+                previous: parse::bytes(previous),
+            });
+        }
+        Ok(out)
+    }
+}
+
 fn flag(what: &'static str, v: Option<Value>) -> Result<bool> {
     Ok(int_reply(what, &v.unwrap_or(Value::Nil))? == 1)
 }
@@ -49,27 +93,29 @@ impl AtomicOps for RedisBackend {
         condition: SetCondition,
     ) -> Result<SetOutcome> {
         validate_map_key(key)?;
-        let mut inv = map_invocation(&self.inner.scripts.map_set, map);
-        match &condition {
-            SetCondition::Always => inv.arg("always").arg(key).arg(value.as_ref()),
-            SetCondition::IfAbsent => inv.arg("absent").arg(key).arg(value.as_ref()),
-            SetCondition::IfEqual(t) => inv
-                .arg("equal")
-                .arg(key)
-                .arg(value.as_ref())
-                .arg(t.as_ref()),
+        let write = MapWrite {
+            key: key.to_owned(),
+            value,
+            condition,
         };
-        let (revision, mut rest) = revision_and_rest(
-            "map_set",
-            self.run_script("map_set", &map.hash, &inv).await?,
-        )?;
-        let written = flag("map_set", rest.next())?;
-        let previous = rest.next().and_then(parse::bytes);
-        Ok(SetOutcome {
-            previous,
-            written,
-            revision,
-        })
+        let mut out = self.set_writes(map, std::slice::from_ref(&write)).await?;
+        out.pop()
+            .ok_or_else(|| Error::malformed("map_set", "no outcome"))
+    }
+
+    async fn map_set_many(
+        &self,
+        map: &MapTarget,
+        writes: Vec<MapWrite>,
+    ) -> Result<Vec<SetOutcome>> {
+        for w in &writes {
+            validate_map_key(&w.key)?;
+        }
+        let mut out = Vec::with_capacity(writes.len());
+        for chunk in writes.chunks(WRITES_PER_SCRIPT) {
+            out.extend(self.set_writes(map, chunk).await?);
+        }
+        Ok(out)
     }
 
     async fn map_delete(

@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use pulse::{
     backend::{
-        AddOptions, DeleteCondition, KeyExpiry, ListEdit, MapTarget, PubSubEvent, SetCondition,
-        Subscription, Ttl,
+        AddOptions, DeleteCondition, KeyExpiry, ListEdit, MapTarget, MapWrite, PubSubEvent,
+        SetCondition, Subscription, Ttl,
     },
     codec::{self, MapChange, MapNotice},
     Error,
@@ -170,6 +170,100 @@ pub async fn map_revision_and_epoch(cx: Ctx) {
         .await
         .unwrap();
     assert_eq!(missing.revision.epoch, 0, "epoch 0: the map does not exist");
+}
+
+/// A batch applies each write as `map_set` would, in order (later writes see earlier ones),
+/// and its notices carry consecutive revisions for the writes that happened only. A batch
+/// with an invalid key writes nothing.
+pub async fn map_set_many_in_order(cx: Ctx) {
+    let m = cx.map("m");
+    let be = &cx.backend;
+    let mut sub = subscribe(&cx, &m).await;
+    let w = |key: &str, value: &str, condition: SetCondition| MapWrite {
+        key: key.into(),
+        value: b(value),
+        condition,
+    };
+    let bad = be
+        .map_set_many(
+            &m,
+            vec![
+                w("ok", "1", SetCondition::Always),
+                w("", "1", SetCondition::Always),
+            ],
+        )
+        .await;
+    assert!(matches!(bad, Err(Error::InvalidKey { .. })), "{bad:?}");
+    assert_eq!(be.hash_get(&m.hash, "ok").await.unwrap(), None);
+    let out = be
+        .map_set_many(
+            &m,
+            vec![
+                w("a", "1", SetCondition::Always),
+                w("a", "2", SetCondition::IfEqual(b("1"))),
+                w("b", "x", SetCondition::IfAbsent),
+                w("b", "y", SetCondition::IfAbsent),
+                w("a", "3", SetCondition::IfEqual(b("nope"))),
+            ],
+        )
+        .await
+        .unwrap();
+    let seen: Vec<_> = out
+        .iter()
+        .map(|o| (o.written, o.previous.clone(), o.revision.rev))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (true, None, 1),
+            (true, Some(b("1")), 2),
+            (true, None, 3),
+            (false, Some(b("x")), 3),
+            (false, Some(b("2")), 3),
+        ]
+    );
+    assert!(out.iter().all(|o| o.revision.epoch == m.epoch_seed));
+    assert_eq!(be.hash_get(&m.hash, "a").await.unwrap(), Some(b("2")));
+    assert_eq!(be.hash_get(&m.hash, "b").await.unwrap(), Some(b("x")));
+    // However the backend frames them (one frame per write or a batch), the notices are the
+    // three writes that happened, in order.
+    let mut notices = Vec::new();
+    while notices.len() < 3 {
+        match expect_event(&mut sub).await {
+            PubSubEvent::Message { payload, .. } => {
+                notices.extend(MapNotice::decode_all(&payload).expect("notice frame"))
+            }
+            other => panic!("expected a notice, got {other:?}"),
+        }
+    }
+    let changes: Vec<_> = notices.into_iter().map(|n| (n.rev, n.change)).collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                1,
+                MapChange::Set {
+                    key: "a".into(),
+                    value: b("1")
+                }
+            ),
+            (
+                2,
+                MapChange::Set {
+                    key: "a".into(),
+                    value: b("2")
+                }
+            ),
+            (
+                3,
+                MapChange::Set {
+                    key: "b".into(),
+                    value: b("x")
+                }
+            ),
+        ]
+    );
+    assert_eq!(be.map_set_many(&m, vec![]).await.unwrap(), vec![]);
 }
 
 /// Notices arrive in commit order, carry consecutive revisions and say what changed.

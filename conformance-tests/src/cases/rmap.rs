@@ -579,6 +579,47 @@ pub async fn rmap_concurrent_test_and_set(cx: Ctx) {
     assert_eq!(wins, 1);
 }
 
+/// Many concurrent sets (batched together where the backend is slow enough for them to
+/// queue) each stay atomic: on one key, every write saw exactly one predecessor, so the
+/// previous values and the final value name each write once; on distinct keys, another
+/// replica ends up with all of them.
+pub async fn rmap_concurrent_sets_each_apply_once(cx: Ctx) {
+    let m = join(&cx, "m").await;
+    let other = join(&cx, "m").await;
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let m = m.clone();
+            tokio::spawn(async move {
+                let previous = m.set("k", i.to_string()).await.unwrap();
+                m.set(&format!("k{i}"), "v").await.unwrap();
+                previous
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.unwrap());
+    }
+    let fin = cx
+        .backend
+        .hash_get(&cx.keyspace().map("m").unwrap().hash, "k")
+        .await
+        .unwrap();
+    seen.push(fin);
+    let mut names: Vec<Option<u32>> = seen
+        .iter()
+        .map(|v| {
+            v.as_ref()
+                .map(|v| std::str::from_utf8(v).unwrap().parse().unwrap())
+        })
+        .collect();
+    names.sort();
+    let want: Vec<Option<u32>> = std::iter::once(None).chain((0..200).map(Some)).collect();
+    assert_eq!(names, want);
+    converged("replicas see every write", &[&m, &other], &cx, "m").await;
+    assert_eq!(other.len(), 201);
+}
+
 /// Dropping every handle stops the replica: its subscription goes away.
 pub async fn rmap_drop_releases_the_subscription(cx: Ctx) {
     let channel = cx.keyspace().map("m").unwrap().channel;

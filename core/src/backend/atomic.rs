@@ -74,6 +74,17 @@ pub fn new_epoch() -> u64 {
     (h.finish() & ((1 << 53) - 1)).max(1)
 }
 
+/// One write of a batch ([`AtomicOps::map_set_many`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapWrite {
+    /// The map key.
+    pub key: String,
+    /// The value to store.
+    pub value: Bytes,
+    /// When the write applies.
+    pub condition: SetCondition,
+}
+
 /// When a set applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetCondition {
@@ -170,6 +181,32 @@ pub trait AtomicOps: Send + Sync {
         value: Bytes,
         condition: SetCondition,
     ) -> Result<SetOutcome>;
+
+    /// Applies `writes` in order, each exactly as [`map_set`](Self::map_set) would (its own
+    /// condition, revision bump and `Set` notice), and returns one outcome per write. Every
+    /// key is validated before anything is sent.
+    ///
+    /// The default runs `map_set` one write after another. Both built-in backends apply a
+    /// batch in one step (one script call, or one critical section), which is how
+    /// [`Map`](crate::rmap::Map) turns concurrent writes into few round trips; a backend may
+    /// also split a large batch into several steps. On an error, writes before the failing
+    /// step may have been applied.
+    ///
+    /// Errors: as `map_set`. Conformance: `map_set_many_in_order`.
+    async fn map_set_many(
+        &self,
+        map: &MapTarget,
+        writes: Vec<MapWrite>,
+    ) -> Result<Vec<SetOutcome>> {
+        for w in &writes {
+            crate::keys::validate_map_key(&w.key)?;
+        }
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            out.push(self.map_set(map, &w.key, w.value, w.condition).await?);
+        }
+        Ok(out)
+    }
 
     /// Deletes `key` if present and `condition` holds. Publishes `Delete` when deleted.
     ///

@@ -33,7 +33,7 @@ mod types;
 
 pub use atomic::{
     new_epoch, AtomicOps, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome,
-    MapTarget, ResetOutcome, SetCondition, SetOutcome,
+    MapTarget, MapWrite, ResetOutcome, SetCondition, SetOutcome,
 };
 pub use ext::stream_last_id;
 pub use group::GroupOps;

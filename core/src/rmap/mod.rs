@@ -13,6 +13,10 @@
 //!   [`task`](self) docs in the source). A replica can lag, never stay behind.
 //! - **Notifications never hide a reset.** Each subscriber gets every change (key and
 //!   kind); a subscriber that falls behind gets one collapsed event with the strongest kind.
+//! - **Concurrent writes share round trips.** A set goes straight to the backend while
+//!   few writes of the map are in flight; beyond that, sets queue and go as one batch
+//!   ([`map_set_many`](crate::backend::AtomicOps::map_set_many): one script call, one
+//!   notice frame), each still atomic with its own condition, outcome and revision.
 //! - **Read-your-write on demand.** [`Map::set_and_wait`] returns once the local replica
 //!   reflects the write.
 //! - **Close.** After [`Map::close`], writes fail with [`Error::Closed`] (except
@@ -34,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod events;
 mod options;
 mod replica;
@@ -58,8 +63,8 @@ pub use options::MapOptions;
 
 use crate::{
     backend::{
-        new_epoch, DeleteCondition, DeleteOutcome, ListEdit, ListOutcome, MapTarget, Revision,
-        SetCondition, SetOutcome,
+        new_epoch, DeleteCondition, DeleteOutcome, ListEdit, ListOutcome, MapTarget, MapWrite,
+        Revision, SetCondition, SetOutcome,
     },
     codec,
     keys::validate_map_key,
@@ -99,6 +104,8 @@ struct Progress {
 pub(crate) struct MapInner {
     name: String,
     backend: Arc<dyn Backend>,
+    /// Sets go through here (group commit of concurrent writes).
+    writes: Arc<batch::Batcher>,
     target: MapTarget,
     options: MapOptions,
     replica: RwLock<Replica>,
@@ -152,26 +159,34 @@ impl MapInner {
         self.progress.send_modify(|p| p.revision = revision);
     }
 
-    /// Applies a notice; true when a resync is needed instead.
-    fn apply(&self, notice: codec::MapNotice) -> bool {
-        let (applied, revision) = {
+    /// Applies the notices of one frame, in order; true when a resync is needed instead
+    /// (the notices before the one that needs it stay applied).
+    fn apply(&self, notices: Vec<codec::MapNotice>) -> bool {
+        let mut events = Vec::with_capacity(notices.len());
+        let (resync, revision) = {
             let mut r = self.replica.write().unwrap_or_else(|p| p.into_inner());
             // A closed replica keeps its last content (checked under the lock, so nothing
             // applies after `close` returns).
             if self.closed.load(Ordering::SeqCst) {
                 return false;
             }
-            let applied = r.apply(notice);
-            (applied, r.revision)
-        };
-        match applied {
-            Applied::Stale => false,
-            Applied::Resync => true,
-            Applied::Event(e) => {
-                self.publish(vec![e], revision);
-                false
+            let mut resync = false;
+            for notice in notices {
+                match r.apply(notice) {
+                    Applied::Stale => {}
+                    Applied::Resync => {
+                        resync = true;
+                        break;
+                    }
+                    Applied::Event(e) => events.push(e),
+                }
             }
+            (resync, r.revision)
+        };
+        if !events.is_empty() {
+            self.publish(events, revision);
         }
+        resync
     }
 
     /// Replaces the replica by a snapshot, notifying the differences.
@@ -228,6 +243,7 @@ impl Map {
         let check_interval = options.check_interval;
         let inner = Arc::new(MapInner {
             name: name.to_owned(),
+            writes: batch::Batcher::new(backend.clone()),
             backend,
             target,
             options,
@@ -369,10 +385,12 @@ impl Map {
         condition: SetCondition,
     ) -> Result<SetOutcome> {
         self.check_write(key, &[&value])?;
-        self.inner
-            .backend
-            .map_set(&self.target(), key, value, condition)
-            .await
+        let write = MapWrite {
+            key: key.to_owned(),
+            value,
+            condition,
+        };
+        self.inner.writes.set(self.target(), write).await
     }
 
     /// Sets `key` to `value`; returns the previous value.

@@ -45,9 +45,9 @@ pub(crate) async fn run(
                 let Some(event) = event else { return };
                 let Some(map) = map.upgrade() else { return };
                 match event {
-                    PubSubEvent::Message { payload, .. } => match MapNotice::decode(&payload) {
-                        Ok(notice) => {
-                            if map.apply(notice) {
+                    PubSubEvent::Message { payload, .. } => match MapNotice::decode_all(&payload) {
+                        Ok(notices) => {
+                            if map.apply(notices) {
                                 resync(&map, &mut shutdown).await;
                             }
                         }
