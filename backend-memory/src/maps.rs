@@ -122,6 +122,15 @@ impl State {
         for w in &writes {
             validate_map_key(&w.key)?;
         }
+        // A revision that is not an integer fails the batch before anything is written.
+        if let Some(h) = self.hash(&map.hash)? {
+            if h.contains_key(REV) && parse_u64(h, REV).is_none() {
+                return Err(Error::InvalidValue {
+                    key: REV.to_owned(),
+                    reason: "revision is not an integer".into(),
+                });
+            }
+        }
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut written: Vec<(String, Bytes)> = Vec::new();
         let mut first: Option<Revision> = None;

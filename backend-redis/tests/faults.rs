@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use pulse::{
     backend::{
-        AddOptions, AtomicOps, EntryId, KeyOps, MapTarget, PubSubEvent, PubSubOps, SetCondition,
-        StreamOps,
+        AddOptions, AtomicOps, EntryId, KeyOps, MapTarget, MapWrite, PubSubEvent, PubSubOps,
+        SetCondition, StreamOps,
     },
     Error,
 };
@@ -205,6 +205,47 @@ async fn scripts_survive_a_script_cache_flush() {
         .lease_acquire("lease", "me", Duration::from_secs(5))
         .await
         .unwrap());
+}
+
+/// A foreign writer's non-integer `=rev` makes a set (alone or batched) an `InvalidValue`
+/// that writes nothing, rather than a half-applied write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_revision_fails_sets_and_changes_nothing() {
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let backend = RedisBackend::connect_with(&server.url(), fast())
+        .await
+        .unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("m")
+        .arg("=rev")
+        .arg("not a number")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let map = MapTarget::new("m", "m:n");
+    let one = backend
+        .map_set(&map, "k", Bytes::from("v"), SetCondition::Always)
+        .await;
+    assert!(matches!(one, Err(Error::InvalidValue { .. })), "{one:?}");
+    let write = |key: &str| MapWrite {
+        key: key.into(),
+        value: Bytes::from("v"),
+        condition: SetCondition::Always,
+    };
+    let many = backend
+        .map_set_many(&map, vec![write("a"), write("b")])
+        .await;
+    assert!(matches!(many, Err(Error::InvalidValue { .. })), "{many:?}");
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg("m")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fields, ["=rev"]);
 }
 
 async fn flush_scripts(server: &RedisServer) {

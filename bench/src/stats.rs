@@ -57,6 +57,20 @@ impl Row {
     }
 }
 
+/// Per row, the round with the median ratio (rows are in the same order in every round).
+pub(crate) fn median_rows(rounds: Vec<Vec<Row>>) -> Vec<Row> {
+    let Some(n) = rounds.first().map(Vec::len) else {
+        return Vec::new();
+    };
+    (0..n)
+        .filter_map(|i| {
+            let mut candidates: Vec<&Row> = rounds.iter().filter_map(|r| r.get(i)).collect();
+            candidates.sort_by(|a, b| a.ratio.unwrap_or(0.0).total_cmp(&b.ratio.unwrap_or(0.0)));
+            candidates.get(candidates.len() / 2).map(|r| (*r).clone())
+        })
+        .collect()
+}
+
 pub(crate) fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
@@ -150,4 +164,33 @@ pub(crate) fn svg(rows: &[Row]) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ratio: f64) -> Row {
+        Row {
+            scenario: "S".into(),
+            backend: "redis",
+            figure: format!("{ratio}"),
+            baseline: String::new(),
+            ratio: Some(ratio),
+            target: Target::AtLeast(1.0),
+            latency: None,
+        }
+    }
+
+    #[test]
+    fn each_row_is_the_round_with_its_median_ratio() {
+        let rounds = vec![
+            vec![row(1.0), row(9.0)],
+            vec![row(3.0), row(7.0)],
+            vec![row(2.0), row(8.0)],
+        ];
+        let picked: Vec<_> = median_rows(rounds).into_iter().map(|r| r.figure).collect();
+        assert_eq!(picked, ["2", "8"]);
+        assert!(median_rows(Vec::new()).is_empty());
+    }
 }

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use crate::{
-    backend::{MapTarget, MapWrite, SetOutcome},
+    backend::{new_epoch, MapTarget, MapWrite, SetOutcome},
     Backend, Error, Result,
 };
 
@@ -66,27 +66,35 @@ impl Writer for Arc<dyn Backend> {
 /// The write path of one map (shared by its handles).
 pub(crate) struct Batcher<W: Writer = Arc<dyn Backend>> {
     writer: W,
+    /// The map's target; each call or batch gets a fresh epoch seed.
+    target: MapTarget,
     state: Mutex<State>,
 }
 
 impl<W: Writer> Batcher<W> {
-    pub(crate) fn new(writer: W) -> Arc<Self> {
+    pub(crate) fn new(writer: W, target: MapTarget) -> Arc<Self> {
         Arc::new(Batcher {
             writer,
+            target,
             state: Mutex::default(),
         })
+    }
+
+    /// The target of one backend call: a fresh epoch seed, so a map re-created by this
+    /// call starts a generation no earlier one used.
+    fn fresh_target(&self) -> MapTarget {
+        MapTarget {
+            epoch_seed: new_epoch(),
+            ..self.target.clone()
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `write` to `target`, directly or as part of a batch.
-    pub(crate) async fn set(
-        self: &Arc<Self>,
-        target: MapTarget,
-        write: MapWrite,
-    ) -> Result<SetOutcome> {
+    /// Applies `write`, directly or as part of a batch.
+    pub(crate) async fn set(self: &Arc<Self>, write: MapWrite) -> Result<SetOutcome> {
         let direct = {
             let mut st = self.state();
             if st.busy < IN_FLIGHT {
@@ -102,9 +110,8 @@ impl<W: Writer> Batcher<W> {
             Ok(write) => {
                 let _busy = Busy {
                     batcher: self.clone(),
-                    target: target.clone(),
                 };
-                self.writer.one(&target, write).await
+                self.writer.one(&self.fresh_target(), write).await
             }
             Err(rx) => rx
                 .await
@@ -128,7 +135,6 @@ impl<W: Writer> Batcher<W> {
 /// the queue in a task or frees the slot.
 struct Busy<W: Writer> {
     batcher: Arc<Batcher<W>>,
-    target: MapTarget,
 }
 
 impl<W: Writer> Drop for Busy<W> {
@@ -137,10 +143,9 @@ impl<W: Writer> Drop for Busy<W> {
             return;
         };
         let batcher = self.batcher.clone();
-        let target = self.target.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(flush(batcher, target, first));
+                rt.spawn(flush(batcher, first));
             }
             // No runtime to send from (the process is shutting down): fail what is queued.
             Err(_) => {
@@ -157,13 +162,13 @@ impl<W: Writer> Drop for Busy<W> {
 }
 
 /// Sends batches until the queue is empty, then frees its busy slot.
-async fn flush<W: Writer>(batcher: Arc<Batcher<W>>, target: MapTarget, first: Vec<Queued>) {
+async fn flush<W: Writer>(batcher: Arc<Batcher<W>>, first: Vec<Queued>) {
     let mut batch = first;
     loop {
         let (writes, dones): (Vec<MapWrite>, Vec<_>) =
             batch.into_iter().map(|q| (q.write, q.done)).unzip();
         let n = writes.len();
-        match batcher.writer.many(&target, writes).await {
+        match batcher.writer.many(&batcher.fresh_target(), writes).await {
             Ok(outcomes) if outcomes.len() == n => {
                 for (done, outcome) in dones.into_iter().zip(outcomes) {
                     let _ = done.send(Ok(outcome));
@@ -272,7 +277,7 @@ mod tests {
         key: String,
     ) -> tokio::task::JoinHandle<Result<SetOutcome>> {
         let b = b.clone();
-        tokio::spawn(async move { b.set(MapTarget::new("h", "c"), write(key)).await })
+        tokio::spawn(async move { b.set(write(key)).await })
     }
 
     /// A task's result, failing the test instead of hanging if it never finishes.
@@ -292,7 +297,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn writes_beyond_the_in_flight_limit_share_one_batch() {
         let gate = gate(false);
-        let b = Batcher::new(gate.clone());
+        let b = Batcher::new(gate.clone(), MapTarget::new("h", "c"));
         let tasks: Vec<_> = (0..IN_FLIGHT + 10)
             .map(|i| spawn_set(&b, format!("k{i}")))
             .collect();
@@ -310,7 +315,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_dropped_direct_call_hands_the_queue_on() {
         let gate = gate(false);
-        let b = Batcher::new(gate.clone());
+        let b = Batcher::new(gate.clone(), MapTarget::new("h", "c"));
         let direct: Vec<_> = (0..IN_FLIGHT)
             .map(|i| spawn_set(&b, format!("d{i}")))
             .collect();
@@ -331,7 +336,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_batch_fails_each_of_its_writes() {
         let gate = gate(true);
-        let b = Batcher::new(gate.clone());
+        let b = Batcher::new(gate.clone(), MapTarget::new("h", "c"));
         let tasks: Vec<_> = (0..IN_FLIGHT + 3)
             .map(|i| spawn_set(&b, format!("k{i}")))
             .collect();

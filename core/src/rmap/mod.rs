@@ -243,7 +243,7 @@ impl Map {
         let check_interval = options.check_interval;
         let inner = Arc::new(MapInner {
             name: name.to_owned(),
-            writes: batch::Batcher::new(backend.clone()),
+            writes: batch::Batcher::new(backend.clone(), target.clone()),
             backend,
             target,
             options,
@@ -390,7 +390,7 @@ impl Map {
             value,
             condition,
         };
-        self.inner.writes.set(self.target(), write).await
+        self.inner.writes.set(write).await
     }
 
     /// Sets `key` to `value`; returns the previous value.
