@@ -4,7 +4,7 @@
 //! lock while waiting, and is abandoned as soon as the owner shuts down. A subscriber whose
 //! receiver was dropped is forgotten.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, watch};
 
@@ -31,44 +31,44 @@ impl EventReceiver {
 /// The subscribers of one reader or sink instance.
 #[derive(Debug, Default)]
 pub(crate) struct Subscribers {
-    senders: Mutex<Vec<mpsc::Sender<Event>>>,
+    /// Copy-on-write: delivery takes the list without copying it (it changes only when a
+    /// subscriber comes or goes).
+    senders: Mutex<Arc<Vec<mpsc::Sender<Event>>>>,
 }
 
 impl Subscribers {
+    fn senders(&self) -> MutexGuard<'_, Arc<Vec<mpsc::Sender<Event>>>> {
+        self.senders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A new subscriber with a queue of `buffer` events.
     pub(crate) fn add(&self, buffer: usize) -> EventReceiver {
         let (tx, rx) = mpsc::channel(buffer.max(1));
-        self.senders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
+        Arc::make_mut(&mut self.senders()).push(tx);
         EventReceiver { rx }
     }
 
     /// True when at least one subscriber is still listening.
     pub(crate) fn any(&self) -> bool {
-        let mut s = self.senders.lock().unwrap_or_else(|p| p.into_inner());
-        s.retain(|tx| !tx.is_closed());
+        let mut s = self.senders();
+        if s.iter().any(mpsc::Sender::is_closed) {
+            Arc::make_mut(&mut s).retain(|tx| !tx.is_closed());
+        }
         !s.is_empty()
     }
 
     /// Delivers `event` to every subscriber, waiting for room; false if shut down meanwhile.
+    /// The last subscriber gets `event` itself, the others a copy.
     pub(crate) async fn deliver(&self, event: Event, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let senders: Vec<mpsc::Sender<Event>> = self
-            .senders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for tx in senders {
-            // Fast path: room in the queue (the common case) needs no waiting machinery.
-            let event = match tx.try_send(event.clone()) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => continue,
-                Err(mpsc::error::TrySendError::Full(event)) => event,
-            };
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => return false,
-                _ = tx.send(event) => {}
+        let senders = self.senders().clone();
+        if let Some((last, others)) = senders.split_last() {
+            for tx in others {
+                if !send(tx, event.clone(), shutdown).await {
+                    return false;
+                }
+            }
+            if !send(last, event, shutdown).await {
+                return false;
             }
         }
         !*shutdown.borrow()
@@ -76,9 +76,24 @@ impl Subscribers {
 
     /// Ends every subscription (receivers drain what is queued, then get `None`).
     pub(crate) fn close(&self) {
-        self.senders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        *self.senders() = Arc::default();
+    }
+}
+
+/// Queues `event` for one subscriber, waiting for room; false if shut down meanwhile.
+async fn send(
+    tx: &mpsc::Sender<Event>,
+    event: Event,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    // Fast path: room in the queue (the common case) needs no waiting machinery.
+    let event = match tx.try_send(event) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return true,
+        Err(mpsc::error::TrySendError::Full(event)) => event,
+    };
+    tokio::select! {
+        biased;
+        _ = shutdown.changed() => false,
+        _ = tx.send(event) => true,
     }
 }

@@ -370,7 +370,8 @@ impl Sink {
         self.ack_many(std::slice::from_ref(event)).await
     }
 
-    /// Acknowledges several events in one round trip per stream.
+    /// Acknowledges several events in one round trip per stream (sent directly; a single
+    /// event joins the flusher's batch of concurrent acknowledgements).
     pub async fn ack_many(&self, events: &[Event]) -> Result<()> {
         let mut by_key: HashMap<String, Vec<EntryId>> = HashMap::new();
         {
@@ -385,6 +386,15 @@ impl Sink {
             }
         }
         for (key, ids) in by_key {
+            // A batch is already one XACK: send it from here. Single acks go through the
+            // flusher, which joins concurrent ones into one call.
+            if ids.len() > 1 {
+                self.inner
+                    .backend
+                    .group_ack(&key, &self.inner.name, &ids)
+                    .await?;
+                continue;
+            }
             let (tx, rx) = oneshot::channel();
             let req = AckRequest {
                 key: key.clone(),
