@@ -131,24 +131,28 @@ impl HashOps for MemoryBackend {
     }
 }
 
-fn add_one(
+/// Appends `entries` as one step: one lookup, one clock reading, one wake-up.
+fn add(
     st: &mut State,
     key: &str,
-    fields: Fields,
+    entries: Vec<Fields>,
     options: &AddOptions,
-) -> Result<Option<EntryId>> {
-    if fields.is_empty() {
+) -> Result<Vec<Option<EntryId>>> {
+    if entries.iter().any(Vec::is_empty) {
         return Err(Error::InvalidArgument(
             "a stream entry needs at least one field".into(),
         ));
     }
-    if !options.create && st.stream(key)?.is_none() {
-        return Ok(None);
+    if entries.is_empty() {
+        return Ok(Vec::new());
     }
-    let id = st.stream_or_create(key)?.add(fields, options.max_len);
+    if !options.create && st.stream(key)?.is_none() {
+        return Ok(vec![None; entries.len()]);
+    }
+    let ids = st.stream_or_create(key)?.add(entries, options.max_len);
     st.apply_ttl(key, options.ttl);
     st.wake(key);
-    Ok(Some(id))
+    Ok(ids.into_iter().map(Some).collect())
 }
 
 #[async_trait]
@@ -159,7 +163,9 @@ impl StreamOps for MemoryBackend {
         fields: Fields,
         options: &AddOptions,
     ) -> Result<Option<EntryId>> {
-        add_one(&mut self.lock(), key, fields, options)
+        Ok(add(&mut self.lock(), key, vec![fields], options)?
+            .pop()
+            .flatten())
     }
 
     async fn stream_add_batch(
@@ -168,16 +174,7 @@ impl StreamOps for MemoryBackend {
         entries: Vec<Fields>,
         options: &AddOptions,
     ) -> Result<Vec<Option<EntryId>>> {
-        if entries.iter().any(Vec::is_empty) {
-            return Err(Error::InvalidArgument(
-                "a stream entry needs at least one field".into(),
-            ));
-        }
-        let mut st = self.lock();
-        entries
-            .into_iter()
-            .map(|f| add_one(&mut st, key, f, options))
-            .collect()
+        add(&mut self.lock(), key, entries, options)
     }
 
     async fn stream_range(

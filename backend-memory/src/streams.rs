@@ -65,22 +65,29 @@ impl StreamData {
         self.entries.len() as u64
     }
 
-    /// Appends with a fresh ID and trims to about `max_len` (exactly, here).
-    pub(crate) fn add(&mut self, fields: Fields, max_len: Option<u64>) -> EntryId {
+    /// Appends each entry with a fresh ID (one clock reading for all), then trims to about
+    /// `max_len` (exactly, here).
+    pub(crate) fn add(&mut self, entries: Vec<Fields>, max_len: Option<u64>) -> Vec<EntryId> {
         let ms = wall_ms();
-        let id = if ms > self.last_id.ms {
-            EntryId::new(ms, 0)
-        } else {
-            self.last_id.next().unwrap_or(EntryId::MAX)
-        };
-        self.last_id = id;
-        self.entries.insert(id, fields.into());
+        let ids = entries
+            .into_iter()
+            .map(|fields| {
+                let id = if ms > self.last_id.ms {
+                    EntryId::new(ms, 0)
+                } else {
+                    self.last_id.next().unwrap_or(EntryId::MAX)
+                };
+                self.last_id = id;
+                self.entries.insert(id, fields.into());
+                id
+            })
+            .collect();
         if let Some(max) = max_len {
             while self.entries.len() as u64 > max {
                 self.entries.pop_first();
             }
         }
-        id
+        ids
     }
 
     /// Entries in `[start, end]`, at most `count`.
