@@ -349,18 +349,20 @@ impl Node {
             inner.stop_tasks.subscribe(),
         )));
         if !inner.options.client_only {
-            let subs = vec![
-                (inner.jobs.subscribe()?, true),
-                (inner.owners.subscribe()?, true),
-                (inner.workers.subscribe()?, false),
-            ];
-            for (sub, per_key) in subs {
-                tasks.push(tokio::spawn(forward_changes(
-                    inner.clone(),
-                    sub,
-                    per_key,
-                    inner.stop_tasks.subscribe(),
-                )));
+            // What a map change touched is marked for reconciliation right where the replica
+            // applies it: the key of a job or owner record, everything for membership
+            // changes and whole-map events.
+            for (map, per_key) in [
+                (&inner.jobs, true),
+                (&inner.owners, true),
+                (&inner.workers, false),
+            ] {
+                let node = Arc::downgrade(inner);
+                map.on_change(Box::new(move |e| {
+                    if let Some(node) = node.upgrade() {
+                        node.mark(e.key.as_deref().filter(|_| per_key));
+                    }
+                }));
             }
             tasks.push(tokio::spawn(reconcile_loop(
                 inner.clone(),
@@ -851,25 +853,6 @@ async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()> {
     }
     info!(pool = %inner.pool, node = %inner.id, "closed");
     first_err.map_or(Ok(()), Err)
-}
-
-/// Marks what a map change touched for reconciliation: the key of a job or owner record
-/// (`per_key`), everything for membership changes and whole-map events.
-async fn forward_changes(
-    inner: Arc<NodeInner>,
-    mut sub: crate::rmap::MapSubscriber,
-    per_key: bool,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            e = sub.recv() => match e {
-                Some(e) => inner.mark(e.key.as_deref().filter(|_| per_key)),
-                None => return,
-            },
-        }
-    }
 }
 
 async fn control_loop(

@@ -94,6 +94,11 @@ impl Deref for MapSnapshot {
     }
 }
 
+/// Called with each change event of a replica, in order, from the task applying it (so it
+/// must be quick and never block). Crate-internal: the pool marks the keys it must look
+/// at this way, without a task and a queue per map.
+pub(crate) type ChangeHook = Box<dyn Fn(&MapEvent) + Send + Sync>;
+
 /// Where `set_and_wait` callers wait: the replica's revision, and whether it is closed.
 #[derive(Clone, Copy, Debug, Default)]
 struct Progress {
@@ -111,6 +116,7 @@ pub(crate) struct MapInner {
     replica: RwLock<Replica>,
     progress: watch::Sender<Progress>,
     subscribers: Mutex<Vec<Weak<Slot>>>,
+    hooks: Mutex<Vec<ChangeHook>>,
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
 }
@@ -154,6 +160,10 @@ impl MapInner {
                 for e in &events {
                     slot.push(e.clone());
                 }
+            }
+            drop(subs);
+            for hook in self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                events.iter().for_each(hook);
             }
         }
         self.progress.send_modify(|p| p.revision = revision);
@@ -250,6 +260,7 @@ impl Map {
             replica: RwLock::new(replica),
             progress,
             subscribers: Mutex::new(Vec::new()),
+            hooks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             shutdown,
         });
@@ -345,6 +356,15 @@ impl Map {
             slot.close();
         }
         Ok(sub)
+    }
+
+    /// Calls `hook` with every change applied to the local replica from now on.
+    pub(crate) fn on_change(&self, hook: ChangeHook) {
+        self.inner
+            .hooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
     }
 
     // ----- writes -----
