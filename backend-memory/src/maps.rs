@@ -122,47 +122,60 @@ impl State {
         for w in &writes {
             validate_map_key(&w.key)?;
         }
-        // A revision that is not an integer fails the batch before anything is written.
-        if let Some(h) = self.hash(&map.hash)? {
-            if h.contains_key(REV) && parse_u64(h, REV).is_none() {
-                return Err(Error::InvalidValue {
-                    key: REV.to_owned(),
-                    reason: "revision is not an integer".into(),
-                });
-            }
+        if writes.is_empty() {
+            return Ok(Vec::new());
         }
+        // A revision that is not an integer fails the batch before anything is written.
+        let existed = self.hash(&map.hash)?.is_some();
+        let h = self.hash_mut(&map.hash)?;
+        if h.contains_key(REV) && parse_u64(h, REV).is_none() {
+            return Err(Error::InvalidValue {
+                key: REV.to_owned(),
+                reason: "revision is not an integer".into(),
+            });
+        }
+        // As the Redis script does: values as they come, the bookkeeping once at the end.
+        let Revision { mut epoch, mut rev } = revision_of(Some(h));
+        let new_generation = epoch == 0;
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut written: Vec<(String, Bytes)> = Vec::new();
-        let mut first: Option<Revision> = None;
         for w in writes {
-            let previous = self.hash(&map.hash)?.and_then(|h| h.get(&w.key).cloned());
+            let previous = h.get(&w.key).cloned();
             let write = match &w.condition {
                 SetCondition::Always => true,
                 SetCondition::IfAbsent => previous.is_none(),
                 SetCondition::IfEqual(test) => previous.as_ref() == Some(test),
             };
-            let revision = if write {
-                let h = self.hash_mut(&map.hash)?;
+            if write {
+                if new_generation {
+                    epoch = map.epoch_seed;
+                }
+                rev += 1;
                 h.insert(w.key.clone(), w.value.clone());
-                let revision = bump(h, map.epoch_seed, "set")?;
-                first.get_or_insert(revision);
                 written.push((w.key, w.value));
-                revision
-            } else {
-                self.current(map)?
-            };
+            }
             outcomes.push(SetOutcome {
                 previous,
                 written: write,
-                revision,
+                revision: Revision { epoch, rev },
             });
         }
-        if let Some(first) = first {
+        if written.is_empty() {
+            if !existed {
+                self.keys.remove(&map.hash);
+            }
+        } else {
+            if new_generation {
+                h.insert(EPOCH.to_owned(), Bytes::from(epoch.to_string()));
+            }
+            h.insert(REV.to_owned(), Bytes::from(rev.to_string()));
+            h.insert(KIND.to_owned(), Bytes::from_static(b"set"));
+            let first = rev + 1 - written.len() as u64;
             let sets: Vec<(&str, &[u8])> = written
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_ref()))
                 .collect();
-            let frame = MapNotice::encode_sets(first.epoch, first.rev, &sets)?;
+            let frame = MapNotice::encode_sets(epoch, first, &sets)?;
             self.publish(&map.channel, Bytes::from(frame));
         }
         self.apply_ttl(&map.hash, map.ttl);
