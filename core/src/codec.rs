@@ -75,9 +75,11 @@ pub const NOTICE_VERSION: u8 = 2;
 /// A batch of sets committed in one step may travel as one frame with tag 4: the header's
 /// `rev` is the first set's revision, then `count: u32` and `count` (key, value) pairs laid
 /// out as above; set `i` has revision `rev + i` ([`MapNotice::encode_sets`],
-/// [`MapNotice::decode_all`]). Decoding
-/// also accepts version 1 (a postcard frame, written by releases before fixed-width notices
-/// were introduced), so replicas keep up with writers that run an older release.
+/// [`MapNotice::decode_all`]).
+///
+/// Decoding also accepts version 1 (a postcard frame, written by releases before
+/// fixed-width notices were introduced), so replicas keep up with writers that run an older
+/// release.
 ///
 /// `epoch` identifies one *generation* of the map's hash: it is chosen when the hash is
 /// created and survives resets, so a hash that vanished (expiry, flush, restart without
@@ -154,7 +156,8 @@ impl MapNotice {
     }
 
     /// Encodes sets committed in one step, the first at revision `first_rev`, as one frame
-    /// (tag 4; a single set is encoded as a plain set notice).
+    /// (tag 4; a single set is encoded as a plain set notice). No sets is
+    /// [`Error::InvalidArgument`]: there is nothing to notify.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -166,6 +169,9 @@ impl MapNotice {
     /// # Ok::<(), pulse::Error>(())
     /// ```
     pub fn encode_sets(epoch: u64, first_rev: u64, sets: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+        if sets.is_empty() {
+            return Err(Error::InvalidArgument("a notice of no sets".into()));
+        }
         if let [(key, value)] = sets {
             return MapNotice {
                 epoch,
@@ -437,6 +443,10 @@ mod tests {
         assert!(matches!(
             MapNotice::decode(&batch),
             Err(Error::Malformed { .. })
+        ));
+        assert!(matches!(
+            MapNotice::encode_sets(1, 1, &[]),
+            Err(Error::InvalidArgument(_))
         ));
         let one = MapNotice::encode_sets(300, 2, &[("k", b"v\x00")]).unwrap();
         assert_eq!(MapNotice::decode(&one).unwrap(), n);
