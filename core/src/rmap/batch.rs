@@ -119,6 +119,17 @@ impl<W: Writer> Batcher<W> {
         }
     }
 
+    /// Releases one busy slot with no task left to send the queue (the runtime is gone):
+    /// queued writes fail as abandoned rather than wait forever.
+    fn abandon(&self) {
+        let queued = {
+            let mut st = self.state();
+            st.busy -= 1;
+            std::mem::take(&mut st.queue)
+        };
+        drop(queued);
+    }
+
     /// Takes the next batch, or releases one busy slot when there is nothing to send.
     fn next_batch(&self) -> Option<Vec<Queued>> {
         let mut st = self.state();
@@ -150,12 +161,7 @@ impl<W: Writer> Drop for Busy<W> {
             // No runtime to send from (the process is shutting down): fail what is queued.
             Err(_) => {
                 drop(first);
-                let rest = {
-                    let mut st = batcher.state();
-                    st.busy -= 1;
-                    std::mem::take(&mut st.queue)
-                };
-                drop(rest);
+                batcher.abandon();
             }
         }
     }
@@ -163,6 +169,11 @@ impl<W: Writer> Drop for Busy<W> {
 
 /// Sends batches until the queue is empty, then frees its busy slot.
 async fn flush<W: Writer>(batcher: Arc<Batcher<W>>, first: Vec<Queued>) {
+    // Dropped unfinished only when the runtime shuts down under it.
+    let mut slot = FlushSlot {
+        batcher: batcher.clone(),
+        held: true,
+    };
     let mut batch = first;
     loop {
         let (writes, dones): (Vec<MapWrite>, Vec<_>) =
@@ -191,7 +202,25 @@ async fn flush<W: Writer>(batcher: Arc<Batcher<W>>, first: Vec<Queued>) {
         }
         match batcher.next_batch() {
             Some(next) => batch = next,
-            None => return,
+            None => {
+                slot.held = false; // next_batch released it
+                return;
+            }
+        }
+    }
+}
+
+/// The busy slot a flush task holds; released by the task, or on drop if the task never
+/// finished.
+struct FlushSlot<W: Writer> {
+    batcher: Arc<Batcher<W>>,
+    held: bool,
+}
+
+impl<W: Writer> Drop for FlushSlot<W> {
+    fn drop(&mut self) {
+        if self.held {
+            self.batcher.abandon();
         }
     }
 }
@@ -331,6 +360,30 @@ mod tests {
         assert_eq!(out.previous, Some(Bytes::from("q")));
         settle().await;
         assert_eq!(b.state().busy, 0, "every slot is released");
+    }
+
+    #[test]
+    fn a_flush_dropped_with_its_runtime_releases_its_slot() {
+        let gate = gate(false);
+        let b = Batcher::new(gate.clone(), MapTarget::new("h", "c"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let _tasks: Vec<_> = (0..IN_FLIGHT + 2)
+                .map(|i| spawn_set(&b, format!("k{i}")))
+                .collect();
+            settle().await;
+            // The direct calls finish; one hands the queue to a flush, which then waits.
+            gate.permits.add_permits(IN_FLIGHT);
+            settle().await;
+            assert_eq!(b.state().busy, 1);
+        });
+        drop(rt);
+        assert_eq!(b.state().busy, 0, "the flush's slot is released");
+        assert!(b.state().queue.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
