@@ -153,27 +153,23 @@ impl<W: Writer> Drop for Busy<W> {
         let Some(first) = self.batcher.next_batch() else {
             return;
         };
-        let batcher = self.batcher.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(flush(batcher, first));
-            }
-            // No runtime to send from (the process is shutting down): fail what is queued.
-            Err(_) => {
-                drop(first);
-                batcher.abandon();
-            }
+        // The slot passes to the flush task; if there is no runtime to run it (the process
+        // is shutting down), dropping the slot fails what is queued.
+        let slot = FlushSlot {
+            batcher: self.batcher.clone(),
+            held: true,
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(flush(slot, first));
         }
     }
 }
 
 /// Sends batches until the queue is empty, then frees its busy slot.
-async fn flush<W: Writer>(batcher: Arc<Batcher<W>>, first: Vec<Queued>) {
-    // Dropped unfinished only when the runtime shuts down under it.
-    let mut slot = FlushSlot {
-        batcher: batcher.clone(),
-        held: true,
-    };
+/// `slot` comes in with the future, so a task dropped before it ever ran (the runtime
+/// shutting down) still releases it.
+async fn flush<W: Writer>(mut slot: FlushSlot<W>, first: Vec<Queued>) {
+    let batcher = slot.batcher.clone();
     let mut batch = first;
     loop {
         let (writes, dones): (Vec<MapWrite>, Vec<_>) =
