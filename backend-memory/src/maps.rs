@@ -119,9 +119,7 @@ impl State {
         map: &MapTarget,
         writes: Vec<MapWrite>,
     ) -> Result<Vec<SetOutcome>> {
-        for w in &writes {
-            validate_map_key(&w.key)?;
-        }
+        MapWrite::validate_all(&writes)?;
         if writes.is_empty() {
             return Ok(Vec::new());
         }

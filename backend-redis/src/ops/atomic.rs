@@ -108,9 +108,7 @@ impl AtomicOps for RedisBackend {
         map: &MapTarget,
         writes: Vec<MapWrite>,
     ) -> Result<Vec<SetOutcome>> {
-        for w in &writes {
-            validate_map_key(&w.key)?;
-        }
+        MapWrite::validate_all(&writes)?;
         let mut out = Vec::with_capacity(writes.len());
         for chunk in writes.chunks(WRITES_PER_SCRIPT) {
             out.extend(self.set_writes(map, chunk).await?);

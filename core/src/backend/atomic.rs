@@ -59,6 +59,15 @@ impl MapTarget {
         self.ttl = ttl;
         self
     }
+
+    /// This target with a fresh random epoch seed: a mutation that creates the hash (first
+    /// write, or after destroy or expiry) then starts a generation no earlier one used.
+    pub fn with_fresh_epoch(&self) -> Self {
+        MapTarget {
+            epoch_seed: new_epoch(),
+            ..self.clone()
+        }
+    }
 }
 
 /// A fresh random epoch: non-zero, below 2^53 (exact in a Lua number).
@@ -83,6 +92,16 @@ pub struct MapWrite {
     pub value: Bytes,
     /// When the write applies.
     pub condition: SetCondition,
+}
+
+impl MapWrite {
+    /// Validates every key of a batch ([`validate_map_key`](crate::keys::validate_map_key)),
+    /// so a batch with one bad key sends nothing.
+    pub fn validate_all(writes: &[MapWrite]) -> Result<()> {
+        writes
+            .iter()
+            .try_for_each(|w| crate::keys::validate_map_key(&w.key))
+    }
 }
 
 /// When a set applies.
@@ -198,9 +217,7 @@ pub trait AtomicOps: Send + Sync {
         map: &MapTarget,
         writes: Vec<MapWrite>,
     ) -> Result<Vec<SetOutcome>> {
-        for w in &writes {
-            crate::keys::validate_map_key(&w.key)?;
-        }
+        MapWrite::validate_all(&writes)?;
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
             out.push(self.map_set(map, &w.key, w.value, w.condition).await?);

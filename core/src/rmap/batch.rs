@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use crate::{
-    backend::{new_epoch, MapTarget, MapWrite, SetOutcome},
+    backend::{MapTarget, MapWrite, SetOutcome},
     Backend, Error, Result,
 };
 
@@ -80,15 +80,6 @@ impl<W: Writer> Batcher<W> {
         })
     }
 
-    /// The target of one backend call: a fresh epoch seed, so a map re-created by this
-    /// call starts a generation no earlier one used.
-    fn fresh_target(&self) -> MapTarget {
-        MapTarget {
-            epoch_seed: new_epoch(),
-            ..self.target.clone()
-        }
-    }
-
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -111,7 +102,9 @@ impl<W: Writer> Batcher<W> {
                 let _busy = Busy {
                     batcher: self.clone(),
                 };
-                self.writer.one(&self.fresh_target(), write).await
+                self.writer
+                    .one(&self.target.with_fresh_epoch(), write)
+                    .await
             }
             Err(rx) => rx
                 .await
@@ -175,7 +168,11 @@ async fn flush<W: Writer>(mut slot: FlushSlot<W>, first: Vec<Queued>) {
         let (writes, dones): (Vec<MapWrite>, Vec<_>) =
             batch.into_iter().map(|q| (q.write, q.done)).unzip();
         let n = writes.len();
-        match batcher.writer.many(&batcher.fresh_target(), writes).await {
+        match batcher
+            .writer
+            .many(&batcher.target.with_fresh_epoch(), writes)
+            .await
+        {
             Ok(outcomes) if outcomes.len() == n => {
                 for (done, outcome) in dones.into_iter().zip(outcomes) {
                     let _ = done.send(Ok(outcome));

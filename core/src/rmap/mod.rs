@@ -63,8 +63,8 @@ pub use options::MapOptions;
 
 use crate::{
     backend::{
-        new_epoch, DeleteCondition, DeleteOutcome, ListEdit, ListOutcome, MapTarget, MapWrite,
-        Revision, SetCondition, SetOutcome,
+        DeleteCondition, DeleteOutcome, ListEdit, ListOutcome, MapTarget, MapWrite, Revision,
+        SetCondition, SetOutcome,
     },
     codec,
     keys::validate_map_key,
@@ -372,10 +372,7 @@ impl Map {
     /// The map's target with a fresh epoch seed: if this write creates the hash (first
     /// write, or after destroy or expiry), the new generation gets a new epoch.
     fn target(&self) -> MapTarget {
-        MapTarget {
-            epoch_seed: new_epoch(),
-            ..self.inner.target.clone()
-        }
+        self.inner.target.with_fresh_epoch()
     }
 
     fn check_open(&self) -> Result<()> {
