@@ -286,3 +286,78 @@ pub trait AtomicOps: Send + Sync {
     /// Errors: `WrongType`, `Connection`. Conformance: `lease_exclusive`.
     async fn lease_release(&self, key: &str, holder: &str) -> Result<bool>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    // `map_set_many` is left out, so the mock runs the trait's default.
+    mockall::mock! {
+        Atomic {}
+        #[async_trait]
+        impl AtomicOps for Atomic {
+            async fn map_set(&self, map: &MapTarget, key: &str, value: Bytes, condition: SetCondition)
+                -> Result<SetOutcome>;
+            async fn map_delete(&self, map: &MapTarget, key: &str, condition: DeleteCondition)
+                -> Result<DeleteOutcome>;
+            async fn map_increment(&self, map: &MapTarget, key: &str, delta: i64)
+                -> Result<IncrementOutcome>;
+            async fn map_edit_list(&self, map: &MapTarget, key: &str, edit: ListEdit, items: Vec<Bytes>)
+                -> Result<ListOutcome>;
+            async fn map_reset(&self, map: &MapTarget, tests: Vec<(String, Bytes)>, destroy: bool)
+                -> Result<ResetOutcome>;
+            async fn lease_acquire(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool>;
+            async fn lease_release(&self, key: &str, holder: &str) -> Result<bool>;
+        }
+    }
+
+    fn write(key: &str) -> MapWrite {
+        MapWrite {
+            key: key.into(),
+            value: Bytes::from(key.to_owned()),
+            condition: SetCondition::Always,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_batch_sets_each_write_in_order() {
+        let mut ops = MockAtomic::new();
+        let mut seq = mockall::Sequence::new();
+        for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+            ops.expect_map_set()
+                .withf(move |_, k, v, _| k == key && v.as_ref() == key.as_bytes())
+                .times(1)
+                .in_sequence(&mut seq)
+                .returning(move |_, _, _, _| {
+                    Ok(SetOutcome {
+                        previous: None,
+                        written: true,
+                        revision: Revision {
+                            epoch: 1,
+                            rev: i as u64 + 1,
+                        },
+                    })
+                });
+        }
+        let map = MapTarget::new("h", "c");
+        let out = ops
+            .map_set_many(&map, vec![write("a"), write("b"), write("c")])
+            .await
+            .unwrap();
+        let revs: Vec<u64> = out.iter().map(|o| o.revision.rev).collect();
+        assert_eq!(revs, [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn the_default_batch_sends_nothing_when_a_key_is_invalid() {
+        let mut ops = MockAtomic::new();
+        ops.expect_map_set().never();
+        let map = MapTarget::new("h", "c");
+        let err = ops
+            .map_set_many(&map, vec![write("a"), write("=rev")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidKey { .. }), "{err:?}");
+    }
+}
