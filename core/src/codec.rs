@@ -268,14 +268,23 @@ fn take_set(frame: &[u8], pos: &mut usize) -> Result<MapChange> {
     })
 }
 
+/// The `N` bytes at `pos`; `Malformed` ("truncated …") when the frame ends first.
+fn take_bytes<const N: usize>(frame: &[u8], pos: &mut usize, what: &str) -> Result<[u8; N]> {
+    let raw: [u8; N] = frame
+        .get(*pos..)
+        .and_then(|rest| rest.get(..N))
+        .and_then(|raw| raw.try_into().ok())
+        .ok_or_else(|| Error::malformed(NOTICE, format!("truncated {what}")))?;
+    *pos += N;
+    Ok(raw)
+}
+
 fn take_u32(frame: &[u8], pos: &mut usize) -> Result<u32> {
-    let raw = frame
-        .get(*pos..*pos + 4)
-        .ok_or_else(|| Error::malformed(NOTICE, "truncated length"))?;
-    *pos += 4;
-    let mut le = [0u8; 4];
-    le.copy_from_slice(raw);
-    Ok(u32::from_le_bytes(le))
+    take_bytes(frame, pos, "length").map(u32::from_le_bytes)
+}
+
+fn take_u64(frame: &[u8], pos: &mut usize) -> Result<u64> {
+    take_bytes(frame, pos, "header").map(u64::from_le_bytes)
 }
 
 fn put_sized(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
@@ -284,16 +293,6 @@ fn put_sized(out: &mut Vec<u8>, bytes: &[u8]) -> Result<()> {
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(bytes);
     Ok(())
-}
-
-fn take_u64(frame: &[u8], pos: &mut usize) -> Result<u64> {
-    let raw = frame
-        .get(*pos..*pos + 8)
-        .ok_or_else(|| Error::malformed(NOTICE, "truncated header"))?;
-    *pos += 8;
-    let mut le = [0u8; 8];
-    le.copy_from_slice(raw);
-    Ok(u64::from_le_bytes(le))
 }
 
 /// The range of a length-prefixed field at `pos`.

@@ -28,11 +28,15 @@ fn revision_and_rest(
     let (Some(epoch), Some(rev)) = (parts.next(), parts.next()) else {
         return Err(Error::malformed(what, "missing revision"));
     };
-    let revision = Revision {
-        epoch: int_reply(what, &epoch)?.max(0) as u64,
-        rev: int_reply(what, &rev)?.max(0) as u64,
-    };
-    Ok((revision, parts))
+    Ok((revision(what, &epoch, &rev)?, parts))
+}
+
+/// A `{epoch, rev}` pair of a script reply.
+fn revision(what: &'static str, epoch: &Value, rev: &Value) -> Result<Revision> {
+    Ok(Revision {
+        epoch: int_reply(what, epoch)?.max(0) as u64,
+        rev: int_reply(what, rev)?.max(0) as u64,
+    })
 }
 
 /// Most writes one `map_set` script call applies: Redis runs a script to completion before
@@ -67,10 +71,7 @@ impl RedisBackend {
             (parts.next(), parts.next(), parts.next(), parts.next())
         {
             out.push(SetOutcome {
-                revision: Revision {
-                    epoch: int_reply("map_set", &epoch)?.max(0) as u64,
-                    rev: int_reply("map_set", &rev)?.max(0) as u64,
-                },
+                revision: revision("map_set", &epoch, &rev)?,
                 written: flag("map_set", Some(written))?,
                 previous: parse::bytes(previous),
             });
