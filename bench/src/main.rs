@@ -2,7 +2,8 @@
 //! baseline doing the same work in the same run, and prints one table.
 //!
 //! ```text
-//! cargo run --release -p pulse-bench            # full run: writes docs/BENCHMARKS.md + chart
+//! cargo run --release -p pulse-bench            # full run (5 rounds, median per row):
+//!                                               # writes docs/BENCHMARKS.md + chart
 //! cargo run --release -p pulse-bench -- --quick # every scenario briefly (CI)
 //! cargo run --release -p pulse-bench -- --only S3   # one scenario (e.g. under a profiler)
 //! ```

@@ -10,7 +10,9 @@
 //! changes the map, in one step:
 //! 1. applies the change,
 //! 2. bumps `=rev` and records `=kind`,
-//! 3. publishes a [`MapNotice`](crate::codec::MapNotice) frame on [`MapTarget::channel`],
+//! 3. publishes a [`MapNotice`](crate::codec::MapNotice) frame on [`MapTarget::channel`]
+//!    (the sets of one [`map_set_many`](AtomicOps::map_set_many) step may share one batch
+//!    frame, their revisions consecutive),
 //! 4. applies [`MapTarget::ttl`] to the hash.
 //!
 //! A mutation whose condition fails changes nothing and publishes nothing, but still applies

@@ -1,5 +1,5 @@
-//! The replica's background task: applies notices in order, resyncs when it must, and
-//! probes the backend's revision periodically.
+//! The replica's background task: applies notices in order (a batch frame's in turn),
+//! resyncs when it must, and probes the backend's revision periodically.
 //!
 //! It holds only a weak reference to the map, so dropping every handle stops it; `close`
 //! stops it explicitly. Its subscription is dropped with it (no leak).
