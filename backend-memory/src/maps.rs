@@ -2,7 +2,10 @@
 //! the revision bump, the notice and the TTL happen as one step, and notices are published
 //! in commit order.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{hash_map, HashMap},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use pulse::{
@@ -39,12 +42,22 @@ fn revision_of(h: Option<&HashMap<String, Bytes>>) -> Revision {
     }
 }
 
+/// Sets a bookkeeping field, without allocating its name again when it is already there.
+fn put(h: &mut HashMap<String, Bytes>, field: &str, value: Bytes) {
+    match h.get_mut(field) {
+        Some(slot) => *slot = value,
+        None => {
+            h.insert(field.to_owned(), value);
+        }
+    }
+}
+
 /// Bumps the revision of `h`, creating the epoch if needed.
 fn bump(h: &mut HashMap<String, Bytes>, seed: u64, kind: &'static str) -> Result<Revision> {
     let epoch = match parse_u64(h, EPOCH) {
         Some(e) if e > 0 => e,
         _ => {
-            h.insert(EPOCH.to_owned(), Bytes::from(seed.to_string()));
+            put(h, EPOCH, Bytes::from(seed.to_string()));
             seed
         }
     };
@@ -55,8 +68,8 @@ fn bump(h: &mut HashMap<String, Bytes>, seed: u64, kind: &'static str) -> Result
             reason: "revision is not an integer".into(),
         })?,
     } + 1;
-    h.insert(REV.to_owned(), Bytes::from(rev.to_string()));
-    h.insert(KIND.to_owned(), Bytes::from_static(kind.as_bytes()));
+    put(h, REV, Bytes::from(rev.to_string()));
+    put(h, KIND, Bytes::from_static(kind.as_bytes()));
     Ok(Revision { epoch, rev })
 }
 
@@ -126,31 +139,52 @@ impl State {
         // A revision that is not an integer fails the batch before anything is written.
         let existed = self.hash(&map.hash)?.is_some();
         let h = self.hash_mut(&map.hash)?;
-        if h.contains_key(REV) && parse_u64(h, REV).is_none() {
-            return Err(Error::InvalidValue {
+        let mut rev = match h.get(REV) {
+            None => 0,
+            Some(_) => parse_u64(h, REV).ok_or_else(|| Error::InvalidValue {
                 key: REV.to_owned(),
                 reason: "revision is not an integer".into(),
-            });
-        }
+            })?,
+        };
         // As the Redis script does: values as they come, the bookkeeping once at the end.
-        let Revision { mut epoch, mut rev } = revision_of(Some(h));
+        let mut epoch = parse_u64(h, EPOCH).unwrap_or(0);
         let new_generation = epoch == 0;
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut written: Vec<(String, Bytes)> = Vec::new();
-        for w in writes {
-            let previous = h.get(&w.key).cloned();
-            let write = match &w.condition {
-                SetCondition::Always => true,
-                SetCondition::IfAbsent => previous.is_none(),
-                SetCondition::IfEqual(test) => previous.as_ref() == Some(test),
+        for MapWrite {
+            key,
+            value,
+            condition,
+        } in writes
+        {
+            // One lookup of the key, whatever the condition.
+            let (previous, write) = match h.entry(key.clone()) {
+                hash_map::Entry::Occupied(mut slot) => {
+                    let write = match &condition {
+                        SetCondition::Always => true,
+                        SetCondition::IfAbsent => false,
+                        SetCondition::IfEqual(test) => slot.get() == test,
+                    };
+                    if write {
+                        (Some(slot.insert(value.clone())), true)
+                    } else {
+                        (Some(slot.get().clone()), false)
+                    }
+                }
+                hash_map::Entry::Vacant(slot) => {
+                    let write = !matches!(condition, SetCondition::IfEqual(_));
+                    if write {
+                        slot.insert(value.clone());
+                    }
+                    (None, write)
+                }
             };
             if write {
                 if new_generation {
                     epoch = map.epoch_seed;
                 }
                 rev += 1;
-                h.insert(w.key.clone(), w.value.clone());
-                written.push((w.key, w.value));
+                written.push((key, value));
             }
             outcomes.push(SetOutcome {
                 previous,
@@ -164,10 +198,10 @@ impl State {
             }
         } else {
             if new_generation {
-                h.insert(EPOCH.to_owned(), Bytes::from(epoch.to_string()));
+                put(h, EPOCH, Bytes::from(epoch.to_string()));
             }
-            h.insert(REV.to_owned(), Bytes::from(rev.to_string()));
-            h.insert(KIND.to_owned(), Bytes::from_static(b"set"));
+            put(h, REV, Bytes::from(rev.to_string()));
+            put(h, KIND, Bytes::from_static(b"set"));
             let first = rev + 1 - written.len() as u64;
             let sets: Vec<(&str, &[u8])> = written
                 .iter()

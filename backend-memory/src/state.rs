@@ -92,12 +92,16 @@ impl State {
     /// The hash at `key`, created empty when missing.
     pub(crate) fn hash_mut(&mut self, key: &str) -> Result<&mut HashMap<String, Bytes>> {
         self.purge_if_expired(key);
-        let entry = self.keys.entry(key.to_owned()).or_insert_with(|| Entry {
-            value: Value::Hash(HashMap::new()),
-            expires_at: None,
-        });
-        match &mut entry.value {
-            Value::Hash(h) => Ok(h),
+        if !self.keys.contains_key(key) {
+            let value = Value::Hash(HashMap::new());
+            let entry = Entry {
+                value,
+                expires_at: None,
+            };
+            self.keys.insert(key.to_owned(), entry);
+        }
+        match self.keys.get_mut(key).map(|e| &mut e.value) {
+            Some(Value::Hash(h)) => Ok(h),
             _ => Err(wrong_type(key)),
         }
     }
