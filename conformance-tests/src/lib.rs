@@ -250,6 +250,7 @@ macro_rules! conformance_suite {
             pool_shutdown,
             pool_churn,
             pool_close_leaks_nothing,
+            pool_inbox_keeps_only_unread_messages,
             pool_paused_node_fences_itself,
             pool_ticker_ticks_once_per_slot,
             pool_scheduler_applies_plans,

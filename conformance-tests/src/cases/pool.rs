@@ -748,6 +748,43 @@ pub async fn pool_close_leaks_nothing(cx: Ctx) {
     assert_eq!(a.job_keys(), ["k"], "close keeps the job for other nodes");
 }
 
+/// A node's inbox holds only what the node has not read yet: the dispatch results and
+/// notifications it has handled are deleted, so a long-lived dispatcher's inbox does not
+/// grow by one entry per job it ever dispatched.
+pub async fn pool_inbox_keeps_only_unread_messages(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let workers = node(&cx).await;
+    workers.add_worker(rec(&ledger, "w")).await.unwrap();
+    let client = Node::join(cx.backend.clone(), "pool", opts(&cx).with_client_only(true))
+        .await
+        .unwrap();
+    for key in keys(40) {
+        client.dispatch_job(&key, "x").await.unwrap();
+    }
+    assert!(client.notify_worker("job-0", "n").await.unwrap());
+    eventually("notified", || async {
+        ledger.notes.lock().unwrap().len() == 1
+    })
+    .await;
+    let inbox = |n: &Node| {
+        pulse::streaming::Stream::new(
+            cx.backend.clone(),
+            &format!("pool:inbox:{}", n.id()),
+            pulse::streaming::StreamOptions::default().with_keyspace(cx.keyspace()),
+        )
+        .unwrap()
+    };
+    for (what, n) in [("dispatcher", &client), ("worker node", &workers)] {
+        let stream = inbox(n);
+        eventually(&format!("the {what}'s inbox is drained"), || async {
+            stream.len().await.unwrap() == 0
+        })
+        .await;
+    }
+    client.close().await.unwrap();
+    workers.close().await.unwrap();
+}
+
 /// A node on its own runtime thread, which can be frozen like a SIGSTOPped process.
 struct Pausable {
     handle: tokio::runtime::Handle,

@@ -44,15 +44,18 @@ use super::{
     NodeOptions,
 };
 use crate::{
-    backend::{MapTarget, SetCondition, Ttl},
+    backend::{EntryId, MapTarget, SetCondition, Ttl},
     codec,
     keys::{validate_map_key, validate_name},
     rmap::{Map, MapOptions},
-    streaming::{NewEvent, Reader, ReaderOptions, Start, Stream, StreamOptions},
+    streaming::{Event, NewEvent, Reader, ReaderOptions, Start, Stream, StreamOptions},
     Backend, Error, Result,
 };
 
 const SHUTDOWN: &str = "shutdown";
+
+/// Most inbox messages handled (and then deleted together) at once.
+const INBOX_BATCH: usize = 256;
 
 /// The keys whose job or owner record changed since the last reconcile pass, or `all` when
 /// anything else changed (membership, liveness, a collapsed or whole-map event, the
@@ -189,10 +192,11 @@ impl NodeInner {
             .collect()
     }
 
+    /// Another node's inbox, for sending. A send does not touch the inbox's expiry: its
+    /// owner's keep-alive does, so the inbox of a node that died expires however many
+    /// messages are still sent to it, and a send is one `XADD`.
     fn inbox_stream(&self, node: &str) -> Result<Stream> {
-        let opts = StreamOptions::default()
-            .with_keyspace(self.options.keyspace.clone())
-            .with_ttl(Ttl::Sliding(self.inbox_ttl()));
+        let opts = StreamOptions::default().with_keyspace(self.options.keyspace.clone());
         Stream::new(self.backend.clone(), &inbox_name(&self.pool, node), opts)
     }
 
@@ -883,63 +887,86 @@ async fn control_loop(
     }
 }
 
+/// Reads this node's inbox, a batch of waiting messages at a time.
 async fn inbox_loop(
     inner: Arc<NodeInner>,
     mut rx: crate::streaming::EventReceiver,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             _ = stop.changed() => return,
             e = rx.recv() => match e { Some(e) => e, None => return },
         };
-        if event.name != "m" {
-            continue;
-        }
-        match codec::decode::<InboxMessage>("inbox message", &event.payload) {
-            Ok(InboxMessage::Started {
-                dispatch_id, error, ..
-            }) => {
-                if let Some(tx) = inner
-                    .waiters
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&dispatch_id)
-                {
-                    let _ = tx.send(error);
-                }
+        let mut batch = vec![first];
+        while batch.len() < INBOX_BATCH {
+            match rx.try_recv() {
+                Some(e) => batch.push(e),
+                None => break,
             }
-            Ok(InboxMessage::Notify { key, payload, hops }) => {
-                let local = inner
-                    .locals()
-                    .into_iter()
-                    .find(|w| w.slots().get(&key) == Some(&Slot::Running));
-                match local {
-                    Some(w) => {
-                        if let Err(e) = w.handler.notify(&key, payload).await {
-                            warn!(job = %key, error = %e, "notification handler failed");
-                        }
+        }
+        let ids: Vec<EntryId> = batch.iter().map(|e| e.id).collect();
+        for event in batch {
+            handle_inbox(&inner, event).await;
+        }
+        // Handled messages are deleted, so an inbox holds only what its node has not read
+        // yet instead of one entry per job it ever dispatched. A failed delete leaves them
+        // to the inbox's expiry when the node goes.
+        if let Err(e) = inner.inbox.remove(&ids).await {
+            debug!(pool = %inner.pool, error = %e, "could not delete handled inbox messages");
+        }
+    }
+}
+
+/// One inbox message: a dispatch result for a waiting `dispatch_job`, or a notification
+/// for a job running here (forwarded at most twice when the job has moved).
+async fn handle_inbox(inner: &Arc<NodeInner>, event: Event) {
+    if event.name != "m" {
+        return;
+    }
+    match codec::decode::<InboxMessage>("inbox message", &event.payload) {
+        Ok(InboxMessage::Started {
+            dispatch_id, error, ..
+        }) => {
+            if let Some(tx) = inner
+                .waiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&dispatch_id)
+            {
+                let _ = tx.send(error);
+            }
+        }
+        Ok(InboxMessage::Notify { key, payload, hops }) => {
+            let local = inner
+                .locals()
+                .into_iter()
+                .find(|w| w.slots().get(&key) == Some(&Slot::Running));
+            match local {
+                Some(w) => {
+                    if let Err(e) = w.handler.notify(&key, payload).await {
+                        warn!(job = %key, error = %e, "notification handler failed");
                     }
-                    None if hops < 2 => match owner_node(&inner, &key) {
-                        Some(node) => {
-                            inner
-                                .send_inbox(
-                                    &node,
-                                    &InboxMessage::Notify {
-                                        key,
-                                        payload,
-                                        hops: hops + 1,
-                                    },
-                                )
-                                .await
-                        }
-                        None => warn!(job = %key, "notification dropped: the job has no owner"),
-                    },
-                    None => warn!(job = %key, "notification dropped after forwarding"),
                 }
+                None if hops < 2 => match owner_node(inner, &key) {
+                    Some(node) => {
+                        inner
+                            .send_inbox(
+                                &node,
+                                &InboxMessage::Notify {
+                                    key,
+                                    payload,
+                                    hops: hops + 1,
+                                },
+                            )
+                            .await
+                    }
+                    None => warn!(job = %key, "notification dropped: the job has no owner"),
+                },
+                None => warn!(job = %key, "notification dropped after forwarding"),
             }
-            Err(e) => warn!(pool = %inner.pool, error = %e, "ignoring a malformed inbox message"),
         }
+        Err(e) => warn!(pool = %inner.pool, error = %e, "ignoring a malformed inbox message"),
     }
 }
 
