@@ -1,6 +1,7 @@
 //! The pool on Redis across a server restart (with AOF persistence): while the server is
 //! down workers may fence themselves; once it is back every job runs again on exactly one
-//! worker, and no job ever ran on two workers at once.
+//! worker, and no job ever ran on two workers at once. Also: what is sent to a node's
+//! inbox never extends its expiry.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -119,4 +120,59 @@ async fn jobs_survive_a_redis_restart_without_overlap() {
     assert_eq!(a.job_keys().len(), 20, "no job lost");
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+/// A message sent to a node's inbox never extends the inbox's expiry: only its own node's
+/// keep-alive does, so the inbox of a node that died expires however much is still sent to
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_never_extends_an_inbox_expiry() {
+    let Some(server) = private_server(&[]) else {
+        return;
+    };
+    let backend: Arc<dyn Backend> = Arc::new(RedisBackend::connect(&server.url()).await.unwrap());
+    let keyspace = pulse::keys::Keyspace::new("inbox-ttl").unwrap();
+    // A long TTL: no keep-alive runs during the test (the first is after 10 s).
+    let opts = NodeOptions::default()
+        .with_keyspace(keyspace.clone())
+        .with_worker_ttl(Duration::from_secs(30));
+    let workers = Node::join(backend.clone(), "p", opts.clone())
+        .await
+        .unwrap();
+    workers
+        .add_worker(Recorder("w".into(), Arc::new(Audit::default())))
+        .await
+        .unwrap();
+    let client = Node::join(backend.clone(), "p", opts.with_client_only(true))
+        .await
+        .unwrap();
+    let inbox = pulse::streaming::Stream::new(
+        backend.clone(),
+        &format!("p:inbox:{}", client.id()),
+        pulse::streaming::StreamOptions::default().with_keyspace(keyspace),
+    )
+    .unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(inbox.key())
+        .arg(5_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Each dispatch returns once the worker node's result reached the client's inbox.
+    for i in 0..5 {
+        client.dispatch_job(&format!("job-{i}"), "x").await.unwrap();
+    }
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(inbox.key())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((1..=5_000).contains(&pttl), "inbox PTTL {pttl} ms");
+    client.close().await.unwrap();
+    workers.close().await.unwrap();
 }

@@ -196,6 +196,13 @@ async fn node(cx: &Ctx) -> Node {
         .unwrap()
 }
 
+/// A node that dispatches but runs no workers.
+async fn client_node(cx: &Ctx) -> Node {
+    Node::join(cx.backend.clone(), "pool", opts(cx).with_client_only(true))
+        .await
+        .unwrap()
+}
+
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("job-{i}")).collect()
 }
@@ -628,9 +635,7 @@ pub async fn pool_client_only_node(cx: Ctx) {
     let ledger = Arc::new(Ledger::default());
     let worker_node = node(&cx).await;
     worker_node.add_worker(rec(&ledger, "w")).await.unwrap();
-    let client = Node::join(cx.backend.clone(), "pool", opts(&cx).with_client_only(true))
-        .await
-        .unwrap();
+    let client = client_node(&cx).await;
     assert!(matches!(
         client.add_worker(rec(&ledger, "x")).await,
         Err(Error::InvalidArgument(_))
@@ -755,9 +760,7 @@ pub async fn pool_inbox_keeps_only_unread_messages(cx: Ctx) {
     let ledger = Arc::new(Ledger::default());
     let workers = node(&cx).await;
     workers.add_worker(rec(&ledger, "w")).await.unwrap();
-    let client = Node::join(cx.backend.clone(), "pool", opts(&cx).with_client_only(true))
-        .await
-        .unwrap();
+    let client = client_node(&cx).await;
     for key in keys(40) {
         client.dispatch_job(&key, "x").await.unwrap();
     }

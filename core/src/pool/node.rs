@@ -172,6 +172,11 @@ fn unique_id() -> String {
     )
 }
 
+/// How long a node's inbox outlives its node's last keep-alive.
+fn inbox_ttl(options: &NodeOptions) -> Duration {
+    (options.worker_ttl * 10).max(Duration::from_secs(60))
+}
+
 fn inbox_name(pool: &str, node: &str) -> String {
     format!("{pool}:inbox:{node}")
 }
@@ -198,10 +203,6 @@ impl NodeInner {
     fn inbox_stream(&self, node: &str) -> Result<Stream> {
         let opts = StreamOptions::default().with_keyspace(self.options.keyspace.clone());
         Stream::new(self.backend.clone(), &inbox_name(&self.pool, node), opts)
-    }
-
-    fn inbox_ttl(&self) -> Duration {
-        (self.options.worker_ttl * 10).max(Duration::from_secs(60))
     }
 
     /// Appends to a node's inbox, only if that inbox exists (never into the void).
@@ -293,9 +294,7 @@ impl Node {
         let id = unique_id();
         let inbox_opts = StreamOptions::default()
             .with_keyspace(options.keyspace.clone())
-            .with_ttl(Ttl::Sliding(
-                (options.worker_ttl * 10).max(Duration::from_secs(60)),
-            ));
+            .with_ttl(Ttl::Sliding(inbox_ttl(&options)));
         let inbox = Stream::new(backend.clone(), &inbox_name(name, &id), inbox_opts)?;
         inbox.add("init", Bytes::new()).await?;
         let reader = inbox
@@ -1035,7 +1034,7 @@ async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) 
         // removed while they were cut off.
         let refresh = inner
             .backend
-            .expire(inner.inbox.key(), Ttl::Sliding(inner.inbox_ttl()));
+            .expire(inner.inbox.key(), Ttl::Sliding(inbox_ttl(&inner.options)));
         let _ = tokio::time::timeout(bound, refresh).await;
         if let Ok(Ok(false)) =
             tokio::time::timeout(bound, inner.backend.exists(inner.inbox.key())).await
