@@ -112,14 +112,7 @@ impl State {
         value: Bytes,
         cond: SetCondition,
     ) -> Result<SetOutcome> {
-        let mut outcomes = self.map_set_many(
-            map,
-            vec![MapWrite {
-                key: key.to_owned(),
-                value,
-                condition: cond,
-            }],
-        )?;
+        let mut outcomes = self.map_set_many(map, vec![MapWrite::new(key, value, cond)])?;
         outcomes
             .pop()
             .ok_or_else(|| Error::malformed("map_set", "no outcome"))

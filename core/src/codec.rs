@@ -135,22 +135,20 @@ impl MapNotice {
             MapChange::Delete { key } => 4 + key.len(),
             MapChange::Reset | MapChange::Destroy => 0,
         };
-        let mut out = Vec::with_capacity(18 + body);
-        out.push(NOTICE_VERSION);
-        out.extend_from_slice(&self.epoch.to_le_bytes());
-        out.extend_from_slice(&self.rev.to_le_bytes());
+        let tag = match &self.change {
+            MapChange::Set { .. } => 0,
+            MapChange::Delete { .. } => 1,
+            MapChange::Reset => 2,
+            MapChange::Destroy => 3,
+        };
+        let mut out = notice_header(18 + body, self.epoch, self.rev, tag);
         match &self.change {
             MapChange::Set { key, value } => {
-                out.push(0);
                 put_sized(&mut out, key.as_bytes())?;
                 put_sized(&mut out, value)?;
             }
-            MapChange::Delete { key } => {
-                out.push(1);
-                put_sized(&mut out, key.as_bytes())?;
-            }
-            MapChange::Reset => out.push(2),
-            MapChange::Destroy => out.push(3),
+            MapChange::Delete { key } => put_sized(&mut out, key.as_bytes())?,
+            MapChange::Reset | MapChange::Destroy => {}
         }
         Ok(out)
     }
@@ -184,11 +182,7 @@ impl MapNotice {
             .encode();
         }
         let body: usize = sets.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-        let mut out = Vec::with_capacity(22 + body);
-        out.push(NOTICE_VERSION);
-        out.extend_from_slice(&epoch.to_le_bytes());
-        out.extend_from_slice(&first_rev.to_le_bytes());
-        out.push(4);
+        let mut out = notice_header(22 + body, epoch, first_rev, 4);
         let count = u32::try_from(sets.len())
             .map_err(|_| Error::malformed(NOTICE, "too many sets in one frame"))?;
         out.extend_from_slice(&count.to_le_bytes());
@@ -259,6 +253,16 @@ impl MapNotice {
         }
         Ok(out)
     }
+}
+
+/// A frame of `capacity` bytes started with the version, `epoch`, `rev` and change `tag`.
+fn notice_header(capacity: usize, epoch: u64, rev: u64, tag: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    out.push(NOTICE_VERSION);
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&rev.to_le_bytes());
+    out.push(tag);
+    out
 }
 
 fn take_set(frame: &[u8], pos: &mut usize) -> Result<MapChange> {

@@ -94,11 +94,7 @@ impl AtomicOps for RedisBackend {
         condition: SetCondition,
     ) -> Result<SetOutcome> {
         validate_map_key(key)?;
-        let write = MapWrite {
-            key: key.to_owned(),
-            value,
-            condition,
-        };
+        let write = MapWrite::new(key, value, condition);
         let mut out = self.set_writes(map, std::slice::from_ref(&write)).await?;
         out.pop()
             .ok_or_else(|| Error::malformed("map_set", "no outcome"))

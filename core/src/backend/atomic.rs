@@ -97,6 +97,15 @@ pub struct MapWrite {
 }
 
 impl MapWrite {
+    /// A write of `value` at `key` when `condition` holds.
+    pub fn new(key: &str, value: Bytes, condition: SetCondition) -> Self {
+        MapWrite {
+            key: key.to_owned(),
+            value,
+            condition,
+        }
+    }
+
     /// Validates every key of a batch ([`validate_map_key`](crate::keys::validate_map_key)),
     /// so a batch with one bad key sends nothing.
     pub fn validate_all(writes: &[MapWrite]) -> Result<()> {

@@ -402,12 +402,10 @@ impl Map {
         condition: SetCondition,
     ) -> Result<SetOutcome> {
         self.check_write(key, &[&value])?;
-        let write = MapWrite {
-            key: key.to_owned(),
-            value,
-            condition,
-        };
-        self.inner.writes.set(write).await
+        self.inner
+            .writes
+            .set(MapWrite::new(key, value, condition))
+            .await
     }
 
     /// Sets `key` to `value`; returns the previous value.
