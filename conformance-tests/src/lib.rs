@@ -17,7 +17,10 @@
 //!
 //! The macro expands to one `#[test]` per case, generated from the single list in
 //! [`conformance_suite!`], so a new case reaches every backend at once. Each case:
-//! - runs on its own multi-threaded tokio runtime with a 60 s limit;
+//! - runs on its own multi-threaded tokio runtime within a time limit (60 s by default,
+//!   [`Fixture::with_case_timeout`]), and waits for anything "eventually" true up to a
+//!   patience (10 s by default, [`Fixture::with_patience`]): a backend whose calls take
+//!   15 ms raises both instead of failing cases that are only slow;
 //! - gets a fresh random namespace ([`Ctx::key`]) so cases run in parallel on one server
 //!   and nothing is ever flushed;
 //! - is skipped (with a visible `SKIPPED` line) when the fixture returns `None`, which
@@ -29,6 +32,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cases;
+pub mod flaky;
 pub mod redis_server;
 mod util;
 
@@ -36,7 +40,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use pulse::Backend;
 
-pub use util::{eventually, expect_event, Ctx};
+pub use util::{eventually, expect_event, patience, Ctx};
 
 /// A boxed future, for the [`Faults`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -57,12 +61,19 @@ pub struct Fixture {
     pub backend: Arc<dyn Backend>,
     /// Its fault injection.
     pub faults: Arc<dyn Faults>,
+    /// Longest a single case may run. Default [`CASE_TIMEOUT`].
+    pub case_timeout: Duration,
+    /// Longest [`eventually`] and the cases' other bounded waits wait for something that
+    /// must happen. Default [`PATIENCE`].
+    pub patience: Duration,
 }
 
 impl std::fmt::Debug for Fixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fixture")
             .field("backend", &self.backend.kind())
+            .field("case_timeout", &self.case_timeout)
+            .field("patience", &self.patience)
             .finish_non_exhaustive()
     }
 }
@@ -70,15 +81,36 @@ impl std::fmt::Debug for Fixture {
 impl Fixture {
     /// A fixture from a backend and its fault injection.
     pub fn new(backend: Arc<dyn Backend>, faults: Arc<dyn Faults>) -> Self {
-        Fixture { backend, faults }
+        Fixture {
+            backend,
+            faults,
+            case_timeout: CASE_TIMEOUT,
+            patience: PATIENCE,
+        }
+    }
+
+    /// Sets [`Fixture::case_timeout`].
+    pub fn with_case_timeout(mut self, d: Duration) -> Self {
+        self.case_timeout = d;
+        self
+    }
+
+    /// Sets [`Fixture::patience`].
+    pub fn with_patience(mut self, d: Duration) -> Self {
+        self.patience = d;
+        self
     }
 }
 
-/// Longest a single case may run.
+/// Default longest a single case may run.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Default longest wait for something that must eventually happen.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
 /// Runs one case: builds a runtime, asks `fixture` for a backend (skipping visibly when it
-/// returns `None`), and runs `case` with a fresh namespace under [`CASE_TIMEOUT`].
+/// returns `None`), and runs `case` with a fresh namespace under the fixture's case
+/// timeout, with its patience in force for [`eventually`].
 pub fn run<F, FFut, C, CFut>(name: &str, fixture: F, case: C)
 where
     F: FnOnce() -> FFut,
@@ -96,9 +128,11 @@ where
             eprintln!("SKIPPED {name}: the fixture has no backend (see messages above)");
             return;
         };
+        let (limit, patience) = (fx.case_timeout, fx.patience);
         let cx = Ctx::new(name, fx);
-        if tokio::time::timeout(CASE_TIMEOUT, case(cx)).await.is_err() {
-            panic!("case {name} did not finish within {CASE_TIMEOUT:?}");
+        let case = util::with_patience(patience, case(cx));
+        if tokio::time::timeout(limit, case).await.is_err() {
+            panic!("case {name} did not finish within {limit:?}");
         }
     });
 }

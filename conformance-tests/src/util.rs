@@ -71,29 +71,54 @@ impl Ctx {
     }
 }
 
-/// Polls `check` every 10 ms until it returns true; panics after 10 s naming `what`.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+tokio::task_local! {
+    static PATIENCE: Duration;
+}
+
+/// Runs a case with `patience` as the bound of its waits (see [`patience`]).
+pub(crate) async fn with_patience<F: Future>(patience: Duration, case: F) -> F::Output {
+    PATIENCE.scope(patience, case).await
+}
+
+/// How long the running case waits for something that must happen: the fixture's
+/// [`patience`](crate::Fixture::patience) (outside a case, the default [`crate::PATIENCE`]).
+pub fn patience() -> Duration {
+    PATIENCE.try_with(|p| *p).unwrap_or(crate::PATIENCE)
+}
+
+/// Polls `check` every 10 ms until it returns true; panics after [`patience`] naming `what`.
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(patience(), what, check).await
+}
+
+/// [`eventually`] with an explicit bound, for cases whose point is *how soon* (a bound
+/// shorter than a periodic safety net it must not depend on).
+pub(crate) async fn eventually_within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if check().await {
             return;
         }
         if tokio::time::Instant::now() >= deadline {
-            panic!("not true within 10 s: {what}");
+            panic!("not true within {limit:?}: {what}");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// The next event of `sub`, panicking after 10 s.
+/// The next event of `sub`, panicking after [`patience`].
 pub async fn expect_event(sub: &mut Subscription) -> PubSubEvent {
-    tokio::time::timeout(Duration::from_secs(10), sub.recv())
+    tokio::time::timeout(patience(), sub.recv())
         .await
-        .expect("no pub/sub event within 10 s")
+        .expect("no pub/sub event in time")
         .expect("subscription closed")
 }
 

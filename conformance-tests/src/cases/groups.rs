@@ -269,7 +269,7 @@ pub async fn group_claim_idle(cx: Ctx) {
         .await
         .unwrap();
     assert!(early.entries.is_empty(), "claimed before idle");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + crate::patience();
     let claimed = loop {
         let c = b
             .group_claim_idle(

@@ -61,7 +61,7 @@ pub async fn prefixes_isolate_applications(cx: Ctx) {
     let mut rx = rb.subscribe().unwrap();
     sa.add("for-a", "").await.unwrap();
     sb.add("for-b", "").await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+    let e = tokio::time::timeout(crate::patience(), rx.recv())
         .await
         .unwrap()
         .unwrap();

@@ -34,9 +34,9 @@ fn silent_target(cx: &Ctx, name: &str) -> MapTarget {
 }
 
 async fn next(sub: &mut MapSubscriber) -> MapEvent {
-    tokio::time::timeout(Duration::from_secs(10), sub.recv())
+    tokio::time::timeout(crate::patience(), sub.recv())
         .await
-        .expect("no map event in 10 s")
+        .expect("no map event in time")
         .expect("subscriber ended")
 }
 

@@ -41,9 +41,9 @@ fn sink_opts() -> SinkOptions {
 }
 
 async fn next(rx: &mut EventReceiver) -> Event {
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+    tokio::time::timeout(crate::patience(), rx.recv())
         .await
-        .expect("no event within 10 s")
+        .expect("no event in time")
         .expect("subscription ended")
 }
 
@@ -717,7 +717,7 @@ pub async fn sink_recovers_from_a_deleted_stream(cx: Ctx) {
     sink.ack(&e).await.unwrap();
     s.destroy().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await; // the sink notices the loss
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + crate::patience();
     loop {
         s.add("after", "").await.unwrap();
         if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {

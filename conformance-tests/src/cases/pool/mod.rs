@@ -388,7 +388,7 @@ pub async fn pool_job_lease_follows_the_run(cx: Ctx) {
         async move { lease.lost().await }
     });
     assert!(a.stop_job("k").await.unwrap());
-    tokio::time::timeout(Duration::from_secs(10), waiter)
+    tokio::time::timeout(crate::patience(), waiter)
         .await
         .expect("lost() resolves when the job is stopped")
         .unwrap();
@@ -417,7 +417,7 @@ pub async fn pool_job_lease_follows_the_run(cx: Ctx) {
     let lapsing = lease_of("m", "w3");
     assert!(lapsing.is_held());
     b.simulate_crash().await;
-    tokio::time::timeout(Duration::from_secs(10), lapsing.lost())
+    tokio::time::timeout(crate::patience(), lapsing.lost())
         .await
         .expect("lost() resolves once renewals stop");
     assert!(!lapsing.is_held());
@@ -930,7 +930,7 @@ pub async fn pool_ticker_ticks_once_per_slot(cx: Ctx) {
         Err(Error::InvalidArgument(_))
     ));
     ta.stop().await.unwrap();
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+    let ended = tokio::time::timeout(crate::patience(), async {
         while tb.recv().await.is_some() {}
     })
     .await;
