@@ -288,6 +288,16 @@ macro_rules! conformance_suite {
             pool_paused_node_fences_itself,
             pool_ticker_ticks_once_per_slot,
             pool_scheduler_applies_plans,
+            // keyed worker pool under failed calls
+            pool_handoff_survives_a_failed_release,
+            pool_take_with_a_lost_reply_moves_on,
+            pool_stop_survives_a_failed_record_delete,
+            pool_failed_add_worker_leaves_no_ghost,
+            pool_dispatch_survives_a_lost_start_message,
+            pool_close_releases_what_started_during_close,
+            pool_client_only_node_keeps_its_inbox,
+            pool_remove_worker_moves_every_job_promptly,
+            pool_dispatch_retry_recognises_its_own_admission,
             // isolation
             prefixes_isolate_applications,
             // bad input and foreign data

@@ -117,6 +117,9 @@ pub enum Error {
     JobExists {
         /// The job key.
         key: String,
+        /// The ID of the dispatch that admitted the existing job, when known (see
+        /// [`Error::is_admitted_by`]).
+        dispatch_id: Option<String>,
     },
 
     /// The worker's `start` failed for a newly dispatched job; the job does not exist.
@@ -202,6 +205,12 @@ impl Error {
     pub fn is_connection(&self) -> bool {
         matches!(self, Error::Connection { .. })
     }
+
+    /// True for [`Error::JobExists`] when the existing job was admitted by the dispatch
+    /// with ID `dispatch_id`: a retried dispatch whose earlier attempt was applied.
+    pub fn is_admitted_by(&self, dispatch_id: &str) -> bool {
+        matches!(self, Error::JobExists { dispatch_id: Some(id), .. } if id == dispatch_id)
+    }
 }
 
 fn truncate(s: &str) -> String {
@@ -234,5 +243,17 @@ mod tests {
     fn connection_errors_are_classified() {
         assert!(Error::connection("down").is_connection());
         assert!(!Error::backend("op", "boom").is_connection());
+    }
+
+    #[test]
+    fn an_existing_job_is_told_apart_by_its_dispatch_id() {
+        let exists = |id: Option<&str>| Error::JobExists {
+            key: "k".into(),
+            dispatch_id: id.map(str::to_owned),
+        };
+        assert!(exists(Some("mine")).is_admitted_by("mine"));
+        assert!(!exists(Some("theirs")).is_admitted_by("mine"));
+        assert!(!exists(None).is_admitted_by("mine"));
+        assert!(!Error::connection("down").is_admitted_by("mine"));
     }
 }

@@ -19,6 +19,12 @@
 //! - **Minimal moves**: rendezvous hashing moves ~1/(n+1) of the jobs when a worker joins
 //!   and only the leaver's jobs when one leaves.
 //! - **Bounded waits**: dispatch, close and shutdown all have timeouts.
+//! - **Failed calls are retried, not trusted**: a backend call can fail before it was
+//!   applied or after (its reply lost). Every decision the pool takes — a release, a
+//!   clean-up, a take, a dispatch result — is repeated until the backend agrees, and each is
+//!   a compare-and-set or idempotent write, so a repeat of an applied call changes nothing.
+//!   A caller retrying a dispatch can tell its own earlier admission from someone else's
+//!   job ([`DispatchOptions::with_id`], [`Error::is_admitted_by`](crate::Error::is_admitted_by)).
 //!
 //! Also: a pool-wide [`Ticker`] (each tick to exactly one node) and a scheduler
 //! ([`Node::schedule`], a [`Producer`] planning jobs every interval on one node at a time).
@@ -27,10 +33,14 @@
 
 mod handler;
 mod hashing;
+mod inbox;
 mod lease;
+mod liveness;
 mod node;
 mod options;
+mod reconcile;
 mod records;
+mod retry;
 mod scheduler;
 mod ticker;
 mod worker;
@@ -39,6 +49,6 @@ pub use handler::{Job, JobHandler};
 pub use hashing::route;
 pub use lease::JobLease;
 pub use node::{Node, PoolWorker, Worker};
-pub use options::NodeOptions;
+pub use options::{DispatchOptions, NodeOptions};
 pub use scheduler::{Plan, Producer, Schedule};
 pub use ticker::{Tick, Ticker};

@@ -96,3 +96,38 @@ impl NodeOptions {
         self
     }
 }
+
+/// Options of one dispatch ([`Node::dispatch_job_with`](super::Node::dispatch_job_with)).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DispatchOptions {
+    /// The dispatch ID stored with the job record and reported by
+    /// [`Error::JobExists`](crate::Error::JobExists) to later dispatches of the same key, so
+    /// a caller retrying after an ambiguous error can recognise its own admission. 1–1024
+    /// bytes. Default: a unique ID for each call.
+    pub id: Option<String>,
+}
+
+/// Longest dispatch ID accepted, in bytes.
+const MAX_DISPATCH_ID: usize = 1024;
+
+impl DispatchOptions {
+    /// Sets [`DispatchOptions::id`].
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The caller's ID, checked.
+    pub(crate) fn validated_id(self) -> crate::Result<Option<String>> {
+        match self.id {
+            Some(id) if id.is_empty() || id.len() > MAX_DISPATCH_ID => {
+                Err(crate::Error::InvalidArgument(format!(
+                    "a dispatch ID must be 1 to {MAX_DISPATCH_ID} bytes, not {}",
+                    id.len()
+                )))
+            }
+            id => Ok(id),
+        }
+    }
+}

@@ -2,11 +2,14 @@
 //! and stop them.
 //!
 //! Invariants: a job is in `jobs` from the moment this worker decided to start it (before
-//! the owner record is taken) until its `stop` returned; `start` is never called for a key
-//! already in `jobs`, so a worker never runs two copies of a job.
+//! the owner record is taken) until its `stop` returned *and* its owner record was updated
+//! (released, deleted) in the store; `start` is never called for a key already in `jobs`,
+//! so a worker never runs two copies of a job, and never re-takes a record it is still
+//! releasing. Releases are retried until the store agrees (see [`release`]): a release
+//! that never arrives would leave the job to an owner that no longer runs it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -15,17 +18,21 @@ use std::{
 };
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     handler::{Job, JobHandler},
     lease::{JobLease, LeaseState},
     node::NodeInner,
     records::{InboxMessage, JobRecord},
+    retry::{retryable, Backoff},
 };
 
 /// Owner-record value of a job released for a move (the next start is a requeue).
 pub(crate) const RELEASED: &str = "~released";
+
+/// Longest back-off between failed starts of a moving job.
+const MAX_START_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What a worker is doing with a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +62,9 @@ pub(crate) struct LocalWorker {
     /// replica says nothing about a job until it has reached that revision.
     pub(crate) won_at: Mutex<HashMap<String, (crate::backend::Revision, String)>>,
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
+    /// Keys whose record changed while their slot was busy: the change was not looked at,
+    /// so the key is looked at again when the slot frees.
+    deferred: Mutex<HashSet<String>>,
     pub(crate) stopped: AtomicBool,
     /// When the last liveness renewal that succeeded was *sent*.
     pub(crate) last_renewal: Mutex<Instant>,
@@ -79,6 +89,7 @@ impl LocalWorker {
             jobs: Mutex::new(HashMap::new()),
             won_at: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(HashSet::new()),
             stopped: AtomicBool::new(false),
             last_renewal: Mutex::new(Instant::now()),
             fenced: AtomicBool::new(false),
@@ -153,14 +164,34 @@ impl LocalWorker {
         b.get(key).is_some_and(|(until, _)| Instant::now() < *until)
     }
 
-    /// Starts (or doubles) the back-off of `key`; returns its length.
-    fn fail(&self, key: &str, first: Duration) -> Duration {
+    /// Starts (or doubles, up to `cap`) the back-off of `key`; returns its length.
+    pub(crate) fn fail(&self, key: &str, first: Duration, cap: Duration) -> Duration {
         let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         let delay = b
             .get(key)
-            .map_or(first, |(_, d)| (*d * 2).min(Duration::from_secs(60)));
+            .map_or(first, |(_, d)| (*d * 2).min(cap))
+            .min(cap);
         b.insert(key.to_owned(), (Instant::now() + delay, delay));
         delay
+    }
+
+    /// Remembers that a change of `key` arrived while its slot was busy.
+    pub(crate) fn defer(&self, key: &str) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned());
+    }
+
+    /// Frees the slot of `key` and wakes whoever waits for slots; true when a change of the
+    /// key arrived while the slot was busy (the caller must have the key looked at again).
+    pub(crate) fn free(&self, key: &str) -> bool {
+        self.slots().remove(key);
+        self.slot_freed.notify_waiters();
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key)
     }
 
     fn succeed(&self, key: &str) {
@@ -235,46 +266,35 @@ pub(crate) async fn start(
                 .won_at
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .map_or_else(|| w.tag(), |(_, t)| t.clone());
-            w.slots().remove(&key);
-            w.slot_freed.notify_waiters();
-            w.won_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-            let delay = w.fail(&key, node.options.retry_delay);
+                .remove(&key)
+                .map_or_else(|| w.tag(), |(_, t)| t);
+            // Released while the slot is still held, so no pass re-takes it meanwhile.
+            release(&node, &w, &key, &tag, Release::Handoff).await;
+            let delay = w.fail(&key, node.options.retry_delay, MAX_START_BACKOFF);
+            w.free(&key);
             // Look at the job again once the back-off is over.
-            let (again, retry_key) = (node.clone(), key.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                again.mark(Some(&retry_key));
-            });
-            if let Err(e) = node.owners.test_and_set(&key, tag, RELEASED).await {
-                warn!(job = %key, error = %e, "could not release a job that failed to start");
-            }
+            node.mark_later(&key, delay);
             Some(e.to_string())
         }
     };
-    if let Some((dispatcher, dispatch_id)) = record.dispatch {
-        node.send_inbox(
-            &dispatcher,
-            &InboxMessage::Started {
-                key,
-                dispatch_id,
-                error,
-            },
-        )
-        .await;
+    if let Some(dispatch) = record.dispatch {
+        let message = InboxMessage::Started {
+            key,
+            dispatch_id: dispatch.waiter,
+            error,
+        };
+        node.send_result(&dispatch.node, &message).await;
     }
     node.mark(Some(&job.key));
 }
 
 /// Runs the handler's `stop` (bounded by the stop timeout), then updates the owner record.
-pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String, release: Release) {
+pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String, how: Release) {
     w.revoke(&key);
     match tokio::time::timeout(node.options.stop_timeout, w.handler.stop(&key)).await {
-        Ok(Ok(())) => info!(pool = %node.pool, worker = %w.id, job = %key, ?release, "stopped job"),
+        Ok(Ok(())) => {
+            info!(pool = %node.pool, worker = %w.id, job = %key, release = ?how, "stopped job")
+        }
         Ok(Err(e)) => {
             warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "stop failed; the job is considered stopped")
         }
@@ -282,29 +302,80 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
             warn!(pool = %node.pool, worker = %w.id, job = %key, "stop timed out; the job is considered stopped")
         }
     }
-    w.slots().remove(&key);
-    w.slot_freed.notify_waiters();
     let won = w
         .won_at
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&key);
     let tag = won.map_or_else(|| w.tag(), |(_, t)| t);
-    let result = match release {
-        Release::Delete => node
-            .owners
-            .test_and_delete(&key, tag.clone())
-            .await
-            .map(|_| ()),
-        Release::Handoff => node
-            .owners
-            .test_and_set(&key, tag.clone(), RELEASED)
-            .await
-            .map(|_| ()),
-        Release::Nothing => Ok(()),
-    };
-    if let Err(e) = result {
-        warn!(job = %key, error = %e, "could not update the owner record after stopping");
-    }
+    release(&node, &w, &key, &tag, how).await;
+    w.free(&key);
     node.mark(Some(&key));
+}
+
+/// Releases the owner record of `key` held under `tag` by a worker whose slot for the key
+/// is [`Slot::Stopping`] and that runs nothing for it, then frees the slot. Used for records
+/// found naming a worker that does not run the job (a take whose reply was lost, a release
+/// or delete that failed before).
+pub(crate) async fn release_orphan(
+    node: Arc<NodeInner>,
+    w: Arc<LocalWorker>,
+    key: String,
+    tag: String,
+    how: Release,
+) {
+    info!(pool = %node.pool, worker = %w.id, job = %key, ?how, "releasing an owner record this worker holds without running the job");
+    release(&node, &w, &key, &tag, how).await;
+    w.free(&key);
+    node.mark(Some(&key));
+}
+
+/// Updates the owner record of `key` (held under `tag`) as `how` says, retrying until the
+/// store agrees. Every attempt is a compare-and-set against `tag`, so a repeat of an attempt
+/// that was applied (its reply lost) changes nothing, and a record someone else holds by
+/// now is left alone.
+///
+/// Gives up only when the write can no longer matter or can never succeed: the worker came
+/// back under a new generation (records of `tag` are then dead for everyone and taken once
+/// the old liveness is gone), the maps were closed (the node closed; `close` waits for
+/// releases first, within its stop timeout), or the error is not one a retry can fix.
+pub(crate) async fn release(node: &NodeInner, w: &LocalWorker, key: &str, tag: &str, how: Release) {
+    let mut backoff = Backoff::new(node.options.worker_ttl / 3);
+    let mut attempts = 0u32;
+    loop {
+        let result = match how {
+            Release::Delete => node
+                .owners
+                .test_and_delete(key, tag.to_owned())
+                .await
+                .map(|_| ()),
+            Release::Handoff => node
+                .owners
+                .test_and_set(key, tag.to_owned(), RELEASED)
+                .await
+                .map(|_| ()),
+            Release::Nothing => Ok(()),
+        };
+        attempts += 1;
+        match result {
+            Ok(()) => {
+                if attempts > 1 {
+                    info!(pool = %node.pool, worker = %w.id, job = %key, attempts, "owner record updated after retries");
+                }
+                return;
+            }
+            Err(e) if retryable(&e) && w.tag() == tag => {
+                if attempts == 1 {
+                    warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "could not update the owner record; retrying until the backend agrees");
+                } else {
+                    debug!(pool = %node.pool, worker = %w.id, job = %key, error = %e, attempts, "owner record update failed again");
+                }
+                backoff.wait().await;
+            }
+            Err(e) => {
+                debug!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "owner record update abandoned: it can no longer matter");
+                return;
+            }
+        }
+    }
 }

@@ -18,6 +18,9 @@ use pulse::{
 
 use crate::{eventually, Ctx};
 
+mod faults;
+pub use faults::*;
+
 /// Every start and stop of every handler, and any overlap seen.
 #[derive(Default)]
 pub(crate) struct Ledger {

@@ -1,0 +1,455 @@
+//! The pool under failed backend calls: each case makes one kind of call fail — before it
+//! reached the store, or after it was applied with its reply lost — at the step of the
+//! pool's protocol where that hurts most, then checks that the pool keeps its promises
+//! once calls succeed again: no job lost, never two runs at once, nothing left behind.
+//!
+//! The faults come from [`FlakyBackend`] around the backend under test, so these cases run
+//! on every backend. `pool_under_call_faults` adds random faults to a whole workload.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pulse::{
+    error::BoxError,
+    pool::{route, DispatchOptions, Job, JobHandler, Node, NodeOptions},
+    Backend, Error,
+};
+use tokio::sync::Notify;
+
+use super::{keys, opts, rec, Ledger};
+use crate::{
+    eventually,
+    flaky::{Fault, FlakyBackend, Op},
+    util::eventually_within,
+    Ctx,
+};
+
+/// A fault-injecting wrapper around the case's backend: the handle to steer it, and the
+/// same wrapper as the backend the pool uses.
+fn flaky(cx: &Ctx) -> (FlakyBackend, Arc<dyn Backend>) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let flaky = FlakyBackend::new(cx.backend.clone(), seed);
+    (flaky.clone(), Arc::new(flaky))
+}
+
+/// Scripts `fault` for single writes and for batches of writes alike (a map groups
+/// concurrent writes into batches).
+fn fail_writes(flaky: &FlakyBackend, fault: impl Fn(Op) -> Fault) {
+    flaky.fail_next(fault(Op::MapSet));
+    flaky.fail_next(fault(Op::MapSetMany));
+}
+
+async fn join(backend: &Arc<dyn Backend>, options: NodeOptions) -> Node {
+    Node::join(backend.clone(), "pool", options).await.unwrap()
+}
+
+/// The user keys of one of the pool's maps, read from the store itself.
+async fn stored(cx: &Ctx, part: &str) -> HashMap<String, Bytes> {
+    let hash = cx.keyspace().pool_map("pool", part).unwrap().hash;
+    cx.backend
+        .hash_get_all(&hash)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with('='))
+        .collect()
+}
+
+/// D1: a hand-off whose release (owner record to `~released`) fails before it reaches the
+/// store. The old owner no longer runs the job and the new one waits for the release, so
+/// the release must be retried until the store has it.
+pub async fn pool_handoff_survives_a_failed_release(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let a = join(&backend, opts(&cx)).await;
+    let wa = a.add_worker(rec(&ledger, "a")).await.unwrap();
+    let ks = keys(20);
+    for k in &ks {
+        a.dispatch_job(k, "x").await.unwrap();
+    }
+    fail_writes(&flaky, |op| {
+        Fault::on(op)
+            .key_containing(":owners")
+            .before()
+            .times(u32::MAX)
+    });
+    let b = join(&backend, opts(&cx)).await;
+    let wb = b.add_worker(rec(&ledger, "b")).await.unwrap();
+    let moving = ks
+        .iter()
+        .filter(|k| route(k, [wa.id(), wb.id()]) == Some(wb.id()))
+        .count();
+    assert!(moving > 0, "some of 20 keys route to the new worker");
+    eventually(
+        "the moving jobs stopped on a and their releases failed",
+        || async { ledger.stops.lock().unwrap().len() >= moving && flaky.injected() > 0 },
+    )
+    .await;
+    flaky.clear_faults();
+    eventually("every job runs exactly once", || async {
+        ledger.exactly_once(&ks)
+    })
+    .await;
+    ledger.assert_no_overlap();
+    assert!(ledger.runs(&ks[0]).len() == 1);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// D1: a take whose compare-and-set was applied but whose reply was lost. The worker holds
+/// the owner record without running the job; when the job then routes elsewhere (here a
+/// worker joins while the replies are still being lost), the record must be released, not
+/// left for a live owner that never runs it.
+pub async fn pool_take_with_a_lost_reply_moves_on(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let quick = opts(&cx).with_dispatch_timeout(Duration::from_millis(200));
+    let a = join(&backend, quick.clone()).await;
+    let wa = a.add_worker(rec(&ledger, "a")).await.unwrap();
+    fail_writes(&flaky, |op| {
+        Fault::on(op)
+            .key_containing(":owners")
+            .after()
+            .times(u32::MAX)
+    });
+    let ks = keys(20);
+    for k in &ks {
+        match a.dispatch_job(k, "x").await {
+            Ok(()) | Err(Error::Timeout { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    eventually("the takes were applied", || async {
+        stored(&cx, "owners").await.len() == ks.len()
+    })
+    .await;
+    let b = join(&backend, quick).await;
+    let wb = b.add_worker(rec(&ledger, "b")).await.unwrap();
+    flaky.clear_faults();
+    assert!(
+        ks.iter()
+            .any(|k| route(k, [wa.id(), wb.id()]) == Some(wb.id())),
+        "some of 20 keys route to the new worker"
+    );
+    eventually("every job runs exactly once", || async {
+        ledger.exactly_once(&ks)
+    })
+    .await;
+    ledger.assert_no_overlap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// D2: the owner-record delete after `stop_job` fails. The record must not outlive the job:
+/// it is cleaned up, and the key can be dispatched again wherever it routes.
+pub async fn pool_stop_survives_a_failed_record_delete(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let (a, b) = (
+        join(&backend, opts(&cx)).await,
+        join(&backend, opts(&cx)).await,
+    );
+    a.add_worker(rec(&ledger, "a")).await.unwrap();
+    b.add_worker(rec(&ledger, "b")).await.unwrap();
+    let ks = keys(20);
+    for k in &ks {
+        a.dispatch_job(k, "x").await.unwrap();
+    }
+    flaky.fail_next(
+        Fault::on(Op::MapDelete)
+            .key_containing(":owners")
+            .before()
+            .times(u32::MAX),
+    );
+    for k in &ks {
+        assert!(a.stop_job(k).await.unwrap());
+    }
+    eventually("every job stopped and a record delete failed", || async {
+        ledger.running_count() == 0 && flaky.injected() > 0
+    })
+    .await;
+    flaky.clear_faults();
+    eventually("no owner record outlives its job", || async {
+        stored(&cx, "owners").await.is_empty()
+    })
+    .await;
+    let c = join(&backend, opts(&cx)).await;
+    c.add_worker(rec(&ledger, "c")).await.unwrap();
+    for k in &ks {
+        c.dispatch_job(k, "again").await.unwrap();
+    }
+    assert!(ledger.exactly_once(&ks));
+    ledger.assert_no_overlap();
+    for n in [a, b, c] {
+        n.close().await.unwrap();
+    }
+}
+
+/// D3: `add_worker`'s record write is applied but its reply is lost. The caller gets an
+/// error, so the worker must not exist: no record is left for jobs to be routed to.
+pub async fn pool_failed_add_worker_leaves_no_ghost(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let a = join(&backend, opts(&cx)).await;
+    let wa = a.add_worker(rec(&ledger, "a")).await.unwrap();
+    let b = join(&backend, opts(&cx)).await;
+    fail_writes(&flaky, |op| {
+        Fault::on(op).key_containing(":workers").after()
+    });
+    let err = b.add_worker(rec(&ledger, "ghost")).await.unwrap_err();
+    assert!(err.is_connection(), "{err:?}");
+    flaky.clear_faults();
+    let listed: Vec<String> = stored(&cx, "workers").await.into_keys().collect();
+    assert_eq!(
+        listed,
+        [wa.id()],
+        "a failed add_worker leaves no worker record"
+    );
+    assert!(b.workers().is_empty());
+    let ks = keys(20);
+    for k in &ks {
+        b.dispatch_job(k, "x").await.unwrap(); // none routed to a ghost
+    }
+    assert!(ledger.exactly_once(&ks));
+    assert!(ledger.runs(&ks[0]).contains("a"));
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// D4: the "started" message to the dispatcher's inbox fails before it is sent. The
+/// dispatcher still learns that the job started, instead of timing out.
+pub async fn pool_dispatch_survives_a_lost_start_message(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let a = join(&backend, opts(&cx)).await;
+    a.add_worker(rec(&ledger, "a")).await.unwrap();
+    let client = join(
+        &backend,
+        opts(&cx)
+            .with_client_only(true)
+            .with_dispatch_timeout(Duration::from_secs(5)),
+    )
+    .await;
+    for (key, fault) in [
+        ("sent-never", Fault::on(Op::StreamAdd).before()),
+        ("reply-lost", Fault::on(Op::StreamAdd).after()),
+    ] {
+        flaky.fail_next(fault.key_containing(":inbox:"));
+        client.dispatch_job(key, "x").await.unwrap();
+        assert_eq!(flaky.pending_faults(), 0, "the start message was sent");
+        assert_eq!(ledger.runs(key).len(), 1);
+    }
+    a.close().await.unwrap();
+    client.close().await.unwrap();
+}
+
+/// A handler whose `start` waits at a gate, so a case can act while a start is running.
+struct Gated {
+    ledger: Arc<Ledger>,
+    entered: Arc<Notify>,
+    gate: Arc<Notify>,
+}
+
+#[async_trait]
+impl JobHandler for Gated {
+    async fn start(&self, job: &Job) -> Result<(), BoxError> {
+        self.entered.notify_one();
+        self.gate.notified().await;
+        rec(&self.ledger, "gated").start(job).await
+    }
+    async fn stop(&self, key: &str) -> Result<(), BoxError> {
+        rec(&self.ledger, "gated").stop(key).await
+    }
+}
+
+/// D5: a job whose start completes while its node is closing. `close` returns only once
+/// that job's owner record is released, even when the release is slow to reach the store.
+pub async fn pool_close_releases_what_started_during_close(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let (entered, gate) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let a = join(&backend, opts(&cx)).await;
+    a.add_worker(Gated {
+        ledger: ledger.clone(),
+        entered: entered.clone(),
+        gate: gate.clone(),
+    })
+    .await
+    .unwrap();
+    let client = join(&cx.backend, opts(&cx).with_client_only(true)).await;
+    let dispatch = tokio::spawn({
+        let client = client.clone();
+        async move { client.dispatch_job("k", "x").await }
+    });
+    tokio::time::timeout(crate::patience(), entered.notified())
+        .await
+        .expect("the start began");
+    fail_writes(&flaky, |op| {
+        Fault::on(op)
+            .key_containing(":owners")
+            .delayed(Duration::from_millis(300))
+    });
+    let closing = tokio::spawn({
+        let a = a.clone();
+        async move { a.close().await }
+    });
+    eventually("closing", || async { a.is_closed() }).await;
+    gate.notify_one();
+    closing.await.unwrap().unwrap();
+    let owners = stored(&cx, "owners").await;
+    assert_eq!(
+        owners.get("k").map(|v| v.as_ref()),
+        Some(&b"~released"[..]),
+        "close returned before the job it started was released"
+    );
+    let _ = dispatch.await.unwrap();
+    ledger.assert_no_overlap();
+    client.close().await.unwrap();
+}
+
+/// D6: a dispatch-only node keeps its inbox alive (and re-creates it when the store lost
+/// it), so its dispatches keep hearing back after the inbox's first expiry.
+pub async fn pool_client_only_node_keeps_its_inbox(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let a = join(&cx.backend, opts(&cx)).await;
+    a.add_worker(rec(&ledger, "a")).await.unwrap();
+    let client = join(
+        &cx.backend,
+        opts(&cx)
+            .with_client_only(true)
+            .with_dispatch_timeout(Duration::from_secs(3)),
+    )
+    .await;
+    let inbox = pulse::streaming::Stream::new(
+        cx.backend.clone(),
+        &format!("pool:inbox:{}", client.id()),
+        pulse::streaming::StreamOptions::default().with_keyspace(cx.keyspace()),
+    )
+    .unwrap();
+    let key = inbox.key().to_owned();
+    // About to expire: the node's keep-alive gives it its full expiry back.
+    cx.backend
+        .expire(
+            &key,
+            pulse::backend::Ttl::Sliding(Duration::from_millis(1500)),
+        )
+        .await
+        .unwrap();
+    eventually("the inbox's expiry is refreshed", || async {
+        matches!(
+            cx.backend.expiry(&key).await.unwrap(),
+            pulse::backend::KeyExpiry::In(d) if d > Duration::from_secs(10)
+        )
+    })
+    .await;
+    // Gone (expired, or lost with the store's data): the node re-creates it.
+    cx.backend.delete(std::slice::from_ref(&key)).await.unwrap();
+    eventually("the inbox is re-created", || async {
+        cx.backend.exists(&key).await.unwrap()
+    })
+    .await;
+    client.dispatch_job("k", "x").await.unwrap();
+    assert_eq!(ledger.runs("k").len(), 1);
+    a.close().await.unwrap();
+    client.close().await.unwrap();
+}
+
+/// D7: after a clean `remove_worker`, every moved job starts at once — not at the next
+/// periodic pass (`worker_ttl / 3`, 10 s here), even when the release of a job reaches a
+/// node while that node is already trying to take the job.
+pub async fn pool_remove_worker_moves_every_job_promptly(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let options = opts(&cx).with_worker_ttl(Duration::from_secs(30));
+    let nodes = [
+        join(&cx.backend, options.clone()).await,
+        join(&cx.backend, options.clone()).await,
+        join(&cx.backend, options.clone()).await,
+    ];
+    let mut workers = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        workers.push(n.add_worker(rec(&ledger, &format!("w{i}"))).await.unwrap());
+    }
+    let ks = keys(3000);
+    let dispatches: Vec<_> = ks
+        .chunks(100)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let n = nodes[i % 3].clone();
+            let chunk = chunk.to_vec();
+            tokio::spawn(async move {
+                for k in chunk {
+                    n.dispatch_job(&k, "x").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for d in dispatches {
+        d.await.unwrap();
+    }
+    assert!(ledger.exactly_once(&ks));
+    let leaving: HashSet<String> = workers[0].jobs().into_iter().collect();
+    assert!(!leaving.is_empty());
+    nodes[0].remove_worker(&workers[0]).await.unwrap();
+    eventually_within(
+        Duration::from_secs(5),
+        "every moved job runs again before the periodic pass",
+        || async { ledger.exactly_once(&ks) },
+    )
+    .await;
+    ledger.assert_no_overlap();
+    for n in &nodes {
+        n.close().await.unwrap();
+    }
+}
+
+/// A dispatch retried after an ambiguous error tells its own earlier admission (the write
+/// was applied, its reply lost) from someone else's job, by its dispatch ID.
+pub async fn pool_dispatch_retry_recognises_its_own_admission(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let a = join(&backend, opts(&cx)).await;
+    a.add_worker(rec(&ledger, "a")).await.unwrap();
+    let mine = DispatchOptions::default().with_id("order-17/try");
+    fail_writes(&flaky, |op| Fault::on(op).key_containing(":jobs").after());
+    let first = a.dispatch_job_with("order-17", "x", mine.clone()).await;
+    assert!(first.unwrap_err().is_connection());
+    flaky.clear_faults();
+    let retry = a
+        .dispatch_job_with("order-17", "x", mine.clone())
+        .await
+        .unwrap_err();
+    assert!(retry.is_admitted_by("order-17/try"), "{retry:?}");
+    eventually("the admitted job started", || async {
+        ledger.runs("order-17").len() == 1
+    })
+    .await;
+    let other = a
+        .dispatch_job_with("order-17", "y", DispatchOptions::default().with_id("other"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&other, Error::JobExists { dispatch_id: Some(id), .. } if id == "order-17/try"),
+        "{other:?}"
+    );
+    assert!(!other.is_admitted_by("other"));
+    // Without an ID of its own, a dispatch still records a unique one.
+    a.dispatch_job("plain", "x").await.unwrap();
+    let again = a.dispatch_job("plain", "x").await.unwrap_err();
+    assert!(matches!(&again, Error::JobExists { dispatch_id: Some(id), .. } if !id.is_empty()));
+    for bad in [String::new(), "x".repeat(1025)] {
+        assert!(matches!(
+            a.dispatch_job_with("k", "x", DispatchOptions::default().with_id(bad))
+                .await,
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    assert_eq!(ledger.runs("order-17").len(), 1);
+    a.close().await.unwrap();
+}

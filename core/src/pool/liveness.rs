@@ -1,0 +1,207 @@
+//! Worker liveness: renewing each worker's lease, fencing a worker that could not renew in
+//! time, and judging other workers dead.
+//!
+//! Every call here is periodic, so a failed one is retried by the next period rather than
+//! in a loop of its own: a failed renewal is retried `worker_ttl / 3` later and, if renewals
+//! keep failing, the watchdog fences the worker (stops its jobs) before its lease can lapse;
+//! a failed inbox refresh, re-registration or dead-worker removal is repeated next period.
+//! Client-only nodes run the keep-alive too: their inbox must outlive its first expiry.
+
+use std::{collections::HashSet, sync::atomic::Ordering, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use tokio::{sync::watch, time::Instant};
+use tracing::{debug, info, warn};
+
+use super::{
+    inbox::inbox_ttl,
+    node::NodeInner,
+    records::{now_ms, WorkerRecord},
+    worker::{self, LocalWorker, Release, Slot},
+};
+use crate::{backend::Ttl, codec};
+
+/// Renews every local worker's liveness every `worker_ttl / 3` (each call bounded), and
+/// keeps the node's inbox and the workers' records in place.
+pub(crate) async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) {
+    let ttl = inner.options.worker_ttl;
+    let period = ttl / 3;
+    let bound = period / 2;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        for w in inner.locals() {
+            if w.is_stopped() {
+                continue;
+            }
+            // After a pause this loop may run before the watchdog: never renew a possibly
+            // lapsed identity — fence first, then come back under a new generation.
+            if w.renewal_overdue(ttl * 2 / 3) && !w.fenced.swap(true, Ordering::SeqCst) {
+                fence(&inner, &w).await;
+            }
+            if w.is_fenced() {
+                // The old identity may have lapsed and its jobs been taken: come back under
+                // a new generation, so records of the old one are dead for everyone.
+                let old = w.tag();
+                w.generation.fetch_add(1, Ordering::SeqCst);
+                if let Ok(key) = inner.alive_key(&old) {
+                    let _ =
+                        tokio::time::timeout(bound, inner.backend.lease_release(&key, &old)).await;
+                }
+            }
+            let tag = w.tag();
+            let Ok(key) = inner.alive_key(&tag) else {
+                continue;
+            };
+            let sent = Instant::now();
+            match tokio::time::timeout(bound, inner.backend.lease_acquire(&key, &tag, ttl)).await {
+                Ok(Ok(true)) => {
+                    *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+                    if w.is_fenced() {
+                        let record = WorkerRecord {
+                            node: inner.id.clone(),
+                            created_ms: now_ms(),
+                            generation: w.generation.load(Ordering::SeqCst),
+                        };
+                        if let Ok(v) = codec::encode(&record) {
+                            if tokio::time::timeout(bound, inner.workers.set(&w.id, v))
+                                .await
+                                .is_ok_and(|r| r.is_ok())
+                            {
+                                w.fenced.store(false, Ordering::SeqCst);
+                                info!(worker = %w.id, generation = record.generation, "liveness restored under a new generation");
+                                inner.mark(None);
+                            }
+                        }
+                    }
+                }
+                Ok(Ok(false)) => warn!(worker = %w.id, "liveness lease held by someone else"),
+                Ok(Err(e)) => warn!(worker = %w.id, error = %e, "liveness renewal failed"),
+                Err(_) => warn!(worker = %w.id, "liveness renewal timed out"),
+            }
+        }
+        // Keep (or re-create) this node's inbox, and re-register workers whose record was
+        // removed while they were cut off.
+        let refresh = inner
+            .backend
+            .expire(inner.inbox.key(), Ttl::Sliding(inbox_ttl(&inner.options)));
+        let _ = tokio::time::timeout(bound, refresh).await;
+        if let Ok(Ok(false)) =
+            tokio::time::timeout(bound, inner.backend.exists(inner.inbox.key())).await
+        {
+            let _ = tokio::time::timeout(bound, inner.inbox.add("init", Bytes::new())).await;
+        }
+        for w in inner.locals() {
+            if w.is_stopped() || w.is_fenced() || inner.workers.contains_key(&w.id) {
+                continue;
+            }
+            let record = WorkerRecord {
+                node: inner.id.clone(),
+                created_ms: now_ms(),
+                generation: w.generation.load(Ordering::SeqCst),
+            };
+            if let Ok(v) = codec::encode(&record) {
+                let _ = tokio::time::timeout(bound, inner.workers.set_if_absent(&w.id, v)).await;
+            }
+        }
+    }
+}
+
+/// Fences workers that could not renew in time: once the last successful renewal was sent
+/// `2/3 worker_ttl` ago — before the lease can expire on the backend, whatever the reply
+/// delays — the worker stops all its jobs and starts nothing until a renewal succeeds.
+/// Runs on its own short timer so no slow backend call can delay it.
+pub(crate) async fn fence_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) {
+    let fence_after = inner.options.worker_ttl * 2 / 3;
+    let tick = (inner.options.worker_ttl / 20).max(Duration::from_millis(1));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        for w in inner.locals() {
+            if !w.is_stopped()
+                && w.renewal_overdue(fence_after)
+                && !w.fenced.swap(true, Ordering::SeqCst)
+            {
+                fence(&inner, &w).await;
+            }
+        }
+    }
+}
+
+/// Stops every job of `w` without touching owner records: they may belong to others now.
+async fn fence(inner: &Arc<NodeInner>, w: &Arc<LocalWorker>) {
+    let keys: Vec<String> = {
+        let mut slots = w.slots();
+        let keys: Vec<String> = slots
+            .iter()
+            .filter(|(_, s)| **s == Slot::Running)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &keys {
+            slots.insert(k.clone(), Slot::Stopping);
+        }
+        keys
+    };
+    if !keys.is_empty() {
+        warn!(worker = %w.id, jobs = keys.len(), "liveness may have lapsed: stopping this worker's jobs");
+    }
+    for k in keys {
+        worker::stop(inner.clone(), w.clone(), k, Release::Nothing).await;
+    }
+}
+
+/// Re-reads which listed workers have lost their liveness; removes the records of workers
+/// found dead twice in a row.
+pub(crate) async fn refresh_alive(inner: &Arc<NodeInner>, dead_seen: &mut HashSet<String>) {
+    let locals: HashSet<String> = inner
+        .locals()
+        .iter()
+        .filter(|w| !w.is_stopped())
+        .map(|w| w.id.clone())
+        .collect();
+    let mut dead = HashSet::new();
+    for id in inner.workers.keys() {
+        if locals.contains(&id) {
+            continue;
+        }
+        let generation = inner
+            .workers
+            .get(&id)
+            .and_then(|v| codec::decode::<WorkerRecord>("worker record", &v).ok())
+            .map_or(1, |r| r.generation);
+        let Ok(key) = inner.alive_key(&format!("{id}#{generation}")) else {
+            continue;
+        };
+        match inner.backend.exists(&key).await {
+            Ok(true) => {}
+            Ok(false) => {
+                dead.insert(id);
+            }
+            Err(e) => {
+                debug!(error = %e, "liveness check failed; keeping the previous view");
+                return;
+            }
+        }
+    }
+    for id in dead.intersection(dead_seen) {
+        if let Some(v) = inner.workers.get(id) {
+            // A failed removal is tried again at the next refresh (the worker stays dead).
+            match inner.workers.test_and_delete(id, v).await {
+                Ok(out) if out.deleted => {
+                    info!(pool = %inner.pool, worker = %id, "removed a dead worker")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(pool = %inner.pool, worker = %id, error = %e, "could not remove a dead worker; retrying at the next refresh")
+                }
+            }
+        }
+    }
+    *dead_seen = dead.clone();
+    *inner.dead.lock().unwrap_or_else(|p| p.into_inner()) = dead;
+    inner.mark(None);
+}
