@@ -298,6 +298,7 @@ macro_rules! conformance_suite {
             pool_client_only_node_keeps_its_inbox,
             pool_remove_worker_moves_every_job_promptly,
             pool_dispatch_retry_recognises_its_own_admission,
+            pool_a_failed_renewal_does_not_stop_jobs,
             // isolation
             prefixes_isolate_applications,
             // bad input and foreign data

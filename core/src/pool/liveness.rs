@@ -1,10 +1,12 @@
 //! Worker liveness: renewing each worker's lease, fencing a worker that could not renew in
 //! time, and judging other workers dead.
 //!
-//! Every call here is periodic, so a failed one is retried by the next period rather than
-//! in a loop of its own: a failed renewal is retried `worker_ttl / 3` later and, if renewals
-//! keep failing, the watchdog fences the worker (stops its jobs) before its lease can lapse;
-//! a failed inbox refresh, re-registration or dead-worker removal is repeated next period.
+//! A failed renewal is retried at once (with back-off) while a success would still come
+//! well before the worker is due to fence, so one lost reply does not stop a worker's jobs;
+//! if renewals keep failing, the watchdog fences the worker (stops its jobs) before its
+//! lease can lapse. Everything else here is periodic and a failed call is simply repeated
+//! next period: the inbox refresh, re-registration, the return under a new generation and
+//! the removal of dead workers.
 //! Client-only nodes run the keep-alive too: their inbox must outlive its first expiry.
 
 use std::{collections::HashSet, sync::atomic::Ordering, sync::Arc, time::Duration};
@@ -17,71 +19,30 @@ use super::{
     inbox::inbox_ttl,
     node::NodeInner,
     records::{now_ms, WorkerRecord},
+    retry::Backoff,
     worker::{self, LocalWorker, Release, Slot},
 };
 use crate::{backend::Ttl, codec};
 
-/// Renews every local worker's liveness every `worker_ttl / 3` (each call bounded), and
-/// keeps the node's inbox and the workers' records in place.
+/// Renews every local worker's liveness every `worker_ttl / 3` (each call bounded, the
+/// workers concurrently), and keeps the node's inbox and the workers' records in place.
 pub(crate) async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<bool>) {
-    let ttl = inner.options.worker_ttl;
-    let period = ttl / 3;
+    let period = inner.options.worker_ttl / 3;
     let bound = period / 2;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(period) => {}
         }
+        let mut renewals = tokio::task::JoinSet::new();
         for w in inner.locals() {
-            if w.is_stopped() {
-                continue;
-            }
-            // After a pause this loop may run before the watchdog: never renew a possibly
-            // lapsed identity — fence first, then come back under a new generation.
-            if w.renewal_overdue(ttl * 2 / 3) && !w.fenced.swap(true, Ordering::SeqCst) {
-                fence(&inner, &w).await;
-            }
-            if w.is_fenced() {
-                // The old identity may have lapsed and its jobs been taken: come back under
-                // a new generation, so records of the old one are dead for everyone.
-                let old = w.tag();
-                w.generation.fetch_add(1, Ordering::SeqCst);
-                if let Ok(key) = inner.alive_key(&old) {
-                    let _ =
-                        tokio::time::timeout(bound, inner.backend.lease_release(&key, &old)).await;
-                }
-            }
-            let tag = w.tag();
-            let Ok(key) = inner.alive_key(&tag) else {
-                continue;
-            };
-            let sent = Instant::now();
-            match tokio::time::timeout(bound, inner.backend.lease_acquire(&key, &tag, ttl)).await {
-                Ok(Ok(true)) => {
-                    *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = sent;
-                    if w.is_fenced() {
-                        let record = WorkerRecord {
-                            node: inner.id.clone(),
-                            created_ms: now_ms(),
-                            generation: w.generation.load(Ordering::SeqCst),
-                        };
-                        if let Ok(v) = codec::encode(&record) {
-                            if tokio::time::timeout(bound, inner.workers.set(&w.id, v))
-                                .await
-                                .is_ok_and(|r| r.is_ok())
-                            {
-                                w.fenced.store(false, Ordering::SeqCst);
-                                info!(worker = %w.id, generation = record.generation, "liveness restored under a new generation");
-                                inner.mark(None);
-                            }
-                        }
-                    }
-                }
-                Ok(Ok(false)) => warn!(worker = %w.id, "liveness lease held by someone else"),
-                Ok(Err(e)) => warn!(worker = %w.id, error = %e, "liveness renewal failed"),
-                Err(_) => warn!(worker = %w.id, "liveness renewal timed out"),
+            if !w.is_stopped() {
+                renewals.spawn(keep_worker(inner.clone(), w, bound));
             }
         }
+        // Not interrupted by the stop signal: a renewal stops retrying once the node closes,
+        // and a fence in progress must finish (its jobs' slots would stay taken).
+        while renewals.join_next().await.is_some() {}
         // Keep (or re-create) this node's inbox, and re-register workers whose record was
         // removed while they were cut off.
         let refresh = inner
@@ -106,6 +67,84 @@ pub(crate) async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Recei
                 let _ = tokio::time::timeout(bound, inner.workers.set_if_absent(&w.id, v)).await;
             }
         }
+    }
+}
+
+/// One worker's keep-alive: fence it first if its liveness may have lapsed, come back
+/// under a new generation once fenced, and renew.
+async fn keep_worker(inner: Arc<NodeInner>, w: Arc<LocalWorker>, bound: Duration) {
+    let ttl = inner.options.worker_ttl;
+    // After a pause this may run before the watchdog: never renew a possibly lapsed
+    // identity — fence first, then come back under a new generation.
+    if w.renewal_overdue(ttl * 2 / 3) && !w.fenced.swap(true, Ordering::SeqCst) {
+        fence(&inner, &w).await;
+    }
+    if w.is_fenced() {
+        // The old identity may have lapsed and its jobs been taken: come back under a new
+        // generation, so records of the old one are dead for everyone. (A failed release
+        // of the old lease only makes others wait for it to expire.)
+        let old = w.tag();
+        w.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(key) = inner.alive_key(&old) {
+            let _ = tokio::time::timeout(bound, inner.backend.lease_release(&key, &old)).await;
+        }
+    }
+    if !renew(&inner, &w, bound).await || !w.is_fenced() {
+        return;
+    }
+    let record = WorkerRecord {
+        node: inner.id.clone(),
+        created_ms: now_ms(),
+        generation: w.generation.load(Ordering::SeqCst),
+    };
+    if let Ok(v) = codec::encode(&record) {
+        // Until this write succeeds the worker stays fenced; the next period tries again.
+        if tokio::time::timeout(bound, inner.workers.set(&w.id, v))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            w.fenced.store(false, Ordering::SeqCst);
+            info!(worker = %w.id, generation = record.generation, "liveness restored under a new generation");
+            inner.mark(None);
+        }
+    }
+}
+
+/// Renews `w`'s liveness lease; true when it succeeded. A failed attempt is retried with
+/// back-off for as long as a success would still be sent well before the worker is due
+/// to fence (`2/3 worker_ttl` after its last successful renewal was sent): a single lost
+/// reply must not stop every job of the worker. Each attempt is bounded by `bound`, so a
+/// success always reached the store before the lease could have lapsed.
+async fn renew(inner: &NodeInner, w: &LocalWorker, bound: Duration) -> bool {
+    let ttl = inner.options.worker_ttl;
+    let tag = w.tag();
+    let Ok(key) = inner.alive_key(&tag) else {
+        return false;
+    };
+    let mut backoff = Backoff::new(bound);
+    loop {
+        let sent = Instant::now();
+        let why =
+            match tokio::time::timeout(bound, inner.backend.lease_acquire(&key, &tag, ttl)).await {
+                Ok(Ok(true)) => {
+                    *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+                    return true;
+                }
+                Ok(Ok(false)) => {
+                    warn!(worker = %w.id, "liveness lease held by someone else");
+                    return false;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_owned(),
+            };
+        let fence_at = w.renewal_sent() + ttl * 2 / 3;
+        let closing = inner.closed.load(Ordering::SeqCst);
+        if closing || w.is_fenced() || Instant::now() + backoff.next_pause() + bound >= fence_at {
+            warn!(worker = %w.id, reason = %why, "liveness renewal failed");
+            return false;
+        }
+        debug!(worker = %w.id, reason = %why, "liveness renewal failed; retrying");
+        backoff.wait().await;
     }
 }
 

@@ -453,3 +453,32 @@ pub async fn pool_dispatch_retry_recognises_its_own_admission(cx: Ctx) {
     assert_eq!(ledger.runs("order-17").len(), 1);
     a.close().await.unwrap();
 }
+
+/// One failed liveness renewal (sent never, or its reply lost) does not fence the worker:
+/// it is retried at once, well before the worker would be due to stop its jobs.
+pub async fn pool_a_failed_renewal_does_not_stop_jobs(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let ttl = Duration::from_millis(600);
+    let a = join(&backend, opts(&cx).with_worker_ttl(ttl)).await;
+    a.add_worker(rec(&ledger, "a")).await.unwrap();
+    let ks = keys(5);
+    for k in &ks {
+        a.dispatch_job(k, "x").await.unwrap();
+    }
+    for fault in [
+        Fault::on(Op::LeaseAcquire).before(),
+        Fault::on(Op::LeaseAcquire).after(),
+    ] {
+        flaky.fail_next(fault.key_containing(":alive:"));
+        eventually("a renewal failed", || async { flaky.pending_faults() == 0 }).await;
+        // Two TTLs: the worker would have fenced (stopped every job) within one.
+        tokio::time::sleep(ttl * 2).await;
+        assert!(
+            ledger.stops.lock().unwrap().is_empty(),
+            "a single failed renewal stopped the worker's jobs"
+        );
+    }
+    assert!(ledger.exactly_once(&ks));
+    a.close().await.unwrap();
+}
