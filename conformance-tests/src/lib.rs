@@ -244,6 +244,7 @@ macro_rules! conformance_suite {
             rmap_concurrent_test_and_set,
             rmap_concurrent_sets_each_apply_once,
             rmap_drop_releases_the_subscription,
+            rmap_under_call_faults,
             // event streaming
             streaming_add_remove_destroy,
             streaming_ttl_and_trim,
@@ -267,6 +268,7 @@ macro_rules! conformance_suite {
             sink_close,
             sink_no_ack,
             sink_slow_subscriber_stays_alive,
+            streaming_under_call_faults,
             // keyed worker pool
             pool_lists_workers,
             pool_dispatch_starts_the_job,
@@ -299,6 +301,8 @@ macro_rules! conformance_suite {
             pool_remove_worker_moves_every_job_promptly,
             pool_dispatch_retry_recognises_its_own_admission,
             pool_a_failed_renewal_does_not_stop_jobs,
+            pool_under_call_faults,
+            pool_ticker_survives_failed_lease_calls,
             // isolation
             prefixes_isolate_applications,
             // bad input and foreign data

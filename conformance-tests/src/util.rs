@@ -14,7 +14,7 @@ use pulse::{
     Backend,
 };
 
-use crate::{Faults, Fixture};
+use crate::{flaky::FlakyBackend, Faults, Fixture};
 
 /// What a case receives: the backend, its faults, and a private namespace.
 #[derive(Clone)]
@@ -61,6 +61,18 @@ impl Ctx {
     /// A keyspace private to this case (for the building blocks: maps, streams, pools).
     pub fn keyspace(&self) -> pulse::keys::Keyspace {
         pulse::keys::Keyspace::new(self.ns.clone()).expect("namespace is a valid prefix")
+    }
+
+    /// A fault-injecting wrapper around this case's backend (injecting nothing until told
+    /// to), seeded from the clock; the seed is printed so a failing run can be replayed.
+    /// Clones share their settings: keep one to steer the faults and hand another, as
+    /// `Arc<dyn Backend>`, to the code under test.
+    pub fn flaky(&self) -> FlakyBackend {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        eprintln!("{}: fault seed {seed}", self.ns);
+        FlakyBackend::new(self.backend.clone(), seed)
     }
 
     /// A map target private to this case.

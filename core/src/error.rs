@@ -201,6 +201,63 @@ impl Error {
         }
     }
 
+    /// The same error for another waiter of one shared call (a batch of writes, a batch
+    /// of acks): every variant and field is kept, so a `Connection` stays a `Connection`;
+    /// only the `source` chain is flattened into the message.
+    pub(crate) fn for_each_waiter(&self) -> Error {
+        match self {
+            Error::InvalidName { what, name, reason } => Error::InvalidName {
+                what,
+                name: name.clone(),
+                reason,
+            },
+            Error::InvalidKey { key, reason } => Error::InvalidKey {
+                key: key.clone(),
+                reason,
+            },
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::Closed { what } => Error::Closed { what: what.clone() },
+            Error::Connection { message, source } => Error::Connection {
+                message: with_source(message, source),
+                source: None,
+            },
+            Error::WrongType { key } => Error::WrongType { key: key.clone() },
+            Error::NoGroup { stream, group } => Error::NoGroup {
+                stream: stream.clone(),
+                group: group.clone(),
+            },
+            Error::InvalidValue { key, reason } => Error::InvalidValue {
+                key: key.clone(),
+                reason: reason.clone(),
+            },
+            Error::Malformed { what, reason } => Error::malformed(what, reason.clone()),
+            Error::PayloadTooLarge { size, limit } => Error::PayloadTooLarge {
+                size: *size,
+                limit: *limit,
+            },
+            Error::JobExists { key, dispatch_id } => Error::JobExists {
+                key: key.clone(),
+                dispatch_id: dispatch_id.clone(),
+            },
+            Error::JobFailed { key, message } => Error::JobFailed {
+                key: key.clone(),
+                message: message.clone(),
+            },
+            Error::Timeout { what } => Error::Timeout { what: what.clone() },
+            Error::ShuttingDown { pool } => Error::ShuttingDown { pool: pool.clone() },
+            Error::Backend {
+                op,
+                message,
+                source,
+            } => Error::Backend {
+                op,
+                message: with_source(message, source),
+                source: None,
+            },
+        }
+    }
+
     /// True when the failure is about reaching the backend (worth retrying later).
     pub fn is_connection(&self) -> bool {
         matches!(self, Error::Connection { .. })
@@ -210,6 +267,13 @@ impl Error {
     /// with ID `dispatch_id`: a retried dispatch whose earlier attempt was applied.
     pub fn is_admitted_by(&self, dispatch_id: &str) -> bool {
         matches!(self, Error::JobExists { dispatch_id: Some(id), .. } if id == dispatch_id)
+    }
+}
+
+fn with_source(message: &str, source: &Option<BoxError>) -> String {
+    match source {
+        Some(cause) => format!("{message}: {cause}"),
+        None => message.to_owned(),
     }
 }
 
@@ -243,6 +307,23 @@ mod tests {
     fn connection_errors_are_classified() {
         assert!(Error::connection("down").is_connection());
         assert!(!Error::backend("op", "boom").is_connection());
+    }
+
+    #[test]
+    fn a_shared_failure_keeps_its_variant_for_each_waiter() {
+        let e = Error::Connection {
+            message: "reset".into(),
+            source: Some("by peer".into()),
+        };
+        let copy = e.for_each_waiter();
+        assert!(copy.is_connection());
+        assert!(copy.to_string().contains("reset: by peer"));
+        let copy = Error::NoGroup {
+            stream: "s".into(),
+            group: "g".into(),
+        }
+        .for_each_waiter();
+        assert!(matches!(copy, Error::NoGroup { .. }));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! [`Ctx`]: crate::Ctx
 
 mod bad_input;
+mod call_faults;
 mod groups;
 mod isolation;
 mod keys;
@@ -17,6 +18,7 @@ mod streaming;
 mod streams;
 
 pub use bad_input::*;
+pub use call_faults::*;
 pub use groups::*;
 pub use isolation::*;
 pub use keys::*;

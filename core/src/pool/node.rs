@@ -557,7 +557,7 @@ impl Node {
                 forget();
                 return Err(Error::JobExists {
                     key: key.to_owned(),
-                    dispatch_id: self.stored_dispatch_id(key).await,
+                    dispatch_id: self.stored_dispatch_id(key).await?,
                 });
             }
             Err(e) => {
@@ -597,20 +597,20 @@ impl Node {
     }
 
     /// The dispatch ID of the stored record of `key`, read from the backend itself (the
-    /// replica may not have the record that just refused an admission yet).
-    async fn stored_dispatch_id(&self, key: &str) -> Option<String> {
+    /// replica may not have the record that just refused an admission yet); `None` when the
+    /// record has none or is gone by now. The read is retried within the stop timeout, and
+    /// its error returned after that: a `JobExists` that cannot say whose job it is would
+    /// make a retrying caller give up on its own admission.
+    async fn stored_dispatch_id(&self, key: &str) -> Result<Option<String>> {
         let inner = &self.inner;
-        let hash = inner
-            .options
-            .keyspace
-            .pool_map(&inner.pool, "jobs")
-            .ok()?
-            .hash;
-        let stored = inner.backend.hash_get(&hash, key).await.ok()??;
-        JobRecord::decode(&stored)
-            .ok()?
-            .dispatch_id()
-            .map(str::to_owned)
+        let hash = inner.options.keyspace.pool_map(&inner.pool, "jobs")?.hash;
+        let deadline = Instant::now() + inner.options.stop_timeout;
+        let cap = inner.options.worker_ttl / 3;
+        let stored =
+            until_agreed(Some(deadline), cap, || inner.backend.hash_get(&hash, key)).await?;
+        Ok(stored
+            .and_then(|v| JobRecord::decode(&v).ok())
+            .and_then(|r| r.dispatch_id().map(str::to_owned)))
     }
 
     /// Stops a job: deletes its record; its worker stops it. Returns whether it existed.

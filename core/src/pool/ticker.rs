@@ -20,6 +20,8 @@ use std::{
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::warn;
 
+use super::retry::until_agreed;
+
 use crate::{
     backend::MapTarget,
     keys::{validate_name, Keyspace},
@@ -153,10 +155,16 @@ async fn run(
             continue; // stopped or re-timed meanwhile
         }
         let lease = format!("{lease_prefix}:{slot}");
-        match backend
-            .lease_acquire(&lease, &node, (period * 2).max(Duration::from_secs(1)))
-            .await
-        {
+        // The same holder may acquire a lease again, so a failed attempt (its reply lost,
+        // maybe after it won) is repeated within the slot: a tick won but not heard of
+        // would be lost for every node.
+        let ttl = (period * 2).max(Duration::from_secs(1));
+        let deadline = tokio::time::Instant::now() + period / 2;
+        let won = until_agreed(Some(deadline), period / 8, || {
+            backend.lease_acquire(&lease, &node, ttl)
+        })
+        .await;
+        match won {
             Ok(true) => {
                 let tick = Tick {
                     slot,
@@ -171,7 +179,9 @@ async fn run(
                 }
             }
             Ok(false) => {}
-            Err(e) => warn!(ticker = %name, error = %e, "tick lease failed; skipping this tick"),
+            Err(e) => {
+                warn!(ticker = %name, error = %e, "tick lease failed within the slot; this node skips the tick")
+            }
         }
     }
 }

@@ -184,12 +184,12 @@ async fn flush<W: Writer>(mut slot: FlushSlot<W>, first: Vec<Queued>) {
                     format!("{} outcomes for {n} writes", outcomes.len()),
                 );
                 for done in dones {
-                    let _ = done.send(Err(copy_of(&e)));
+                    let _ = done.send(Err(e.for_each_waiter()));
                 }
             }
             Err(e) => {
                 for done in dones {
-                    let _ = done.send(Err(copy_of(&e)));
+                    let _ = done.send(Err(e.for_each_waiter()));
                 }
             }
         }
@@ -215,23 +215,6 @@ impl<W: Writer> Drop for FlushSlot<W> {
         if self.held {
             self.batcher.abandon();
         }
-    }
-}
-
-/// The same failure for each write of a failed batch ([`Error`] is not `Clone`: its
-/// sources are dropped, the variant and message kept).
-fn copy_of(e: &Error) -> Error {
-    match e {
-        Error::Connection { message, .. } => Error::connection(message.clone()),
-        Error::WrongType { key } => Error::WrongType { key: key.clone() },
-        Error::Malformed { what, reason } => Error::malformed(what, reason.clone()),
-        Error::Closed { what } => Error::Closed { what: what.clone() },
-        Error::InvalidKey { key, reason } => Error::InvalidKey {
-            key: key.clone(),
-            reason,
-        },
-        Error::Backend { op, message, .. } => Error::backend(op, message.clone()),
-        other => Error::backend("map_set_many", other.to_string()),
     }
 }
 

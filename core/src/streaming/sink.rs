@@ -527,17 +527,17 @@ async fn flush_acks(
         for r in &batch {
             by_key.entry(r.key.clone()).or_default().extend(&r.ids);
         }
-        let mut failed: HashMap<String, String> = HashMap::new();
+        let mut failed: HashMap<String, Error> = HashMap::new();
         for (key, ids) in by_key {
             if let Err(e) = backend.group_ack(&key, &group, &ids).await {
                 warn!(sink = %group, error = %e, "ack failed; the events will be redelivered");
-                failed.insert(key, e.to_string());
+                failed.insert(key, e);
             }
         }
         for r in batch {
             if let Some(done) = r.done {
                 let res = match failed.get(&r.key) {
-                    Some(msg) => Err(Error::backend("ack", msg.clone())),
+                    Some(e) => Err(e.for_each_waiter()),
                     None => Ok(()),
                 };
                 let _ = done.send(res);

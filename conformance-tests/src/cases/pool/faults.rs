@@ -32,10 +32,7 @@ use crate::{
 /// A fault-injecting wrapper around the case's backend: the handle to steer it, and the
 /// same wrapper as the backend the pool uses.
 fn flaky(cx: &Ctx) -> (FlakyBackend, Arc<dyn Backend>) {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    let flaky = FlakyBackend::new(cx.backend.clone(), seed);
+    let flaky = cx.flaky();
     (flaky.clone(), Arc::new(flaky))
 }
 
@@ -480,5 +477,143 @@ pub async fn pool_a_failed_renewal_does_not_stop_jobs(cx: Ctx) {
         );
     }
     assert!(ledger.exactly_once(&ks));
+    a.close().await.unwrap();
+}
+
+/// Dispatches `key` from `node` until it is admitted, retrying ambiguous failures with
+/// one dispatch ID (the pattern `dispatch_job_with` documents).
+async fn dispatch_reliably(node: &Node, key: &str) {
+    let id = format!("{key}@{}", node.id());
+    let options = DispatchOptions::default().with_id(id.clone());
+    loop {
+        match node.dispatch_job_with(key, "x", options.clone()).await {
+            Ok(()) => return,
+            Err(e) if e.is_admitted_by(&id) => return,
+            // Ambiguous (applied or not), admitted but not started yet, or a start that
+            // failed (then the job was deleted): try again with the same ID.
+            Err(e)
+                if e.is_connection()
+                    || matches!(e, Error::Timeout { .. } | Error::JobFailed { .. }) => {}
+            Err(e) => panic!("dispatch of {key}: {e:?}"),
+        }
+    }
+}
+
+/// Adds a worker, retrying a failed attempt (which leaves nothing behind).
+async fn add_reliably(node: &Node, ledger: &Arc<Ledger>, label: &str) -> pulse::pool::Worker {
+    loop {
+        match node.add_worker(rec(ledger, label)).await {
+            Ok(w) => return w,
+            Err(e) if e.is_connection() => {}
+            Err(e) => panic!("add_worker: {e:?}"),
+        }
+    }
+}
+
+/// A workload under random failed calls — 2% of every call, half before reaching the
+/// store and half after it was applied — with workers joining and leaving: once calls
+/// succeed again, every job runs on exactly one worker, none ran twice at once, and the
+/// store's owner records agree.
+pub async fn pool_under_call_faults(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let options = opts(&cx).with_dispatch_timeout(Duration::from_secs(2));
+    let nodes = [
+        join(&backend, options.clone()).await,
+        join(&backend, options.clone()).await,
+        join(&backend, options.clone()).await,
+    ];
+    let mut workers = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        workers.push((
+            i,
+            n.add_worker(rec(&ledger, &format!("n{i}-w0")))
+                .await
+                .unwrap(),
+        ));
+    }
+    flaky.set_failure_rate(0.02);
+    let ks = keys(300);
+    let dispatches: Vec<_> = (0..3)
+        .map(|i| {
+            let n = nodes[i].clone();
+            let mine: Vec<String> = ks.iter().skip(i).step_by(3).cloned().collect();
+            tokio::spawn(async move {
+                for k in mine {
+                    dispatch_reliably(&n, &k).await;
+                }
+            })
+        })
+        .collect();
+    for round in 1..=12 {
+        let i = round % 3;
+        let label = format!("n{i}-w{round}");
+        workers.push((i, add_reliably(&nodes[i], &ledger, &label).await));
+        if round % 2 == 0 {
+            let (j, w) = workers.remove(0);
+            // An error here says a release or the withdrawal did not finish in time; the
+            // worker is stopped either way and the pool recovers its jobs.
+            let _ = nodes[j].remove_worker(&w).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // moves overlap the next round
+    }
+    for d in dispatches {
+        d.await.unwrap();
+    }
+    flaky.set_failure_rate(0.0);
+    assert!(flaky.injected() > 0, "faults were injected");
+    eventually("every job runs exactly once", || async {
+        ledger.exactly_once(&ks)
+    })
+    .await;
+    ledger.assert_no_overlap();
+    eventually(
+        "the store's owner records name a worker for every job",
+        || async {
+            let owners = stored(&cx, "owners").await;
+            owners.len() == ks.len() && owners.values().all(|v| v.as_ref() != b"~released")
+        },
+    )
+    .await;
+    for n in &nodes {
+        n.close().await.unwrap();
+    }
+}
+
+/// A tick whose lease was won but whose reply was lost (or whose request failed) is not
+/// lost: the node repeats the acquisition within the slot and gets the tick.
+pub async fn pool_ticker_survives_failed_lease_calls(cx: Ctx) {
+    let (flaky, backend) = flaky(&cx);
+    let a = join(&backend, opts(&cx).with_client_only(true)).await;
+    flaky.fail_next(Fault::on(Op::LeaseAcquire).key_containing(":tick:").after());
+    flaky.fail_next(
+        Fault::on(Op::LeaseAcquire)
+            .key_containing(":tick:")
+            .before()
+            .times(2),
+    );
+    let period = Duration::from_millis(200);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let first_slot = now_ms / period.as_millis() as u64 + 1;
+    let mut ticker = a.new_ticker("t", period).await.unwrap();
+    let mut slots = Vec::new();
+    while slots.len() < 4 {
+        let tick = tokio::time::timeout(crate::patience(), ticker.recv())
+            .await
+            .expect("a tick in time")
+            .expect("the ticker runs");
+        slots.push(tick.slot);
+    }
+    assert_eq!(flaky.pending_faults(), 0, "the faults struck");
+    // The first slot (or the next, had joining crossed a slot boundary) ticks although
+    // its lease calls failed, and so does every slot after it.
+    assert!(
+        slots[0] <= first_slot + 1 && slots.windows(2).all(|w| w[1] == w[0] + 1),
+        "a slot was lost to a failed lease call: {slots:?}, first {first_slot}"
+    );
+    ticker.close();
     a.close().await.unwrap();
 }
