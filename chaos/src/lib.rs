@@ -30,6 +30,7 @@ use std::{
 };
 
 use pulse::Backend;
+use pulse_conformance::flaky::FlakyBackend;
 use pulse_conformance::redis_server::RedisServer;
 use pulse_redis::{RedisBackend, RedisOptions};
 
@@ -53,6 +54,9 @@ pub struct Harness {
     pub ledger_dir: PathBuf,
     /// The seed of the fault sequence.
     pub seed: u64,
+    /// Share of backend calls that fail in every child process (0: none), half before they
+    /// reach Redis and half after it applied them ([`FlakyBackend`]).
+    pub call_faults: f64,
     began: Instant,
 }
 
@@ -67,7 +71,7 @@ pub fn redis_options() -> RedisOptions {
 
 impl Harness {
     /// Starts a private AOF `redis-server` and makes a fresh ledger directory for `scenario`.
-    pub fn start(scenario: &str, seed: u64) -> Result<Harness, String> {
+    pub fn start(scenario: &str, seed: u64, call_faults: f64) -> Result<Harness, String> {
         let server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
             .map_err(|e| format!("cannot start redis-server: {e}"))?;
         let ledger_dir = std::env::temp_dir().join(format!(
@@ -80,6 +84,7 @@ impl Harness {
             server,
             ledger_dir,
             seed,
+            call_faults,
             began: Instant::now(),
         })
     }
@@ -110,6 +115,26 @@ impl Harness {
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// Starts a child process in `role` (see [`procs::spawn`]), passing on the call-fault
+    /// rate and a seed of its own.
+    pub fn spawn(
+        &self,
+        role: &str,
+        name: &str,
+        env: &[(&str, String)],
+        piped: bool,
+    ) -> std::io::Result<procs::Proc> {
+        let mut env = env.to_vec();
+        if self.call_faults > 0.0 {
+            env.push(("CHAOS_CALL_FAULTS", self.call_faults.to_string()));
+            env.push((
+                "CHAOS_FAULT_SEED",
+                (self.seed ^ ledger::now_us()).to_string(),
+            ));
+        }
+        procs::spawn(role, name, &self.ledger_dir, &env, piped)
     }
 
     /// Prints a progress line with the time since the start.
@@ -150,13 +175,14 @@ where
     }
 }
 
-/// A role's backend: `PULSE_REDIS_URL`, connected with retries.
+/// A role's backend: `PULSE_REDIS_URL`, connected with retries; wrapped in a
+/// [`FlakyBackend`] failing `CHAOS_CALL_FAULTS` of its calls when that is set.
 pub async fn role_backend() -> Result<Arc<dyn Backend>, String> {
     let url = std::env::var("PULSE_REDIS_URL").map_err(|_| "PULSE_REDIS_URL not set")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match connect(&url).await {
-            Ok(b) => return Ok(b),
+            Ok(b) => return Ok(with_call_faults(b)),
             Err(e) if Instant::now() < deadline => {
                 eprintln!("connect: {e}; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -164,6 +190,20 @@ pub async fn role_backend() -> Result<Arc<dyn Backend>, String> {
             Err(e) => return Err(e),
         }
     }
+}
+
+fn with_call_faults(backend: Arc<dyn Backend>) -> Arc<dyn Backend> {
+    let rate = std::env::var("CHAOS_CALL_FAULTS")
+        .ok()
+        .and_then(|r| r.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    if rate <= 0.0 {
+        return backend;
+    }
+    let seed = env_u64("CHAOS_FAULT_SEED").unwrap_or(1);
+    let flaky = FlakyBackend::new(backend, seed);
+    flaky.set_failure_rate(rate);
+    Arc::new(flaky)
 }
 
 /// A role's ledger file (`CHAOS_LEDGER`).

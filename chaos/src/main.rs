@@ -4,11 +4,14 @@
 //! cargo run --release -p pulse-chaos                    # the short run (~2 min, as in CI)
 //! cargo run --release -p pulse-chaos -- --duration 600  # a long run: 10 min of pool faults
 //! cargo run --release -p pulse-chaos -- --only pool --seed 42
+//! cargo run --release -p pulse-chaos -- --call-faults 0.02   # and 2% of calls fail
 //! ```
 //!
 //! Options: `--duration SECS` (pool faults; streams get a third of it, at least 20 s),
 //! `--jobs N` (1000), `--seed N` (default: from the clock, printed), `--only
-//! pool|streams|rmap`, `--report FILE` (also write the results as Markdown). Exit status 1
+//! pool|streams|rmap`, `--report FILE` (also write the results as Markdown), `--call-faults
+//! RATE` (0–1: that share of every child process's backend calls fails, half before
+//! reaching Redis and half after it applied them; default 0). Exit status 1
 //! when any promise was broken, 2 on a harness error.
 //!
 //! `pulse-chaos role <pool-worker|producer|member|replica>` is how the harness starts its
@@ -24,6 +27,7 @@ struct Args {
     seed: u64,
     only: Option<String>,
     report: Option<String>,
+    call_faults: f64,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -33,6 +37,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         seed: pulse_chaos::ledger::now_us(),
         only: None,
         report: None,
+        call_faults: 0.0,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -44,6 +49,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--seed" => a.seed = value()?.parse().map_err(|e| format!("{e}"))?,
             "--only" => a.only = Some(value()?),
             "--report" => a.report = Some(value()?),
+            "--call-faults" => {
+                a.call_faults = value()?.parse().map_err(|e| format!("{e}"))?;
+                if !(0.0..=1.0).contains(&a.call_faults) {
+                    return Err("--call-faults takes a share between 0 and 1".into());
+                }
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -79,12 +90,21 @@ async fn run(args: &Args) -> Result<bool, String> {
     let wanted = |s: &str| args.only.as_deref().is_none_or(|o| o == s);
     let mut passed = true;
     let mut md = format!(
-        "Seed {}; pool faults for {} s.\n\n",
+        "Seed {}; pool faults for {} s; {}.\n\n",
         args.seed,
-        args.duration.as_secs()
+        args.duration.as_secs(),
+        if args.call_faults > 0.0 {
+            format!(
+                "{:.1}% of every child process's backend calls fail (half before reaching \
+                 Redis, half after it applied them)",
+                args.call_faults * 100.0
+            )
+        } else {
+            "no injected call failures".to_owned()
+        }
     );
     if wanted("pool") {
-        let h = Harness::start("pool", args.seed)?;
+        let h = Harness::start("pool", args.seed, args.call_faults)?;
         let cfg = pool::Config {
             duration: args.duration,
             jobs: args.jobs,
@@ -133,7 +153,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         passed &= r.passed();
     }
     if wanted("streams") {
-        let h = Harness::start("streams", args.seed)?;
+        let h = Harness::start("streams", args.seed, args.call_faults)?;
         let cfg = streams::Config {
             duration: (args.duration / 3).max(Duration::from_secs(20)),
             producers: 2,
@@ -177,7 +197,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         passed &= r.passed();
     }
     if wanted("rmap") {
-        let h = Harness::start("rmap", args.seed)?;
+        let h = Harness::start("rmap", args.seed, args.call_faults)?;
         let cfg = rmap::Config {
             replicas: 3,
             burst: 200,

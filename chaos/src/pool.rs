@@ -25,7 +25,7 @@ use pulse::{
 
 use crate::{
     ledger::{now_us, Tail, Writer},
-    procs::{self, Proc, Rng},
+    procs::{Proc, Rng},
     role_backend, Fault, Harness,
 };
 
@@ -328,7 +328,8 @@ impl Workers {
     fn spawn(&mut self, h: &Harness) -> Result<String, String> {
         let name = format!("worker-{}", self.next);
         self.next += 1;
-        let p = procs::spawn("pool-worker", &name, &h.ledger_dir, &self.env, false)
+        let p = h
+            .spawn("pool-worker", &name, &self.env, false)
             .map_err(|e| format!("spawn {name}: {e}"))?;
         self.procs.push(p);
         Ok(name)

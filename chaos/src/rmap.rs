@@ -19,10 +19,7 @@ use std::io::Write as _;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::{
-    procs::{self, Proc},
-    role_backend, Fault, Harness,
-};
+use crate::{procs::Proc, role_backend, Fault, Harness};
 
 const MAP: &str = "chaos-map";
 
@@ -137,7 +134,8 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
     for i in 0..cfg.replicas {
         let name = format!("replica-{i}");
         let env = [("PULSE_REDIS_URL", h.url())];
-        let mut p = procs::spawn("replica", &name, &h.ledger_dir, &env, true)
+        let mut p = h
+            .spawn("replica", &name, &env, true)
             .map_err(|e| format!("spawn {name}: {e}"))?;
         let stdout = p.take_stdout().ok_or("no stdout")?;
         let digests = digests.clone();

@@ -16,7 +16,7 @@ use pulse::streaming::{SinkOptions, Start, Stream, StreamOptions};
 
 use crate::{
     ledger::Tail,
-    procs::{self, Proc, Rng},
+    procs::{Proc, Rng},
     role_backend, Fault, Harness,
 };
 
@@ -218,7 +218,8 @@ impl Procs {
         if let Some(s) = sink {
             env.push(("CHAOS_SINK", s.to_owned()));
         }
-        let p = procs::spawn(role, &name, &h.ledger_dir, &env, false)
+        let p = h
+            .spawn(role, &name, &env, false)
             .map_err(|e| format!("spawn {name}: {e}"))?;
         self.list.push((p, sink));
         Ok(name)

@@ -162,6 +162,7 @@ macro_rules! conformance_suite {
             stream_remove,
             stream_wrong_type,
             stream_add_rejects_empty_entry,
+            stream_ids_carry_wall_clock_time,
             read_after_cursor,
             read_blocks_until_data,
             read_times_out_empty,

@@ -247,3 +247,31 @@ pub async fn stream_add_rejects_empty_entry(cx: Ctx) {
     ));
     assert!(!b.exists(&s).await.unwrap());
 }
+
+/// Entry IDs carry the store's wall-clock milliseconds (event times and `Start::At` rely
+/// on it): near the current time, and advancing with it.
+pub async fn stream_ids_carry_wall_clock_time(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let opts = AddOptions::default();
+    let first = b.stream_add(&s, entry("a"), &opts).await.unwrap().unwrap();
+    // The store's clock may differ from this host's a little, never by minutes.
+    let skew = 5 * 60 * 1000;
+    assert!(
+        first.ms.abs_diff(now_ms()) < skew,
+        "entry ID {first:?} is not a wall-clock time near {}",
+        now_ms()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = b.stream_add(&s, entry("b"), &opts).await.unwrap().unwrap();
+    assert!(
+        second.ms >= first.ms + 50,
+        "IDs do not follow the clock: {first:?} then {second:?} 100 ms later"
+    );
+}

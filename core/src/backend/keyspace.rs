@@ -43,7 +43,10 @@ pub trait HashOps: Send + Sync {
     /// `Connection`. Conformance: `hash_reads`, `hash_wrong_type`.
     async fn hash_get(&self, key: &str, field: &str) -> Result<Option<Bytes>>;
 
-    /// Every field of hash `key` (empty when missing), in no particular order.
+    /// Every field of hash `key` (empty when missing), in no particular order, read in one
+    /// atomic step: for a map's hash the snapshot reflects every mutation up to its `=rev`
+    /// and none after, which is what lets a replica resync from it and then apply the
+    /// notices of later revisions.
     ///
     /// Errors: `WrongType`, `Connection`. Conformance: `hash_reads`.
     async fn hash_get_all(&self, key: &str) -> Result<Vec<(String, Bytes)>>;

@@ -17,11 +17,32 @@
 //!   (`pulse-conformance`) checks each one, and a backend is correct when it passes it.
 //! - Keys are opaque strings built by [`crate::keys::Keyspace`]; backends never interpret
 //!   them. Everything one atomic operation touches shares a Redis Cluster hash tag.
-//! - A failure to reach the store is [`Error::Connection`](crate::Error::Connection): the
-//!   operation may or may not have been applied. A key of the wrong type is
-//!   [`Error::WrongType`](crate::Error::WrongType). Backends never panic on stored data.
-//! - Time-dependent behaviour (idle times, expiry) uses the backend's clock; callers pass
-//!   "now" explicitly where the comparison is theirs (pool admission).
+//! - **Which error when.** [`Error::Connection`](crate::Error::Connection): the store could
+//!   not be reached, the connection broke, or no reply came in time — the operation *may or
+//!   may not have been applied*, and callers treat it so (the library retries only writes
+//!   that are safe to repeat). [`Error::Backend`](crate::Error::Backend): the store answered
+//!   with a refusal (out of memory, read-only, no permission, busy) — the operation was *not*
+//!   applied; a backend that cannot promise that for a failure reports `Connection`
+//!   instead. [`Error::WrongType`](crate::Error::WrongType): a key holds another type;
+//!   [`Error::InvalidValue`](crate::Error::InvalidValue) /
+//!   [`Error::Malformed`](crate::Error::Malformed): stored data cannot be used. Backends
+//!   never panic on stored data. The suite's `*_under_call_faults` cases run the building
+//!   blocks over a wrapper that injects both kinds of `Connection` failure.
+//! - **Time.** Idle times and expiry use the backend's own clock. Stream entry IDs carry
+//!   the store's wall-clock time: [`EntryId::ms`] is milliseconds since the Unix epoch when
+//!   the entry was added (within minutes of true time), [`EntryId::seq`] orders entries of
+//!   one millisecond, and IDs stay strictly increasing if the clock steps back. Event times
+//!   ([`Event::created_at`](crate::streaming::Event::created_at)) and
+//!   [`Start::At`](crate::streaming::Start::At) depend on it, so a store with
+//!   sequence-numbered IDs must map them onto time (conformance:
+//!   `stream_ids_carry_wall_clock_time`).
+//! - **Map bookkeeping.** Besides user keys a map's hash holds `=epoch` and `=rev`, each an
+//!   ASCII decimal integer (no sign, no leading zeros, `=epoch` below 2^53), and `=kind`,
+//!   one of the four words `set`, `del`, `reset`, `destroy` (see [`AtomicOps`]).
+//! - **Snapshots and notices agree.** [`HashOps::hash_get_all`] is an atomic snapshot: it
+//!   reflects every mutation whose notice carries a revision up to the snapshot's `=rev`
+//!   and none after. A notice is delivered to subscribers only once its write is visible
+//!   to every reader, so a subscriber that reads after a notice sees the write.
 
 mod atomic;
 mod ext;

@@ -72,7 +72,10 @@ impl Subscription {
 #[async_trait]
 pub trait PubSubOps: Send + Sync {
     /// Publishes `payload` on `channel`; returns how many subscriptions received it
-    /// (on Redis: server-wide subscriber count).
+    /// (on Redis: server-wide subscriber count). The map operations of [`AtomicOps`]
+    /// publish their notices themselves, and deliver each only once its write is visible.
+    ///
+    /// [`AtomicOps`]: super::AtomicOps
     ///
     /// Errors: `Connection`. Conformance: `pubsub_delivers_in_order`.
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<u64>;

@@ -41,7 +41,9 @@ pub enum KeyExpiry {
     In(Duration),
 }
 
-/// The ID of a stream entry: milliseconds and a sequence number, ordered.
+/// The ID of a stream entry: the store's wall-clock milliseconds when it was added and a
+/// sequence number within that millisecond, ordered (see the backend contract in
+/// [`crate::backend`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryId {
     /// Milliseconds part (the server's clock when the entry was added).
@@ -150,8 +152,10 @@ pub struct StreamBatch {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AddOptions {
-    /// Trim the stream to about this many entries (approximate, like `MAXLEN ~`). `None`:
-    /// never trim. Default `None`.
+    /// Trim the stream to about this many entries, dropping the oldest (approximate, like
+    /// `MAXLEN ~`): at least the newest `max_len` entries are always kept, and at most a
+    /// bounded number more — Redis trims whole nodes of 100 entries; the suite allows up to
+    /// `max_len + 290`. `None`: never trim. Default `None`.
     pub max_len: Option<u64>,
     /// Create the stream if it does not exist. Default `true`. When `false` and the stream is
     /// missing, nothing is written and the append returns `None`.

@@ -422,7 +422,11 @@ impl Node {
     }
 
     /// Removes a worker: stops its jobs (they move to other workers), then withdraws it.
-    /// Bounded by the stop timeout per job.
+    /// Returns once each job's owner record is released, bounded by the stop timeout.
+    ///
+    /// Errors: [`Error::Timeout`] when jobs were still starting or being released at the
+    /// stop timeout (the worker is stopped anyway; its liveness is left to lapse so other
+    /// workers take what is left after `worker_ttl`); backend errors of the withdrawal.
     pub async fn remove_worker(&self, worker: &Worker) -> Result<()> {
         let w = self
             .inner
@@ -663,8 +667,9 @@ impl Node {
     }
 
     /// Leaves the pool: stops this node's jobs (they move to other nodes' workers),
-    /// withdraws its workers, stops its tasks. Bounded by the stop timeout per job.
-    /// Idempotent.
+    /// withdraws its workers, stops its tasks. Returns once every owner record its workers
+    /// are responsible for is released, bounded by the stop timeout; errors as
+    /// [`remove_worker`](Self::remove_worker). Idempotent.
     pub async fn close(&self) -> Result<()> {
         close(&self.inner, Release::Handoff).await
     }
