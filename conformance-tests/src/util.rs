@@ -75,6 +75,18 @@ impl Ctx {
         FlakyBackend::new(self.backend.clone(), seed)
     }
 
+    /// The user keys of a map's hash as the store holds them (bookkeeping fields left
+    /// out), read from the backend under test itself.
+    pub async fn stored_map(&self, hash: &str) -> std::collections::HashMap<String, bytes::Bytes> {
+        self.backend
+            .hash_get_all(hash)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with('='))
+            .collect()
+    }
+
     /// A map target private to this case.
     pub fn map(&self, name: &str) -> MapTarget {
         let hash = self.key(name);

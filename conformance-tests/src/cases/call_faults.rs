@@ -6,7 +6,7 @@
 //! (The pool's workload under the same faults is `pool_under_call_faults`.)
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -19,18 +19,6 @@ use pulse::{
 };
 
 use crate::{eventually, Ctx};
-
-/// The user content of map `name` as the store holds it.
-async fn stored_map(cx: &Ctx, name: &str) -> HashMap<String, Bytes> {
-    let hash = cx.keyspace().map(name).unwrap().hash;
-    cx.backend
-        .hash_get_all(&hash)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with('='))
-        .collect()
-}
 
 /// An error a write under injected faults may return: ambiguous, nothing else.
 fn ambiguous<T>(r: pulse::Result<T>) {
@@ -82,7 +70,9 @@ pub async fn rmap_under_call_faults(cx: Ctx) {
     }
     flaky.set_failure_rate(0.0);
     assert!(flaky.injected() > 0, "faults were injected");
-    let stored = stored_map(&cx, "shared").await;
+    let stored = cx
+        .stored_map(&cx.keyspace().map("shared").unwrap().hash)
+        .await;
     assert!(!stored.is_empty());
     for (i, map) in maps.iter().enumerate() {
         eventually(&format!("replica {i} equals the store"), || async {

@@ -18,9 +18,9 @@ use tracing::{debug, info, warn};
 use super::{
     inbox::inbox_ttl,
     node::NodeInner,
-    records::{now_ms, WorkerRecord},
+    records::WorkerRecord,
     retry::Backoff,
-    worker::{self, LocalWorker, Release, Slot},
+    worker::{self, LocalWorker, Release},
 };
 use crate::{backend::Ttl, codec};
 
@@ -58,12 +58,7 @@ pub(crate) async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Recei
             if w.is_stopped() || w.is_fenced() || inner.workers.contains_key(&w.id) {
                 continue;
             }
-            let record = WorkerRecord {
-                node: inner.id.clone(),
-                created_ms: now_ms(),
-                generation: w.generation.load(Ordering::SeqCst),
-            };
-            if let Ok(v) = codec::encode(&record) {
+            if let Ok(v) = codec::encode(&w.record(&inner.id)) {
                 let _ = tokio::time::timeout(bound, inner.workers.set_if_absent(&w.id, v)).await;
             }
         }
@@ -92,11 +87,7 @@ async fn keep_worker(inner: Arc<NodeInner>, w: Arc<LocalWorker>, bound: Duration
     if !renew(&inner, &w, bound).await || !w.is_fenced() {
         return;
     }
-    let record = WorkerRecord {
-        node: inner.id.clone(),
-        created_ms: now_ms(),
-        generation: w.generation.load(Ordering::SeqCst),
-    };
+    let record = w.record(&inner.id);
     if let Ok(v) = codec::encode(&record) {
         // Until this write succeeds the worker stays fenced; the next period tries again.
         if tokio::time::timeout(bound, inner.workers.set(&w.id, v))
@@ -173,18 +164,7 @@ pub(crate) async fn fence_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<
 
 /// Stops every job of `w` without touching owner records: they may belong to others now.
 async fn fence(inner: &Arc<NodeInner>, w: &Arc<LocalWorker>) {
-    let keys: Vec<String> = {
-        let mut slots = w.slots();
-        let keys: Vec<String> = slots
-            .iter()
-            .filter(|(_, s)| **s == Slot::Running)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &keys {
-            slots.insert(k.clone(), Slot::Stopping);
-        }
-        keys
-    };
+    let keys = w.stopping_all_running();
     if !keys.is_empty() {
         warn!(worker = %w.id, jobs = keys.len(), "liveness may have lapsed: stopping this worker's jobs");
     }

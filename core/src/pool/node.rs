@@ -385,12 +385,7 @@ impl Node {
         let w = Arc::new(LocalWorker::new(unique_id(), Arc::new(handler)));
         let inner = &self.inner;
         let (tag, alive) = (w.tag(), inner.alive_key(&w.tag())?);
-        let record = WorkerRecord {
-            node: inner.id.clone(),
-            created_ms: now_ms(),
-            generation: w.generation.load(Ordering::SeqCst),
-        };
-        let record = codec::encode(&record)?;
+        let record = codec::encode(&w.record(&inner.id))?;
         // Liveness first, then the record: a listed worker is always alive at first.
         let added = async {
             inner
@@ -783,19 +778,8 @@ pub(crate) fn owner_node(inner: &NodeInner, key: &str) -> Option<String> {
 async fn retire(inner: &Arc<NodeInner>, w: Arc<LocalWorker>, release: Release) -> Result<()> {
     w.stopped.store(true, Ordering::SeqCst);
     // Only started jobs can be stopped; jobs still starting are stopped once started.
-    let keys: Vec<String> = {
-        let mut slots = w.slots();
-        let running: Vec<String> = slots
-            .iter()
-            .filter(|(_, s)| **s == Slot::Running)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &running {
-            slots.insert(k.clone(), Slot::Stopping);
-        }
-        running
-    };
-    let stops: Vec<_> = keys
+    let stops: Vec<_> = w
+        .stopping_all_running()
         .into_iter()
         .map(|k| tokio::spawn(worker::stop(inner.clone(), w.clone(), k, release)))
         .collect();

@@ -24,7 +24,7 @@ use super::{
     handler::{Job, JobHandler},
     lease::{JobLease, LeaseState},
     node::NodeInner,
-    records::{InboxMessage, JobRecord},
+    records::{now_ms, InboxMessage, JobRecord, WorkerRecord},
     retry::{retryable, Backoff},
 };
 
@@ -101,6 +101,31 @@ impl LocalWorker {
 
     pub(crate) fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks every started job `Stopping` and returns their keys, for the caller to stop
+    /// (jobs still starting stop themselves once started, see [`start`]).
+    pub(crate) fn stopping_all_running(&self) -> Vec<String> {
+        let mut slots = self.slots();
+        let keys: Vec<String> = slots
+            .iter()
+            .filter(|(_, s)| **s == Slot::Running)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &keys {
+            slots.insert(k.clone(), Slot::Stopping);
+        }
+        keys
+    }
+
+    /// This worker's record in the `workers` map, hosted by `node`, at its current
+    /// generation.
+    pub(crate) fn record(&self, node: &str) -> WorkerRecord {
+        WorkerRecord {
+            node: node.to_owned(),
+            created_ms: now_ms(),
+            generation: self.generation.load(Ordering::SeqCst),
+        }
     }
 
     pub(crate) fn is_stopped(&self) -> bool {

@@ -49,14 +49,8 @@ async fn join(backend: &Arc<dyn Backend>, options: NodeOptions) -> Node {
 
 /// The user keys of one of the pool's maps, read from the store itself.
 async fn stored(cx: &Ctx, part: &str) -> HashMap<String, Bytes> {
-    let hash = cx.keyspace().pool_map("pool", part).unwrap().hash;
-    cx.backend
-        .hash_get_all(&hash)
+    cx.stored_map(&cx.keyspace().pool_map("pool", part).unwrap().hash)
         .await
-        .unwrap()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with('='))
-        .collect()
 }
 
 /// D1: a hand-off whose release (owner record to `~released`) fails before it reaches the
