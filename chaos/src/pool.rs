@@ -518,9 +518,11 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                     audit.died(&p.name, now_us())?;
                     since = Instant::now();
                     if !clean {
-                        report
-                            .unexpected_exits
-                            .push(format!("{} did not leave cleanly", p.name));
+                        report.unexpected_exits.push(format!(
+                            "{} did not leave cleanly: {}",
+                            p.name,
+                            p.stderr_tail(3)
+                        ));
                     }
                     (
                         "remove a worker (SIGTERM, graceful)".to_owned(),

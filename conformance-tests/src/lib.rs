@@ -304,6 +304,7 @@ macro_rules! conformance_suite {
             pool_a_failed_renewal_does_not_stop_jobs,
             pool_under_call_faults,
             pool_ticker_survives_failed_lease_calls,
+            pool_close_survives_a_failed_inbox_delete,
             // isolation
             prefixes_isolate_applications,
             // bad input and foreign data

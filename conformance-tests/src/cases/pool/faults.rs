@@ -611,3 +611,22 @@ pub async fn pool_ticker_survives_failed_lease_calls(cx: Ctx) {
     ticker.close();
     a.close().await.unwrap();
 }
+
+/// `close` deletes the node's inbox even when the first delete fails, and does not fail
+/// itself for it (an inbox left over would expire by itself).
+pub async fn pool_close_survives_a_failed_inbox_delete(cx: Ctx) {
+    let (flaky, backend) = flaky(&cx);
+    let a = join(&backend, opts(&cx).with_client_only(true)).await;
+    let inbox = cx
+        .keyspace()
+        .stream(&format!("pool:inbox:{}", a.id()))
+        .unwrap();
+    assert!(cx.backend.exists(&inbox).await.unwrap());
+    flaky.fail_next(Fault::on(Op::Delete).key_containing(":inbox:").before());
+    a.close().await.unwrap();
+    assert_eq!(flaky.pending_faults(), 0, "the delete failed once");
+    assert!(
+        !cx.backend.exists(&inbox).await.unwrap(),
+        "the inbox is gone"
+    );
+}
