@@ -305,6 +305,7 @@ macro_rules! conformance_suite {
             pool_under_call_faults,
             pool_ticker_survives_failed_lease_calls,
             pool_close_survives_a_failed_inbox_delete,
+            pool_shutdown_clears_a_crashed_owner,
             // isolation
             prefixes_isolate_applications,
             // bad input and foreign data

@@ -35,6 +35,7 @@ mod handler;
 mod hashing;
 mod inbox;
 mod lease;
+mod leave;
 mod liveness;
 mod node;
 mod options;

@@ -34,11 +34,12 @@ use tracing::{info, warn};
 use super::{
     handler::JobHandler,
     inbox::{inbox_loop, inbox_name, inbox_ttl},
+    leave::{self, close, control_loop, retire},
     liveness::{fence_loop, keepalive_loop},
     reconcile::{reconcile_loop, Dirty},
     records::{now_ms, worker_of, Dispatch, InboxMessage, JobRecord, WorkerRecord},
     retry::until_agreed,
-    worker::{self, LocalWorker, Release, Slot, RELEASED},
+    worker::{LocalWorker, Release, Slot, RELEASED},
     DispatchOptions, NodeOptions,
 };
 use crate::{
@@ -50,7 +51,7 @@ use crate::{
     Backend, Error, Result,
 };
 
-const SHUTDOWN: &str = "shutdown";
+pub(crate) const SHUTDOWN: &str = "shutdown";
 
 /// A node's state, shared by its handle and its tasks.
 pub(crate) struct NodeInner {
@@ -61,10 +62,10 @@ pub(crate) struct NodeInner {
     pub(crate) jobs: Map,
     pub(crate) owners: Map,
     pub(crate) workers: Map,
-    control: Map,
+    pub(crate) control: Map,
     pub(crate) inbox: Stream,
-    reader: Reader,
-    local: Mutex<HashMap<String, Arc<LocalWorker>>>,
+    pub(crate) reader: Reader,
+    pub(crate) local: Mutex<HashMap<String, Arc<LocalWorker>>>,
     pub(crate) waiters: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
     next_dispatch: AtomicU64,
     /// Workers whose liveness lease was missing at the last check (two checks in a row
@@ -74,9 +75,9 @@ pub(crate) struct NodeInner {
     /// What the next reconcile pass must look at (see [`Dirty`]).
     pub(crate) dirty: Mutex<Dirty>,
     pub(crate) closed: AtomicBool,
-    shut_down: AtomicBool,
-    stop_tasks: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) shut_down: AtomicBool,
+    pub(crate) stop_tasks: watch::Sender<bool>,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A node of a pool. Cheap to clone; clones share the node.
@@ -715,44 +716,7 @@ impl Node {
     /// deadline (the state is removed anyway).
     pub async fn shutdown(&self) -> Result<()> {
         self.check_open()?;
-        let inner = &self.inner;
-        info!(pool = %inner.pool, node = %inner.id, "shutting down the pool");
-        inner.control.set(SHUTDOWN, inner.id.clone()).await?;
-        inner.jobs.reset().await?;
-        let deadline = Instant::now() + inner.options.shutdown_timeout;
-        let mut changes = inner.owners.subscribe()?;
-        let mut timed_out = false;
-        while !inner.owners.is_empty() {
-            let live: Vec<String> = inner.owners.keys();
-            // Records of dead or released owners are nobody's to stop: clear them.
-            for key in live {
-                if let Some(o) = inner.owners.get(&key) {
-                    let o = String::from_utf8_lossy(&o).into_owned();
-                    if o == RELEASED || matches!(inner.confirmed_dead(&o).await, Ok(true)) {
-                        let _ = inner.owners.test_and_delete(&key, o).await;
-                    }
-                }
-            }
-            match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Ok(Some(_)) => {}
-                Ok(None) => break, // the map closed under us
-                Err(_) => {
-                    timed_out = true;
-                    break;
-                }
-            }
-        }
-        close(inner, Release::Delete).await?;
-        inner.shut_down.store(true, Ordering::SeqCst);
-        inner.owners.destroy().await?;
-        inner.jobs.destroy().await?;
-        inner.workers.destroy().await?;
-        if timed_out {
-            return Err(Error::Timeout {
-                what: format!("jobs of pool {:?} to stop", inner.pool),
-            });
-        }
-        Ok(())
+        leave::shutdown(&self.inner).await
     }
 }
 
@@ -762,145 +726,4 @@ pub(crate) fn owner_node(inner: &NodeInner, key: &str) -> Option<String> {
     let owner = worker_of(&String::from_utf8_lossy(&owner)).to_owned();
     let record: WorkerRecord = codec::decode("worker record", &inner.workers.get(&owner)?).ok()?;
     Some(record.node)
-}
-
-/// Stops a worker's jobs and withdraws it from the pool.
-///
-/// Its jobs are stopped and their owner records updated as `release` says (each retried
-/// until the backend agrees); jobs still starting stop once started. Once nothing is left
-/// in its slots, its liveness is released and then its record deleted — liveness first, so
-/// a node that sees the record go finds the liveness already gone and can take anything
-/// still in the worker's name at once. Each phase is bounded by the stop timeout.
-///
-/// Errors: [`Error::Timeout`] when jobs or their releases were still in progress at the
-/// stop timeout — the liveness is then left to lapse by itself (`worker_ttl`), so nobody
-/// takes a job this worker may still be running; backend errors of the withdrawal.
-async fn retire(inner: &Arc<NodeInner>, w: Arc<LocalWorker>, release: Release) -> Result<()> {
-    w.stopped.store(true, Ordering::SeqCst);
-    // Only started jobs can be stopped; jobs still starting are stopped once started.
-    let stops: Vec<_> = w
-        .stopping_all_running()
-        .into_iter()
-        .map(|k| tokio::spawn(worker::stop(inner.clone(), w.clone(), k, release)))
-        .collect();
-    for s in stops {
-        let _ = s.await;
-    }
-    // Jobs still starting finish their start, see the worker retiring and stop themselves
-    // (`worker::start`); releases still being retried hold their slots. Wait for all.
-    let deadline = Instant::now() + inner.options.stop_timeout;
-    let drained = loop {
-        let freed = w.slot_freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable(); // registered before the check: no wake-up is missed
-        if w.slots().is_empty() {
-            break true;
-        }
-        if tokio::time::timeout_at(deadline, freed).await.is_err() {
-            warn!(pool = %inner.pool, worker = %w.id, jobs = w.slots().len(), "jobs still starting or being released at the stop timeout; the worker's liveness is left to lapse");
-            break false;
-        }
-    };
-    let deadline = Instant::now() + inner.options.stop_timeout;
-    let cap = inner.options.worker_ttl / 3;
-    let (tag, alive) = (w.tag(), inner.alive_key(&w.tag())?);
-    let mut outcome = Ok(());
-    if drained {
-        let released = until_agreed(Some(deadline), cap, || {
-            inner.backend.lease_release(&alive, &tag)
-        })
-        .await;
-        outcome = released.map(|_| ());
-    }
-    let removed = until_agreed(Some(deadline), cap, || inner.workers.delete(&w.id)).await;
-    outcome = outcome.and(removed.map(|_| ()));
-    if !drained {
-        outcome = outcome.and(Err(Error::Timeout {
-            what: format!("jobs of worker {:?} to stop", w.id),
-        }));
-    }
-    info!(pool = %inner.pool, worker = %w.id, ok = outcome.is_ok(), "worker removed");
-    outcome
-}
-
-async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()> {
-    if inner.closed.swap(true, Ordering::SeqCst) {
-        return Ok(());
-    }
-    let _ = inner.stop_tasks.send(true);
-    let tasks: Vec<JoinHandle<()>> = inner
-        .tasks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain(..)
-        .collect();
-    // Tasks stop at their next await on the stop signal; a reconcile pass in progress
-    // finishes first (never leave a half-taken job). Abort only what overruns.
-    for mut t in tasks {
-        if tokio::time::timeout(inner.options.stop_timeout, &mut t)
-            .await
-            .is_err()
-        {
-            t.abort();
-        }
-    }
-    let workers: Vec<Arc<LocalWorker>> = inner
-        .local
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain()
-        .map(|(_, w)| w)
-        .collect();
-    let mut first_err = None;
-    for w in workers {
-        if let Err(e) = retire(inner, w, release).await {
-            first_err.get_or_insert(e);
-        }
-    }
-    inner.reader.close().await;
-    // The inbox is deleted to leave nothing behind; should that keep failing, it expires
-    // by itself within its TTL, so the failure is not the caller's to handle.
-    let deadline = Instant::now() + inner.options.stop_timeout;
-    let cap = inner.options.worker_ttl / 3;
-    if let Err(e) = until_agreed(Some(deadline), cap, || inner.inbox.destroy()).await {
-        warn!(pool = %inner.pool, node = %inner.id, error = %e, "could not delete this node's inbox; it expires by itself");
-    }
-    inner
-        .waiters
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clear();
-    for m in [&inner.jobs, &inner.owners, &inner.workers, &inner.control] {
-        m.close();
-    }
-    info!(pool = %inner.pool, node = %inner.id, "closed");
-    first_err.map_or(Ok(()), Err)
-}
-
-async fn control_loop(
-    inner: Arc<NodeInner>,
-    mut sub: crate::rmap::MapSubscriber,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            e = sub.recv() => {
-                if e.is_none() {
-                    return;
-                }
-                let requested_by = inner.control.get(SHUTDOWN);
-                // The initiating node runs the shutdown itself.
-                let by_other = requested_by.as_deref().is_some_and(|by| by != inner.id.as_bytes());
-                if by_other && !inner.closed.load(Ordering::SeqCst) {
-                    info!(pool = %inner.pool, node = %inner.id, "pool shutdown requested");
-                    inner.shut_down.store(true, Ordering::SeqCst);
-                    let inner = inner.clone();
-                    // Close from another task: close() stops (and awaits) this one.
-                    tokio::spawn(async move { close(&inner, Release::Delete).await });
-                    return;
-                }
-            }
-        }
-    }
 }

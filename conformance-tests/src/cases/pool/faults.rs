@@ -630,3 +630,21 @@ pub async fn pool_close_survives_a_failed_inbox_delete(cx: Ctx) {
         "the inbox is gone"
     );
 }
+
+/// A shutdown after a node crashed clears the crashed worker's records once its liveness
+/// lapses — which changes no map — also when a clean-up fails once: it completes instead
+/// of waiting for its timeout.
+pub async fn pool_shutdown_clears_a_crashed_owner(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let a = join(&cx.backend, opts(&cx)).await;
+    a.add_worker(rec(&ledger, "a")).await.unwrap();
+    a.dispatch_job("k", "x").await.unwrap();
+    a.simulate_crash().await;
+    let b = join(&backend, opts(&cx).with_client_only(true)).await;
+    flaky.fail_next(Fault::on(Op::MapDelete).key_containing(":owners").before());
+    // The case's options give shutdown 10 s; the crashed worker's TTL is 600 ms.
+    b.shutdown().await.unwrap();
+    assert_eq!(flaky.pending_faults(), 0, "a clean-up failed once");
+    assert!(stored(&cx, "owners").await.is_empty());
+}
