@@ -83,17 +83,41 @@ pub(crate) async fn retire(
     outcome
 }
 
-pub(crate) async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()> {
-    if inner.closed.swap(true, Ordering::SeqCst) {
-        return Ok(());
-    }
+/// Signals the node's tasks to stop and hands them over, for the caller to await or abort.
+fn halt_tasks(inner: &NodeInner) -> Vec<JoinHandle<()>> {
     let _ = inner.stop_tasks.send(true);
-    let tasks: Vec<JoinHandle<()>> = inner
+    inner
         .tasks
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .drain(..)
-        .collect();
+        .collect()
+}
+
+/// [`Node::simulate_crash`](super::Node::simulate_crash): the node stops the way a killed
+/// process does — tasks end, workers stop renewing, nothing is released, no handler runs.
+pub(crate) async fn crash(inner: &Arc<NodeInner>) {
+    inner.closed.store(true, Ordering::SeqCst);
+    for t in halt_tasks(inner) {
+        t.abort();
+        let _ = t.await;
+    }
+    for w in inner.locals() {
+        w.stopped.store(true, Ordering::SeqCst);
+    }
+    inner.reader.close().await;
+    for m in [&inner.jobs, &inner.owners, &inner.workers, &inner.control] {
+        m.close();
+    }
+}
+
+/// [`Node::close`](super::Node::close) (with `Release::Handoff`) and the close that ends
+/// a shutdown (`Release::Delete`).
+pub(crate) async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()> {
+    if inner.closed.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let tasks = halt_tasks(inner);
     // Tasks stop at their next await on the stop signal; a reconcile pass in progress
     // finishes first (never leave a half-taken job). Abort only what overruns.
     for mut t in tasks {

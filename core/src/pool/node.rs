@@ -39,7 +39,7 @@ use super::{
     reconcile::{reconcile_loop, Dirty},
     records::{now_ms, worker_of, Dispatch, InboxMessage, JobRecord, WorkerRecord},
     retry::until_agreed,
-    worker::{LocalWorker, Release, Slot, RELEASED},
+    worker::{LocalWorker, PoolWorker, Release, Worker, RELEASED},
     DispatchOptions, NodeOptions,
 };
 use crate::{
@@ -93,61 +93,6 @@ impl std::fmt::Debug for Node {
             .field("id", &self.inner.id)
             .finish_non_exhaustive()
     }
-}
-
-/// A worker hosted by a node.
-#[derive(Clone)]
-pub struct Worker {
-    inner: Arc<LocalWorker>,
-}
-
-impl std::fmt::Debug for Worker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
-            .field("id", &self.inner.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Worker {
-    /// The worker's ID, unique in the pool.
-    pub fn id(&self) -> &str {
-        &self.inner.id
-    }
-
-    /// When it was added.
-    pub fn created_at(&self) -> std::time::SystemTime {
-        self.inner.created
-    }
-
-    /// The keys of the jobs it runs (started and not stopping), sorted.
-    pub fn jobs(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .inner
-            .slots()
-            .iter()
-            .filter(|(_, s)| **s == Slot::Running)
-            .map(|(k, _)| k.clone())
-            .collect();
-        keys.sort();
-        keys
-    }
-
-    /// True once removed (or its node closed).
-    pub fn is_stopped(&self) -> bool {
-        self.inner.is_stopped()
-    }
-}
-
-/// A worker of the pool, from any node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PoolWorker {
-    /// The worker's ID.
-    pub id: String,
-    /// The node hosting it.
-    pub node: String,
-    /// When it was added.
-    pub created_at: std::time::SystemTime,
 }
 
 fn unique_id() -> String {
@@ -414,7 +359,7 @@ impl Node {
         }
         info!(pool = %inner.pool, worker = %w.id, "worker added");
         inner.mark(None);
-        Ok(Worker { inner: w })
+        Ok(Worker::new(w))
     }
 
     /// Removes a worker: stops its jobs (they move to other workers), then withdraws it.
@@ -429,7 +374,7 @@ impl Node {
             .local
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&worker.inner.id);
+            .remove(worker.id());
         match w {
             Some(w) => retire(&self.inner, w, Release::Handoff).await,
             None => Ok(()),
@@ -438,13 +383,8 @@ impl Node {
 
     /// This node's workers.
     pub fn workers(&self) -> Vec<Worker> {
-        let mut ws: Vec<Worker> = self
-            .inner
-            .locals()
-            .into_iter()
-            .map(|inner| Worker { inner })
-            .collect();
-        ws.sort_by(|a, b| a.inner.id.cmp(&b.inner.id));
+        let mut ws: Vec<Worker> = self.inner.locals().into_iter().map(Worker::new).collect();
+        ws.sort_by(|a, b| a.id().cmp(b.id()));
         ws
     }
 
@@ -676,26 +616,7 @@ impl Node {
     /// `worker_ttl`.
     #[doc(hidden)]
     pub async fn simulate_crash(&self) {
-        let inner = &self.inner;
-        inner.closed.store(true, Ordering::SeqCst);
-        let _ = inner.stop_tasks.send(true);
-        let tasks: Vec<JoinHandle<()>> = inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
-        for t in tasks {
-            t.abort();
-            let _ = t.await;
-        }
-        for w in inner.locals() {
-            w.stopped.store(true, Ordering::SeqCst);
-        }
-        inner.reader.close().await;
-        for m in [&inner.jobs, &inner.owners, &inner.workers, &inner.control] {
-            m.close();
-        }
+        leave::crash(&self.inner).await
     }
 
     /// True once closing started.

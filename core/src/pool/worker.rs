@@ -1,5 +1,6 @@
-//! A worker hosted by this node: its handler, the jobs it runs, and the actions that start
-//! and stop them.
+//! A worker hosted by this node: its handler, the jobs it runs, the actions that start
+//! and stop them, and the public handles ([`Worker`] for a local worker, [`PoolWorker`]
+//! for any worker of the pool).
 //!
 //! Invariants: a job is in `jobs` from the moment this worker decided to start it (before
 //! the owner record is taken) until its `stop` returned *and* its owner record was updated
@@ -225,6 +226,67 @@ impl LocalWorker {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
+}
+
+/// A worker hosted by a node.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<LocalWorker>,
+}
+
+impl Worker {
+    pub(crate) fn new(inner: Arc<LocalWorker>) -> Self {
+        Worker { inner }
+    }
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// The worker's ID, unique in the pool.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// When it was added.
+    pub fn created_at(&self) -> std::time::SystemTime {
+        self.inner.created
+    }
+
+    /// The keys of the jobs it runs (started and not stopping), sorted.
+    pub fn jobs(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .inner
+            .slots()
+            .iter()
+            .filter(|(_, s)| **s == Slot::Running)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// True once removed (or its node closed).
+    pub fn is_stopped(&self) -> bool {
+        self.inner.is_stopped()
+    }
+}
+
+/// A worker of the pool, from any node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolWorker {
+    /// The worker's ID.
+    pub id: String,
+    /// The node hosting it.
+    pub node: String,
+    /// When it was added.
+    pub created_at: std::time::SystemTime,
 }
 
 /// Runs the handler's `start` for a job this worker just took ownership of.

@@ -27,6 +27,7 @@
 
 mod delivery;
 mod event;
+mod liveness;
 mod reader;
 mod sink;
 mod stream;

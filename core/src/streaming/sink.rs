@@ -21,6 +21,9 @@
 //!   [`Sink::joined_existing_group`]. Removing a stream never destroys the group.
 //! - **Acks** are batched: concurrent `ack` calls and the loop's own acks go out together,
 //!   one `XACK` per stream per batch.
+//!
+//! This module holds the sink, its read loop and its acks; the liveness lease and the
+//! reclaim pass live in `streaming/liveness.rs`.
 
 use std::{
     collections::HashMap,
@@ -39,6 +42,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     delivery::{EventReceiver, Subscribers},
+    liveness::{alive_key, keepalive, reclaim_loop},
     Event, Filter, Start, Stream,
 };
 use crate::{
@@ -142,8 +146,8 @@ impl SinkOptions {
 
 /// One stream a sink instance consumes.
 #[derive(Clone)]
-struct Member {
-    stream: Stream,
+pub(super) struct Member {
+    pub(super) stream: Stream,
     joined_existing: bool,
 }
 
@@ -153,15 +157,15 @@ struct AckRequest {
     done: Option<oneshot::Sender<Result<()>>>,
 }
 
-struct SinkInner {
-    name: String,
-    consumer: String,
-    backend: Arc<dyn Backend>,
-    options: SinkOptions,
+pub(super) struct SinkInner {
+    pub(super) name: String,
+    pub(super) consumer: String,
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) options: SinkOptions,
     members: Mutex<Vec<Member>>,
     /// Stream name → key, for every stream ever consumed (acks of removed streams work).
     keys: Mutex<HashMap<String, String>>,
-    subscribers: Subscribers,
+    pub(super) subscribers: Subscribers,
     acks: mpsc::UnboundedSender<AckRequest>,
     changed: Notify,
     closed: AtomicBool,
@@ -183,14 +187,6 @@ impl std::fmt::Debug for Sink {
             .field("consumer", &self.inner.consumer)
             .finish_non_exhaustive()
     }
-}
-
-fn alive_key(stream: &Stream, sink: &str, consumer: &str) -> String {
-    stream.sub_key(&format!("sink:{sink}:alive:{consumer}"))
-}
-
-fn reclaim_key(stream: &Stream, sink: &str) -> String {
-    stream.sub_key(&format!("sink:{sink}:reclaimer"))
 }
 
 /// A consumer name unique across processes: time, process and randomness.
@@ -265,7 +261,7 @@ impl Sink {
         self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn members(&self) -> Vec<Member> {
+    pub(super) fn members(&self) -> Vec<Member> {
         self.inner
             .members
             .lock()
@@ -547,7 +543,7 @@ async fn flush_acks(
 }
 
 impl SinkInner {
-    fn members(&self) -> Vec<Member> {
+    pub(super) fn members(&self) -> Vec<Member> {
         self.members
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -563,7 +559,7 @@ impl SinkInner {
     }
 
     /// Parses, filters and delivers entries of `stream`; false if shut down meanwhile.
-    async fn deliver(
+    pub(super) async fn deliver(
         &self,
         stream: &Stream,
         entries: Vec<StreamEntry>,
@@ -591,28 +587,6 @@ impl SinkInner {
             }
         }
         true
-    }
-}
-
-async fn keepalive(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
-    let period = (inner.options.ack_grace / 4).max(Duration::from_millis(1));
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        for m in inner.members() {
-            let key = alive_key(&m.stream, &inner.name, &inner.consumer);
-            match inner
-                .backend
-                .lease_acquire(&key, &inner.consumer, inner.options.ack_grace)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => warn!(sink = %inner.name, "liveness lease held by someone else"),
-                Err(e) => warn!(sink = %inner.name, error = %e, "liveness renewal failed"),
-            }
-        }
     }
 }
 
@@ -678,90 +652,5 @@ async fn read_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn reclaim_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(inner.options.check_interval) => {}
-        }
-        if !inner.subscribers.any() {
-            continue;
-        }
-        for m in inner.members() {
-            match reclaim_stream(&inner, &m.stream, &mut shutdown).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(Error::NoGroup { .. }) => {}
-                Err(e) => {
-                    debug!(sink = %inner.name, stream = %m.stream.name, error = %e, "reclaim pass failed")
-                }
-            }
-        }
-    }
-}
-
-/// One reclaim pass on one stream, if this instance holds the stream's reclaim lease.
-/// Returns false when shut down meanwhile.
-async fn reclaim_stream(
-    inner: &SinkInner,
-    stream: &Stream,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<bool> {
-    let b = &inner.backend;
-    let (name, me) = (&inner.name, &inner.consumer);
-    if !b
-        .lease_acquire(&reclaim_key(stream, name), me, inner.options.check_interval)
-        .await?
-    {
-        return Ok(true);
-    }
-    // (a) Instances whose liveness lapsed: take everything they hold, then delete them.
-    for c in b.group_consumers(&stream.key, name).await? {
-        if c.name == *me || b.exists(&alive_key(stream, name, &c.name)).await? {
-            continue;
-        }
-        loop {
-            let pending = b
-                .group_pending(&stream.key, name, Some(&c.name), EntryId::ZERO, 100)
-                .await?;
-            if pending.is_empty() {
-                break;
-            }
-            let ids: Vec<EntryId> = pending.iter().map(|p| p.id).collect();
-            let claimed = b
-                .group_claim(&stream.key, name, me, Duration::ZERO, &ids)
-                .await?;
-            info!(sink = %name, stream = %stream.name, from = %c.name, count = claimed.len(), "reclaimed events of a dead instance");
-            if !inner.deliver(stream, claimed, shutdown).await {
-                return Ok(false);
-            }
-        }
-        if b.group_pending(&stream.key, name, Some(&c.name), EntryId::ZERO, 1)
-            .await?
-            .is_empty()
-        {
-            b.group_delete_consumer(&stream.key, name, &c.name).await?;
-            debug!(sink = %name, stream = %stream.name, consumer = %c.name, "deleted a dead instance");
-        }
-    }
-    // (b) Events unacknowledged for longer than the grace period, on any instance.
-    let mut cursor = EntryId::ZERO;
-    loop {
-        let claim = b
-            .group_claim_idle(&stream.key, name, me, inner.options.ack_grace, cursor, 100)
-            .await?;
-        if !claim.deleted.is_empty() {
-            warn!(sink = %name, stream = %stream.name, lost = claim.deleted.len(), "pending events were trimmed or deleted before being acknowledged");
-        }
-        if !inner.deliver(stream, claim.entries, shutdown).await {
-            return Ok(false);
-        }
-        if claim.next == EntryId::ZERO {
-            return Ok(true);
-        }
-        cursor = claim.next;
     }
 }

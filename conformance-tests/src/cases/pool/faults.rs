@@ -21,7 +21,7 @@ use pulse::{
 };
 use tokio::sync::Notify;
 
-use super::{keys, opts, rec, Ledger};
+use super::{first_workers, keys, opts, rec, Ledger};
 use crate::{
     eventually,
     flaky::{Fault, FlakyBackend, Op},
@@ -517,15 +517,7 @@ pub async fn pool_under_call_faults(cx: Ctx) {
         join(&backend, options.clone()).await,
         join(&backend, options.clone()).await,
     ];
-    let mut workers = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        workers.push((
-            i,
-            n.add_worker(rec(&ledger, &format!("n{i}-w0")))
-                .await
-                .unwrap(),
-        ));
-    }
+    let mut workers = first_workers(&nodes, &ledger).await;
     flaky.set_failure_rate(0.02);
     let ks = keys(300);
     let dispatches: Vec<_> = (0..3)

@@ -1,0 +1,181 @@
+//! Readers: every reader sees every event from its start position, with filters, several
+//! subscribers and streams taken in and out by name; close is prompt.
+
+use super::*;
+
+/// A reader from the oldest event gets events with their name, topic and payload.
+pub async fn reader_receives_events(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let reader = s.new_reader(reader_opts()).await.unwrap();
+    let mut rx = reader.subscribe().unwrap();
+    let id = s
+        .add_event(NewEvent::new("created", "payload").with_topic("orders"))
+        .await
+        .unwrap();
+    let e = next(&mut rx).await;
+    assert_eq!(
+        (
+            e.id,
+            e.name.as_str(),
+            e.topic.as_deref(),
+            &e.payload[..],
+            e.sink.as_deref()
+        ),
+        (id, "created", Some("orders"), &b"payload"[..], None)
+    );
+    assert_eq!(e.stream, "s");
+    let typed = s.add_typed("typed", &(7u8, "x".to_owned())).await.unwrap();
+    let e = next(&mut rx).await;
+    assert_eq!(
+        (e.id, e.decode::<(u8, String)>().unwrap()),
+        (typed, (7, "x".to_owned()))
+    );
+    reader.close().await;
+}
+
+/// `Newest` is resolved when the reader is created: events added before the first read
+/// are delivered (W3); `At` is inclusive (W6); `After` is exclusive.
+pub async fn reader_start_positions(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let first = s.add("e1", "").await.unwrap();
+    let second = s.add("e2", "").await.unwrap();
+    let newest = s
+        .new_reader(reader_opts().with_start(Start::Newest))
+        .await
+        .unwrap();
+    s.add("e3", "").await.unwrap(); // before anyone subscribed or read
+    let mut rx = newest.subscribe().unwrap();
+    assert_eq!(next(&mut rx).await.name, "e3");
+    let after = s
+        .new_reader(reader_opts().with_start(Start::After(first)))
+        .await
+        .unwrap();
+    let mut rx = after.subscribe().unwrap();
+    assert_eq!(
+        (next(&mut rx).await.id, next(&mut rx).await.name),
+        (second, "e3".to_owned())
+    );
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(second.ms);
+    let inclusive = s
+        .new_reader(reader_opts().with_start(Start::At(at)))
+        .await
+        .unwrap();
+    let mut rx = inclusive.subscribe().unwrap();
+    let got = next(&mut rx).await;
+    assert!(
+        got.id <= second && got.id.ms == second.ms,
+        "At must include the event at that time: {got:?}"
+    );
+    for r in [newest, after, inclusive] {
+        r.close().await;
+    }
+}
+
+/// Several subscribers each get every event; filters select by topic, pattern or predicate.
+pub async fn reader_subscribers_and_filters(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let all = s.new_reader(reader_opts()).await.unwrap();
+    let (mut a, mut b) = (all.subscribe().unwrap(), all.subscribe().unwrap());
+    let exact = s
+        .new_reader(reader_opts().with_filter(Filter::Topic("eu".into())))
+        .await
+        .unwrap();
+    let pattern = s
+        .new_reader(reader_opts().with_filter(Filter::pattern("^u").unwrap()))
+        .await
+        .unwrap();
+    let custom = s
+        .new_reader(reader_opts().with_filter(Filter::custom(|e| e.name == "keep")))
+        .await
+        .unwrap();
+    let (mut ex, mut pa, mut cu) = (
+        exact.subscribe().unwrap(),
+        pattern.subscribe().unwrap(),
+        custom.subscribe().unwrap(),
+    );
+    for (name, topic) in [("x", "eu"), ("keep", "us"), ("y", "uk"), ("z", "asia")] {
+        s.add_event(NewEvent::new(name, "").with_topic(topic))
+            .await
+            .unwrap();
+    }
+    for rx in [&mut a, &mut b] {
+        let names: Vec<String> = [
+            next(rx).await,
+            next(rx).await,
+            next(rx).await,
+            next(rx).await,
+        ]
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+        assert_eq!(names, ["x", "keep", "y", "z"]);
+    }
+    assert_eq!(next(&mut ex).await.name, "x");
+    assert_eq!(
+        (next(&mut pa).await.name, next(&mut pa).await.name),
+        ("keep".into(), "y".into())
+    );
+    assert_eq!(next(&mut cu).await.name, "keep");
+    quiet(&mut ex, Duration::from_millis(100)).await;
+    assert!(
+        matches!(Filter::pattern("("), Err(Error::InvalidArgument(m)) if m.starts_with("topic pattern must be a valid regex: "))
+    );
+    for r in [all, exact, pattern, custom] {
+        r.close().await;
+    }
+}
+
+/// Streams are added by name, idempotently, and removed by name, at run time.
+pub async fn reader_add_and_remove_streams(cx: Ctx) {
+    let (s1, s2) = (stream(&cx, "s1"), stream(&cx, "s2"));
+    let reader = s1
+        .new_reader(reader_opts().with_block(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let mut rx = reader.subscribe().unwrap();
+    reader.add_stream(&s2, None).await.unwrap();
+    reader.add_stream(&s2.clone(), None).await.unwrap();
+    assert_eq!(reader.streams(), ["s1", "s2"]);
+    s2.add("from2", "").await.unwrap();
+    let e = next(&mut rx).await;
+    assert_eq!((e.stream.as_str(), e.name.as_str()), ("s2", "from2"));
+    quiet(&mut rx, Duration::from_millis(100)).await; // no duplicate from the second add
+    reader.remove_stream("s2");
+    s2.add("ignored", "").await.unwrap();
+    s1.add("from1", "").await.unwrap();
+    assert_eq!(next(&mut rx).await.name, "from1");
+    quiet(&mut rx, Duration::from_millis(100)).await;
+    reader.close().await;
+}
+
+/// Close interrupts a long blocking read at once, ends subscriptions, keeps the stream.
+pub async fn reader_close_is_prompt(cx: Ctx) {
+    let s = stream(&cx, "s");
+    s.add("e", "").await.unwrap();
+    let reader = s
+        .new_reader(reader_opts().with_block(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let mut rx = reader.subscribe().unwrap();
+    next(&mut rx).await;
+    tokio::time::sleep(Duration::from_millis(50)).await; // let it block
+    let started = tokio::time::Instant::now();
+    reader.close().await;
+    reader.close().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "close waited for the blocking read"
+    );
+    assert!(reader.is_closed());
+    assert_eq!(rx.recv().await, None);
+    assert!(matches!(reader.subscribe(), Err(Error::Closed { .. })));
+    assert!(matches!(
+        reader.add_stream(&s, None).await,
+        Err(Error::Closed { .. })
+    ));
+    reader.remove_stream("s");
+    assert!(
+        cx.backend.exists(s.key()).await.unwrap(),
+        "the stream is untouched"
+    );
+}
