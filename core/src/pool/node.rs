@@ -436,16 +436,16 @@ impl Node {
     /// # use std::sync::Arc;
     /// use pulse::pool::{DispatchOptions, Node, NodeOptions};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> pulse::Result<()> {
-    /// # let node = Node::join(Arc::new(pulse_memory::MemoryBackend::new()), "orders", NodeOptions::default().with_client_only(true)).await?;
+    /// # // No worker here: the first attempt times out, the retry finds its own admission.
+    /// # let quick = NodeOptions::default().with_client_only(true).with_dispatch_timeout(std::time::Duration::from_millis(50));
+    /// # let node = Node::join(Arc::new(pulse_memory::MemoryBackend::new()), "orders", quick).await?;
     /// let options = DispatchOptions::default().with_id("order-17/attempt-1");
-    /// # let mut tries = 0;
     /// loop {
     ///     match node.dispatch_job_with("order-17", "payload", options.clone()).await {
     ///         Ok(()) => break,
     ///         Err(e) if e.is_admitted_by("order-17/attempt-1") => break, // applied earlier
     ///         Err(e) if e.is_connection() || matches!(e, pulse::Error::Timeout { .. }) => {
     ///             // ambiguous, or admitted and not started yet: the retry tells which
-    /// #           tries += 1; if tries > 1 { break }
     ///         }
     ///         Err(e) => return Err(e), // someone else's job, a handler error, bad input
     ///     }
