@@ -306,6 +306,7 @@ macro_rules! conformance_suite {
             pool_ticker_survives_failed_lease_calls,
             pool_close_survives_a_failed_inbox_delete,
             pool_shutdown_clears_a_crashed_owner,
+            pool_stale_record_of_a_removed_worker_is_cleaned,
             // isolation
             prefixes_isolate_applications,
             // bad input and foreign data

@@ -26,7 +26,8 @@ use crate::{Error, Result};
 /// until the backend agrees); jobs still starting stop once started. Once nothing is left
 /// in its slots, its liveness is released and then its record deleted — liveness first, so
 /// a node that sees the record go finds the liveness already gone and can take anything
-/// still in the worker's name at once. Each phase is bounded by the stop timeout.
+/// still in the worker's name at once. Stopping and releasing are bounded by twice the
+/// stop timeout (the handlers' `stop`, then the releases), the withdrawal by one more.
 ///
 /// Errors: [`Error::Timeout`] when jobs or their releases were still in progress at the
 /// stop timeout — the liveness is then left to lapse by itself (`worker_ttl`), so nobody
@@ -38,17 +39,14 @@ pub(crate) async fn retire(
 ) -> Result<()> {
     w.stopped.store(true, Ordering::SeqCst);
     // Only started jobs can be stopped; jobs still starting are stopped once started.
-    let stops: Vec<_> = w
-        .stopping_all_running()
-        .into_iter()
-        .map(|k| tokio::spawn(worker::stop(inner.clone(), w.clone(), k, release)))
-        .collect();
-    for s in stops {
-        let _ = s.await;
+    for k in w.stopping_all_running() {
+        tokio::spawn(worker::stop(inner.clone(), w.clone(), k, release));
     }
-    // Jobs still starting finish their start, see the worker retiring and stop themselves
-    // (`worker::start`); releases still being retried hold their slots. Wait for all.
-    let deadline = Instant::now() + inner.options.stop_timeout;
+    // Each stop frees its slot once the handler's `stop` returned (within the stop timeout)
+    // and the release reached the store; jobs still starting finish their start, see the
+    // worker retiring and stop themselves (`worker::start`). Wait for every slot, not for
+    // the tasks: a release retried while the store refuses must not hold `close` forever.
+    let deadline = Instant::now() + inner.options.stop_timeout * 2;
     let drained = loop {
         let freed = w.slot_freed.notified();
         tokio::pin!(freed);

@@ -640,3 +640,34 @@ pub async fn pool_shutdown_clears_a_crashed_owner(cx: Ctx) {
     assert_eq!(flaky.pending_faults(), 0, "a clean-up failed once");
     assert!(stored(&cx, "owners").await.is_empty());
 }
+
+/// A worker removed while its release kept failing leaves an owner record in its name;
+/// once its job is stopped and its liveness has lapsed, another node deletes the record
+/// (no record outlives its job, whoever held it).
+pub async fn pool_stale_record_of_a_removed_worker_is_cleaned(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let (flaky, backend) = flaky(&cx);
+    let a = join(&backend, opts(&cx)).await;
+    let wa = a.add_worker(rec(&ledger, "a")).await.unwrap();
+    let b = join(&cx.backend, opts(&cx)).await; // hosts no worker, still reconciles
+    a.dispatch_job("k", "x").await.unwrap();
+    fail_writes(&flaky, |op| {
+        Fault::on(op)
+            .key_containing(":owners")
+            .before()
+            .times(u32::MAX)
+    });
+    let removed = a.remove_worker(&wa).await;
+    assert!(
+        matches!(removed, Err(Error::Timeout { .. })),
+        "the release never got through: {removed:?}"
+    );
+    assert!(b.stop_job("k").await.unwrap());
+    eventually("the removed worker's record is deleted", || async {
+        stored(&cx, "owners").await.is_empty()
+    })
+    .await;
+    flaky.clear_faults();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
