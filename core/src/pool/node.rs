@@ -5,8 +5,9 @@
 //! record: the job exists while it is there), `owners` (key → the worker running it),
 //! `workers` (worker → node) and `control` (the shutdown flag) — plus one liveness lease per
 //! worker and one inbox per node. The tasks that act on it live in their own modules:
-//! `reconcile` (start and stop jobs), `liveness` (renew, fence, judge others dead) and
-//! `inbox` (dispatch results and notifications).
+//! `reconcile` (start and stop jobs), `liveness` (renew, fence, judge others dead),
+//! `inbox` (dispatch results and notifications) and `leave` (retire, close, crash,
+//! shutdown); `worker` holds a local worker, its actions and the public worker handles.
 //!
 //! So a job is started only by the one worker that won its owner record, and a record only
 //! changes hands once its holder stopped (or its liveness expired on the backend's clock,
@@ -363,10 +364,11 @@ impl Node {
     }
 
     /// Removes a worker: stops its jobs (they move to other workers), then withdraws it.
-    /// Returns once each job's owner record is released, bounded by the stop timeout.
+    /// Returns once each job's owner record is released, bounded by twice the stop timeout
+    /// (the handlers' `stop`, then the releases).
     ///
-    /// Errors: [`Error::Timeout`] when jobs were still starting or being released at the
-    /// stop timeout (the worker is stopped anyway; its liveness is left to lapse so other
+    /// Errors: [`Error::Timeout`] when jobs were still starting or being released at that
+    /// bound (the worker is stopped anyway; its liveness is left to lapse so other
     /// workers take what is left after `worker_ttl`); backend errors of the withdrawal.
     pub async fn remove_worker(&self, worker: &Worker) -> Result<()> {
         let w = self
@@ -604,7 +606,7 @@ impl Node {
 
     /// Leaves the pool: stops this node's jobs (they move to other nodes' workers),
     /// withdraws its workers, stops its tasks. Returns once every owner record its workers
-    /// are responsible for is released, bounded by the stop timeout; errors as
+    /// are responsible for is released, bounded as for `remove_worker`; errors as
     /// [`remove_worker`](Self::remove_worker). Idempotent.
     pub async fn close(&self) -> Result<()> {
         close(&self.inner, Release::Handoff).await
