@@ -6,19 +6,34 @@
 //! (which would cut it short). A blocking read whose future is dropped (cancelled) takes
 //! its connection out of the pool, so the still-pending reply can never reach another
 //! caller; the connection is closed with it.
+//!
+//! A failed connection attempt is explained by [`connect_error`]: a server at `maxclients`
+//! turns a client away with a reason that `redis` loses, so the reason is read back with a
+//! probe and reported as [`Error::Refused`] rather than as a dropped connection.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    io::{Read, Write},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use pulse::{Error, Result};
-use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, Pipeline, Value};
+use pulse::{error::Refusal, Error, Result};
+use redis::{
+    aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, ConnectionAddr, Pipeline,
+    RedisError, Value,
+};
 use tokio::sync::Semaphore;
 
-use crate::{errors::is_connection_failure, RedisOptions};
+use crate::{
+    errors::{is_connection_failure, is_refusal},
+    RedisOptions,
+};
 
 /// The shared command connection.
 pub(crate) struct Commands {
     client: Client,
     config: AsyncConnectionConfig,
+    connect_timeout: Duration,
     current: Mutex<Option<MultiplexedConnection>>,
     connecting: tokio::sync::Mutex<()>,
 }
@@ -31,6 +46,7 @@ impl Commands {
         Commands {
             client,
             config,
+            connect_timeout: options.connect_timeout,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         }
@@ -52,14 +68,17 @@ impl Commands {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
-        let conn = self
+        let conn = match self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
-            .map_err(|e| Error::Connection {
-                message: format!("connect: {e}"),
-                source: Some(Box::new(e)),
-            })?;
+        {
+            Ok(conn) => conn,
+            Err(e) => {
+                let info = self.client.get_connection_info();
+                return Err(connect_error("connect", info, self.connect_timeout, e).await);
+            }
+        };
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
@@ -84,12 +103,109 @@ impl Commands {
     }
 
     /// Runs a pipeline; returns one reply per non-ignored command.
+    ///
+    /// A pipeline of which the server refused some commands (out of memory, say) and
+    /// applied the others is a [`Error::Connection`] ("may have been applied"), since a
+    /// refusal would promise that nothing was. A transaction the server discarded
+    /// (`EXECABORT`: a command was refused while queueing) applied nothing and stays a
+    /// refusal.
     pub(crate) async fn pipe(&self, pipe: &Pipeline) -> std::result::Result<Vec<Value>, CmdError> {
         let mut conn = self.get().await.map_err(CmdError::Pulse)?;
         pipe.query_async(&mut conn).await.map_err(|e| {
             self.invalidate(&e);
+            let failed = e
+                .clone()
+                .into_server_errors()
+                .map_or(0, |errors| errors.len());
+            let discarded = e.code() == Some("EXECABORT");
+            if !discarded && failed < pipe.len() && is_refusal(&e) {
+                return CmdError::Pulse(Error::Connection {
+                    message: format!(
+                        "the server refused {failed} of {} commands and applied the others: {e}",
+                        pipe.len()
+                    ),
+                    source: Some(Box::new(e)),
+                });
+            }
             CmdError::Redis(e)
         })
+    }
+}
+
+/// Explains a failed connection attempt (`what` names the connection in the message).
+///
+/// A server at `maxclients` writes `-ERR max number of clients reached` as soon as it
+/// accepts a connection and closes it; `redis` reads that line as the reply to its first
+/// handshake command and reports a dropped connection (or a failed authentication). So
+/// when the server was reached, a probe connection sends `PING` and reads the first line
+/// back: the server's refusal becomes [`Error::Refused`] with
+/// [`Refusal::TooManyClients`], anything else leaves the original [`Error::Connection`].
+/// The probe needs plain TCP or a Unix socket: over TLS the server closes before the
+/// handshake without writing a reason.
+pub(crate) async fn connect_error(
+    what: &'static str,
+    info: &redis::ConnectionInfo,
+    timeout: Duration,
+    e: RedisError,
+) -> Error {
+    let reached = !(e.is_connection_refusal() || e.is_timeout());
+    let addr = info.addr().clone();
+    if reached && matches!(addr, ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_)) {
+        let greeting = tokio::task::spawn_blocking(move || probe(&addr, timeout))
+            .await
+            .ok()
+            .flatten();
+        if let Some(line) = greeting.filter(|l| l.starts_with("ERR max number of clients")) {
+            return Error::Refused {
+                op: "connect",
+                reason: Refusal::TooManyClients,
+                message: line,
+            };
+        }
+    }
+    Error::Connection {
+        message: format!("{what}: {e}"),
+        source: Some(Box::new(e)),
+    }
+}
+
+/// The first line the server answers to `PING` on a fresh connection, without the `-`
+/// of an error; `None` when it cannot be read within `timeout`.
+fn probe(addr: &ConnectionAddr, timeout: Duration) -> Option<String> {
+    fn first_line(mut s: impl Read + Write) -> Option<String> {
+        // A server that already closed may reset the connection when PING arrives, after
+        // its line reached us: read what came whatever the write did.
+        let _ = s.write_all(b"PING\r\n");
+        let mut line = Vec::new();
+        let mut buf = [0u8; 128];
+        while !line.contains(&b'\n') && line.len() < 512 {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => line.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let line = String::from_utf8_lossy(&line);
+        let line = line.lines().next()?.trim();
+        Some(line.strip_prefix('-').unwrap_or(line).to_owned())
+    }
+    match addr {
+        ConnectionAddr::Tcp(host, port) => {
+            let target = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))
+                .ok()?
+                .next()?;
+            let s = std::net::TcpStream::connect_timeout(&target, timeout).ok()?;
+            s.set_read_timeout(Some(timeout)).ok()?;
+            s.set_write_timeout(Some(timeout)).ok()?;
+            first_line(s)
+        }
+        #[cfg(unix)]
+        ConnectionAddr::Unix(path) => {
+            let s = std::os::unix::net::UnixStream::connect(path).ok()?;
+            s.set_read_timeout(Some(timeout)).ok()?;
+            s.set_write_timeout(Some(timeout)).ok()?;
+            first_line(s)
+        }
+        _ => None,
     }
 }
 
@@ -118,6 +234,7 @@ impl CmdError {
 pub(crate) struct Blocking {
     client: Client,
     config: AsyncConnectionConfig,
+    connect_timeout: Duration,
     idle: Mutex<Vec<MultiplexedConnection>>,
     permits: Arc<Semaphore>,
 }
@@ -132,6 +249,7 @@ impl Blocking {
         Ok(Blocking {
             client,
             config,
+            connect_timeout: options.connect_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(options.max_blocking_connections)),
         })
@@ -142,15 +260,18 @@ impl Blocking {
     }
 
     async fn connect(&self) -> std::result::Result<MultiplexedConnection, CmdError> {
-        self.client
+        match self
+            .client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
-            .map_err(|e| {
-                CmdError::Pulse(Error::Connection {
-                    message: format!("blocking connection: {e}"),
-                    source: Some(Box::new(e)),
-                })
-            })
+        {
+            Ok(conn) => Ok(conn),
+            Err(e) => {
+                let info = self.client.get_connection_info();
+                let e = connect_error("blocking connection", info, self.connect_timeout, e);
+                Err(CmdError::Pulse(e.await))
+            }
+        }
     }
 
     /// Runs a blocking command on a dedicated connection.

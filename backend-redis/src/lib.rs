@@ -9,7 +9,11 @@
 //!   reporting loss and recovery to subscribers;
 //! - each atomic operation is one Lua script under `lua/`, surviving `NOSCRIPT`;
 //! - `redis://` and `rediss://` (TLS, optionally with a custom root CA and a client
-//!   certificate: [`RedisOptions::with_tls_root_cert`]), with user and password in the URL.
+//!   certificate: [`RedisOptions::with_tls_root_cert`]), with user and password in the URL;
+//! - a server that may evict keys (`maxmemory-policy` other than `noeviction`) is refused
+//!   when connecting, unless [`RedisOptions::allow_eviction`] says otherwise;
+//! - refusals (out of memory, `maxclients`, ACL, read-only, busy) are
+//!   [`pulse::Error::Refused`], typed by the server's error code.
 //!
 //! ```no_run
 //! # async fn demo() -> pulse::Result<()> {
@@ -27,11 +31,12 @@ mod scripts;
 use std::{fmt, sync::Arc, time::Duration};
 
 use pulse::{Error, Result};
-use redis::{IntoConnectionInfo, ProtocolVersion};
+use redis::{aio::MultiplexedConnection, IntoConnectionInfo, ProtocolVersion, Value};
+use tracing::warn;
 
 use crate::{
     conn::{Blocking, Commands},
-    errors::map_err,
+    errors::{is_connection_failure, map_err},
     pubsub::Hub,
     scripts::Scripts,
 };
@@ -68,6 +73,14 @@ pub struct RedisOptions {
     /// How often the pub/sub connection is checked with a PING, so a silently dead
     /// connection is detected. Default 5 s.
     pub health_check_interval: Duration,
+    /// Connect to a server that may evict keys under memory pressure (`maxmemory-policy`
+    /// other than `noeviction`). Pulse keeps leases, pool state and consumer-group state
+    /// in keys: evicting one can run a job twice or lose it. Default `false`: connecting
+    /// checks the policy (`CONFIG GET maxmemory-policy`, one round trip) and refuses such
+    /// a server with [`Error::Config`]; when the server does not let us read the policy
+    /// (ACL, disabled `CONFIG`), a warning is logged and the connection proceeds. `true`
+    /// skips the check.
+    pub allow_eviction: bool,
 }
 
 impl Default for RedisOptions {
@@ -81,6 +94,7 @@ impl Default for RedisOptions {
             reconnect_min_delay: Duration::from_millis(50),
             reconnect_max_delay: Duration::from_secs(2),
             health_check_interval: Duration::from_secs(5),
+            allow_eviction: false,
         }
     }
 }
@@ -126,6 +140,11 @@ impl RedisOptions {
         self.health_check_interval = d.max(Duration::from_millis(10));
         self
     }
+    /// Sets [`RedisOptions::allow_eviction`].
+    pub fn with_allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
+    }
 }
 
 /// The Redis backend. Cloning shares the connections.
@@ -158,11 +177,16 @@ impl RedisBackend {
     }
 
     /// Connects to `url` (`redis://[user:password@]host[:port][/db]`), checks the server
-    /// answers and loads the scripts.
+    /// answers and does not evict keys (see [`RedisOptions::allow_eviction`]) and loads
+    /// the scripts.
     ///
     /// Errors: [`Error::Config`] for a malformed URL (the message never contains the URL,
-    /// which may hold a password); [`Error::Connection`] when the server cannot be reached
-    /// or refuses the credentials.
+    /// which may hold a password) and for a server with an eviction policy;
+    /// [`Error::Connection`] when the server cannot be reached or refuses the credentials;
+    /// [`Error::Refused`] when it turns the connection away (`maxclients`:
+    /// [`Refusal::TooManyClients`](pulse::error::Refusal::TooManyClients), over plain TCP
+    /// only: over TLS the server gives no reason, and that is a `Connection`) or cannot
+    /// load the scripts now (out of memory, loading its data set).
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self> {
         let mut info = url
             .into_connection_info()
@@ -197,6 +221,9 @@ impl RedisBackend {
         let blocking = Blocking::new(info, &options)?;
         let scripts = Scripts::new();
         let mut conn = commands.get().await?;
+        if !options.allow_eviction {
+            check_eviction_policy(&mut conn, &endpoint).await?;
+        }
         for script in scripts.all() {
             script
                 .load_async(&mut conn)
@@ -219,6 +246,54 @@ impl RedisBackend {
     /// (diagnostics and fault-injection tests: `CLIENT KILL ID <id>`).
     pub fn pubsub_client_id(&self) -> Option<i64> {
         self.inner.hub.client_id()
+    }
+}
+
+/// Refuses a server that may evict keys (see [`RedisOptions::allow_eviction`]); one
+/// round trip. A server that will not tell (ACL without `CONFIG`, `CONFIG` renamed away,
+/// a proxy that does not know the parameter) is connected to with a warning.
+async fn check_eviction_policy(conn: &mut MultiplexedConnection, endpoint: &str) -> Result<()> {
+    let reply = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async::<Value>(conn)
+        .await;
+    let reply = match reply {
+        Ok(v) => v,
+        Err(e) if is_connection_failure(&e) => return Err(map_err("CONFIG GET", "", e)),
+        Err(e) => {
+            warn!(
+                endpoint,
+                error = %e,
+                "cannot read the server's maxmemory-policy, so cannot check that it never \
+                 evicts Pulse's keys; make sure it is `noeviction`"
+            );
+            return Ok(());
+        }
+    };
+    let policy = match reply {
+        Value::Array(mut items) if items.len() == 2 => items.pop(),
+        Value::Map(mut pairs) if pairs.len() == 1 => pairs.pop().map(|(_, v)| v),
+        _ => None,
+    }
+    .and_then(parse::text);
+    match policy {
+        Some(policy) if policy.eq_ignore_ascii_case("noeviction") => Ok(()),
+        Some(policy) => Err(Error::Config(format!(
+            "the Redis server at {endpoint} has maxmemory-policy {policy}: it may evict keys \
+             under memory pressure, and Pulse keeps leases, pool state and consumer-group state \
+             in keys, so evicting them runs jobs twice or loses them; set \
+             `maxmemory-policy noeviction` on the server, or accept the risk with \
+             RedisOptions::with_allow_eviction(true)"
+        ))),
+        None => {
+            warn!(
+                endpoint,
+                "the server did not report its maxmemory-policy, so cannot check that it \
+                 never evicts Pulse's keys; make sure it is `noeviction`"
+            );
+            Ok(())
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, PushInfo,
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::{parse, RedisOptions};
+use crate::{conn::connect_error, errors::refused, parse, RedisOptions};
 
 type Push = (u64, PushInfo);
 
@@ -88,15 +88,19 @@ impl Hub {
             .set_connection_timeout(Some(self.options.connect_timeout))
             .set_response_timeout(Some(self.options.command_timeout))
             .set_push_sender(sender);
-        let conn_err = |e: redis::RedisError| Error::Connection {
-            message: format!("pub/sub connection: {e}"),
-            source: Some(Box::new(e)),
-        };
-        let mut conn = self
+        let mut conn = match self
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(conn_err)?;
+        {
+            Ok(conn) => conn,
+            Err(e) => {
+                let info = self.client.get_connection_info();
+                let timeout = self.options.connect_timeout;
+                return Err(connect_error("pub/sub connection", info, timeout, e).await);
+            }
+        };
+        let conn_err = |e: redis::RedisError| subscribe_err("pub/sub connection", e);
         let id: Value = redis::cmd("CLIENT")
             .arg("ID")
             .query_async(&mut conn)
@@ -142,10 +146,7 @@ impl Hub {
             Some(conn) => conn
                 .subscribe(&unique)
                 .await
-                .map_err(|e| Error::Connection {
-                    message: format!("subscribe: {e}"),
-                    source: Some(Box::new(e)),
-                }),
+                .map_err(|e| subscribe_err("subscribe", e)),
         };
         drop(link);
         // On failure the guard unregisters the subscription as it drops.
@@ -275,6 +276,15 @@ async fn run(
             }
         }
     }
+}
+
+/// A failure on the pub/sub connection: a refusal (a channel the ACL user may not
+/// subscribe to, say) is [`Error::Refused`], anything else [`Error::Connection`].
+fn subscribe_err(what: &'static str, e: redis::RedisError) -> Error {
+    refused("subscribe", &e).unwrap_or_else(|| Error::Connection {
+        message: format!("{what}: {e}"),
+        source: Some(Box::new(e)),
+    })
 }
 
 /// Unregisters a subscription when dropped; the hub task unsubscribes unused channels.

@@ -145,6 +145,19 @@ pub enum Error {
         pool: String,
     },
 
+    /// The store answered with a refusal: the operation was *not* applied. Whether trying
+    /// again later can help depends on the [`Refusal`] (see [`Refusal::is_transient`]); a
+    /// refused connection attempt is reported the same way (`op` is `"connect"`).
+    #[error("the backend refused {op} ({reason}): {message}")]
+    Refused {
+        /// The operation that was refused.
+        op: &'static str,
+        /// Why, as the store classified it.
+        reason: Refusal,
+        /// The store's own message (never contains credentials).
+        message: String,
+    },
+
     /// The backend answered with an error not covered by another variant.
     #[error("backend error in {op}: {message}")]
     Backend {
@@ -156,6 +169,45 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+}
+
+/// Why a store refused an operation ([`Error::Refused`]). In every case nothing was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The store is at its memory limit and does not evict (Redis `OOM`).
+    OutOfMemory,
+    /// The store accepts no more connections (Redis `maxclients`).
+    TooManyClients,
+    /// The credentials in use may not run the operation (Redis ACL, `NOPERM`). Permanent
+    /// until someone changes the permissions.
+    NoPermission,
+    /// The store accepts no writes at the moment: a replica (Redis `READONLY`), a primary
+    /// without enough replicas in sync (`NOREPLICAS`) or failing to persist (`MISCONF`).
+    ReadOnly,
+    /// The store is busy: running a long script (Redis `BUSY`), loading its data set
+    /// (`LOADING`), or a replica that lost its primary (`MASTERDOWN`).
+    Busy,
+}
+
+impl Refusal {
+    /// True when the same call may succeed later without anyone changing the store's
+    /// configuration or permissions: every refusal but [`Refusal::NoPermission`].
+    pub fn is_transient(self) -> bool {
+        !matches!(self, Refusal::NoPermission)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::OutOfMemory => "out of memory",
+            Refusal::TooManyClients => "too many clients",
+            Refusal::NoPermission => "no permission",
+            Refusal::ReadOnly => "read-only",
+            Refusal::Busy => "busy",
+        })
+    }
 }
 
 impl Error {
@@ -246,6 +298,15 @@ impl Error {
             },
             Error::Timeout { what } => Error::Timeout { what: what.clone() },
             Error::ShuttingDown { pool } => Error::ShuttingDown { pool: pool.clone() },
+            Error::Refused {
+                op,
+                reason,
+                message,
+            } => Error::Refused {
+                op,
+                reason: *reason,
+                message: message.clone(),
+            },
             Error::Backend {
                 op,
                 message,
@@ -324,6 +385,29 @@ mod tests {
         }
         .for_each_waiter();
         assert!(matches!(copy, Error::NoGroup { .. }));
+    }
+
+    #[test]
+    fn a_refusal_names_its_reason_and_survives_sharing() {
+        let e = Error::Refused {
+            op: "map_set",
+            reason: Refusal::OutOfMemory,
+            message: "OOM command not allowed".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the backend refused map_set (out of memory): OOM command not allowed"
+        );
+        assert!(matches!(
+            e.for_each_waiter(),
+            Error::Refused {
+                reason: Refusal::OutOfMemory,
+                ..
+            }
+        ));
+        assert!(!e.is_connection());
+        assert!(Refusal::Busy.is_transient());
+        assert!(!Refusal::NoPermission.is_transient());
     }
 
     #[test]

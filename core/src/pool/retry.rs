@@ -21,12 +21,16 @@ use crate::{Error, Result};
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 
 /// True when sending the same call again may succeed: the store was unreachable, the reply
-/// was lost, or the store refused for a reason of its own (full, busy, failing over).
+/// was lost, or the store refused for a reason of its own (full, busy, too many clients,
+/// read-only while failing over: a transient [`Error::Refused`], after which nothing was
+/// applied). A refusal for lack of permission stays until someone changes the ACL: not
+/// retried.
 pub(crate) fn retryable(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Connection { .. } | Error::Backend { .. } | Error::Timeout { .. }
-    )
+    match e {
+        Error::Connection { .. } | Error::Backend { .. } | Error::Timeout { .. } => true,
+        Error::Refused { reason, .. } => reason.is_transient(),
+        _ => false,
+    }
 }
 
 /// Exponential back-off from [`FIRST_RETRY`] up to a cap.
@@ -111,6 +115,25 @@ mod tests {
         .await;
         assert!(matches!(out, Err(Error::Closed { .. })));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn transient_refusals_are_retried_and_a_missing_permission_is_not() {
+        use crate::error::Refusal;
+        let refused = |reason| Error::Refused {
+            op: "map_set",
+            reason,
+            message: String::new(),
+        };
+        for reason in [
+            Refusal::OutOfMemory,
+            Refusal::TooManyClients,
+            Refusal::ReadOnly,
+            Refusal::Busy,
+        ] {
+            assert!(retryable(&refused(reason)), "{reason}");
+        }
+        assert!(!retryable(&refused(Refusal::NoPermission)));
     }
 
     #[tokio::test(start_paused = true)]
