@@ -2,10 +2,7 @@
 //! the revision bump, the notice and the TTL happen as one step, and notices are published
 //! in commit order.
 
-use std::{
-    collections::{hash_map, HashMap},
-    time::Duration,
-};
+use std::{collections::btree_map, time::Duration};
 
 use bytes::Bytes;
 use pulse::{
@@ -19,20 +16,20 @@ use pulse::{
 };
 use tokio::time::Instant;
 
-use crate::state::{wrong_type, Entry, State, Value};
+use crate::state::{wrong_type, Entry, HashFields, State, Value};
 
 const REV: &str = "=rev";
 const EPOCH: &str = "=epoch";
 const KIND: &str = "=kind";
 
-fn parse_u64(h: &HashMap<String, Bytes>, field: &str) -> Option<u64> {
+fn parse_u64(h: &HashFields, field: &str) -> Option<u64> {
     h.get(field)
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|s| s.parse().ok())
 }
 
 /// The revision of an existing hash (`0/0` when missing).
-fn revision_of(h: Option<&HashMap<String, Bytes>>) -> Revision {
+fn revision_of(h: Option<&HashFields>) -> Revision {
     match h {
         None => Revision::default(),
         Some(h) => Revision {
@@ -43,7 +40,7 @@ fn revision_of(h: Option<&HashMap<String, Bytes>>) -> Revision {
 }
 
 /// Sets a bookkeeping field, without allocating its name again when it is already there.
-fn put(h: &mut HashMap<String, Bytes>, field: &str, value: Bytes) {
+fn put(h: &mut HashFields, field: &str, value: Bytes) {
     match h.get_mut(field) {
         Some(slot) => *slot = value,
         None => {
@@ -53,7 +50,7 @@ fn put(h: &mut HashMap<String, Bytes>, field: &str, value: Bytes) {
 }
 
 /// Bumps the revision of `h`, creating the epoch if needed.
-fn bump(h: &mut HashMap<String, Bytes>, seed: u64, kind: &'static str) -> Result<Revision> {
+fn bump(h: &mut HashFields, seed: u64, kind: &'static str) -> Result<Revision> {
     let epoch = match parse_u64(h, EPOCH) {
         Some(e) if e > 0 => e,
         _ => {
@@ -74,13 +71,20 @@ fn bump(h: &mut HashMap<String, Bytes>, seed: u64, kind: &'static str) -> Result
 }
 
 impl State {
+    /// Publishes the notice of `change`; a set of a value over the notice budget travels
+    /// as `Changed` (see [`codec::NOTICE_VALUE_BUDGET`]).
     fn notify(&mut self, map: &MapTarget, revision: Revision, change: MapChange) -> Result<()> {
-        let frame = MapNotice {
-            epoch: revision.epoch,
-            rev: revision.rev,
-            change,
-        }
-        .encode()?;
+        let notice = match change {
+            MapChange::Set { key, value } => {
+                MapNotice::set(revision.epoch, revision.rev, &key, &value)
+            }
+            change => MapNotice {
+                epoch: revision.epoch,
+                rev: revision.rev,
+                change,
+            },
+        };
+        let frame = notice.encode()?;
         self.publish(&map.channel, Bytes::from(frame));
         Ok(())
     }
@@ -152,7 +156,7 @@ impl State {
         {
             // One lookup of the key, whatever the condition.
             let (previous, write) = match h.entry(key.clone()) {
-                hash_map::Entry::Occupied(mut slot) => {
+                btree_map::Entry::Occupied(mut slot) => {
                     let write = match &condition {
                         SetCondition::Always => true,
                         SetCondition::IfAbsent => false,
@@ -164,7 +168,7 @@ impl State {
                         (Some(slot.get().clone()), false)
                     }
                 }
-                hash_map::Entry::Vacant(slot) => {
+                btree_map::Entry::Vacant(slot) => {
                     let write = !matches!(condition, SetCondition::IfEqual(_));
                     if write {
                         slot.insert(value.clone());
@@ -341,6 +345,12 @@ impl State {
             (revision, None)
         } else {
             let value = Bytes::from(codec::encode_list(&list));
+            if value.len() > map.max_value {
+                return Err(Error::PayloadTooLarge {
+                    size: value.len(),
+                    limit: map.max_value,
+                });
+            }
             h.insert(key.to_owned(), value.clone());
             let revision = bump(h, map.epoch_seed, "set")?;
             self.notify(
@@ -402,7 +412,7 @@ impl State {
                 revision,
             });
         }
-        let mut tomb = HashMap::new();
+        let mut tomb = HashFields::new();
         if before.epoch > 0 {
             tomb.insert(EPOCH.to_owned(), Bytes::from(before.epoch.to_string()));
         }

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use pulse::{
     backend::{
         AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,
-        Fields, GroupOps, GroupStart, HashOps, IncrementOutcome, KeyExpiry, KeyOps, ListEdit,
-        ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary, PubSubOps, ResetOutcome,
-        SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps, Subscription,
-        Ttl,
+        Fields, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome, KeyExpiry, KeyOps,
+        ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary, PubSubOps,
+        ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps,
+        Subscription, Ttl,
     },
     Error, Result,
 };
@@ -117,6 +117,43 @@ impl HashOps for MemoryBackend {
             .hash(key)?
             .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default())
+    }
+
+    async fn hash_get_fields(&self, key: &str, fields: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        let mut state = self.lock();
+        let hash = state.hash(key)?;
+        Ok(fields
+            .iter()
+            .map(|f| hash.and_then(|h| h.get(*f).cloned()))
+            .collect())
+    }
+
+    /// Fields in key order; the cursor is the last field returned, so a field present the
+    /// whole time is returned exactly once.
+    async fn hash_scan(&self, key: &str, cursor: Option<&str>, count: usize) -> Result<HashChunk> {
+        use std::ops::Bound;
+        let mut state = self.lock();
+        let Some(hash) = state.hash(key)? else {
+            return Ok(HashChunk::default());
+        };
+        let from = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let fields: Vec<(String, Bytes)> = hash
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(count.max(1))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let next = match fields.last() {
+            Some((last, _))
+                if hash
+                    .range::<str, _>((Bound::Excluded(last.as_str()), Bound::Unbounded))
+                    .next()
+                    .is_some() =>
+            {
+                Some(last.clone())
+            }
+            _ => None,
+        };
+        Ok(HashChunk { next, fields })
     }
 
     async fn hash_exists(&self, key: &str, field: &str) -> Result<bool> {

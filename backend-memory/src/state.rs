@@ -18,10 +18,13 @@ use tokio::{
 
 use crate::streams::StreamData;
 
+/// A hash's fields, ordered so a scan can resume after the last field it returned.
+pub(crate) type HashFields = BTreeMap<String, Bytes>;
+
 /// A stored value.
 #[derive(Debug)]
 pub(crate) enum Value {
-    Hash(HashMap<String, Bytes>),
+    Hash(HashFields),
     Stream(StreamData),
     Str(Bytes),
 }
@@ -78,7 +81,7 @@ impl State {
     }
 
     /// The hash at `key` (`None` when missing); `WrongType` for another type.
-    pub(crate) fn hash(&mut self, key: &str) -> Result<Option<&HashMap<String, Bytes>>> {
+    pub(crate) fn hash(&mut self, key: &str) -> Result<Option<&HashFields>> {
         match self.live(key) {
             None => Ok(None),
             Some(Entry {
@@ -90,10 +93,10 @@ impl State {
     }
 
     /// The hash at `key`, created empty when missing.
-    pub(crate) fn hash_mut(&mut self, key: &str) -> Result<&mut HashMap<String, Bytes>> {
+    pub(crate) fn hash_mut(&mut self, key: &str) -> Result<&mut HashFields> {
         self.purge_if_expired(key);
         if !self.keys.contains_key(key) {
-            let value = Value::Hash(HashMap::new());
+            let value = Value::Hash(HashFields::new());
             let entry = Entry {
                 value,
                 expires_at: None,

@@ -1,8 +1,9 @@
 -- map_edit_list: append / append-unique / remove items of a list value.
 -- KEYS[1] hash; ARGV[1..4] see prelude; ARGV[5] edit ("append" | "unique" | "remove"),
--- ARGV[6] key, ARGV[7..] items.
+-- ARGV[6] key, ARGV[7] largest resulting value in bytes, ARGV[8..] items.
 -- Returns {epoch, rev, changed (0|1), exists (0|1), encoded list or nil};
--- error PULSE_INVALID when the stored value is not a list (nothing changed).
+-- error PULSE_INVALID when the stored value is not a list, PULSE_TOO_LARGE <size> <limit> when the
+-- resulting list would be larger than ARGV[7] (nothing changed either way).
 
 -- List values use postcard's layout: a varint count, then varint-length items.
 local function varint(n)
@@ -54,7 +55,7 @@ local function encode_list(items)
   return table.concat(parts)
 end
 
-local edit, key = ARGV[5], ARGV[6]
+local edit, key, max_value = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local stored = redis.call('HGET', hash, key)
 local list = {}
 if stored then
@@ -65,7 +66,7 @@ local changed = false
 if edit == 'append' or edit == 'unique' then
   local present = {}
   if edit == 'unique' then for _, v in ipairs(list) do present[v] = true end end
-  for i = 7, #ARGV do
+  for i = 8, #ARGV do
     local item = ARGV[i]
     if edit == 'append' or not present[item] then
       list[#list + 1] = item
@@ -75,7 +76,7 @@ if edit == 'append' or edit == 'unique' then
   end
 else
   local drop = {}
-  for i = 7, #ARGV do drop[ARGV[i]] = true end
+  for i = 8, #ARGV do drop[ARGV[i]] = true end
   local kept = {}
   for _, v in ipairs(list) do
     if drop[v] then changed = true else kept[#kept + 1] = v end
@@ -97,6 +98,9 @@ if #list == 0 and edit == 'remove' then
   return { epoch, rev, 1, 0, false }
 end
 local value = encode_list(list)
+if #value > max_value then
+  return redis.error_reply(string.format('PULSE_TOO_LARGE %d %d', #value, max_value))
+end
 redis.call('HSET', hash, key, value)
 epoch, rev = bump('set')
 publish_set(epoch, rev, key, value)

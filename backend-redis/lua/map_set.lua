@@ -5,7 +5,8 @@
 -- error PULSE_INVALID when the stored revision is not an integer (nothing changed).
 -- Later writes see earlier ones; the values and the bookkeeping are written by one HSET at
 -- the end, and one frame is published for all the sets written: a plain set notice for one,
--- a batch (tag 4, see pulse::codec::MapNotice) for several.
+-- a batch (tag 4, see pulse::codec::MapNotice) for several. Values travel in order while
+-- they fit in NOTICE_BUDGET (prelude); the others as `changed` (key only).
 -- The bookkeeping and the first write's previous value in one read.
 local meta = redis.call('HMGET', hash, '=epoch', '=rev', ARGV[6] or '=epoch')
 local stored_epoch = tonumber(meta[1] or '0') or 0
@@ -17,6 +18,7 @@ end
 -- The epoch reported: the stored one, or the seed once a write creates the generation.
 local epoch = stored_epoch
 local out, sets, pending, fields, first_rev = {}, {}, {}, {}, nil
+local budget, first_carried = NOTICE_BUDGET, true
 for i = 5, #ARGV, 4 do
   local cond, key, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local prev = pending[key]
@@ -32,7 +34,13 @@ for i = 5, #ARGV, 4 do
     pending[key] = value
     fields[#fields + 1] = key
     fields[#fields + 1] = value
-    sets[#sets + 1] = struct.pack('<I4c0I4c0', #key, key, #value, value)
+    if #value <= budget then
+      budget = budget - #value
+      sets[#sets + 1] = struct.pack('<I4c0I4c0', #key, key, #value, value)
+    else
+      if #sets == 0 then first_carried = false end
+      sets[#sets + 1] = struct.pack('<I4c0I4', #key, key, 4294967295)
+    end
   end
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = epoch, rev, write and 1 or 0, prev
@@ -47,7 +55,9 @@ if first_rev then
     fields[#fields + 1] = seed
   end
   redis.call('HSET', hash, unpack(fields))
-  if #sets == 1 then
+  if #sets == 1 and not first_carried then
+    redis.call('PUBLISH', channel, struct.pack('<BI8I8B', 2, epoch, first_rev, 5) .. string.sub(sets[1], 1, -5))
+  elseif #sets == 1 then
     redis.call('PUBLISH', channel, struct.pack('<BI8I8B', 2, epoch, first_rev, 0) .. sets[1])
   else
     redis.call('PUBLISH', channel,

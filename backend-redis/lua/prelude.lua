@@ -36,8 +36,16 @@ end
 -- Notice frames (pulse::codec::MapNotice, version 2): fixed-width little-endian fields,
 -- each frame one struct.pack call (building varints byte by byte in Lua cost more than the
 -- rest of a write). Epochs and revisions stay below 2^53, exact in a Lua number.
+-- A value over NOTICE_BUDGET (pulse::codec::NOTICE_VALUE_BUDGET) travels as a `changed`
+-- notice (tag 5, key only): replicas read it from the hash.
+local NOTICE_BUDGET = 1048576
+
 local function publish_set(epoch, rev, key, value)
-  redis.call('PUBLISH', channel, struct.pack('<BI8I8BI4c0I4c0', 2, epoch, rev, 0, #key, key, #value, value))
+  if #value > NOTICE_BUDGET then
+    redis.call('PUBLISH', channel, struct.pack('<BI8I8BI4c0', 2, epoch, rev, 5, #key, key))
+  else
+    redis.call('PUBLISH', channel, struct.pack('<BI8I8BI4c0I4c0', 2, epoch, rev, 0, #key, key, #value, value))
+  end
 end
 
 local function publish_del(epoch, rev, key)

@@ -32,10 +32,10 @@ use bytes::Bytes;
 use pulse::{
     backend::{
         AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,
-        Fields, GroupOps, GroupStart, HashOps, IncrementOutcome, KeyExpiry, KeyOps, ListEdit,
-        ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary, PubSubOps, ResetOutcome,
-        SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps, Subscription,
-        Ttl,
+        Fields, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome, KeyExpiry, KeyOps,
+        ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary, PubSubOps,
+        ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps,
+        Subscription, Ttl,
     },
     Backend, Error, Result,
 };
@@ -51,6 +51,8 @@ pub enum Op {
     Expiry,
     HashGet,
     HashGetAll,
+    HashGetFields,
+    HashScan,
     HashExists,
     HashLen,
     StreamAdd,
@@ -389,6 +391,15 @@ impl HashOps for FlakyBackend {
     async fn hash_get_all(&self, key: &str) -> Result<Vec<(String, Bytes)>> {
         let call = self.inner.hash_get_all(key);
         self.call(Op::HashGetAll, key, Exposure::Call, call).await
+    }
+    async fn hash_get_fields(&self, key: &str, fields: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        let call = self.inner.hash_get_fields(key, fields);
+        self.call(Op::HashGetFields, key, Exposure::Call, call)
+            .await
+    }
+    async fn hash_scan(&self, key: &str, cursor: Option<&str>, count: usize) -> Result<HashChunk> {
+        let call = self.inner.hash_scan(key, cursor, count);
+        self.call(Op::HashScan, key, Exposure::Call, call).await
     }
     async fn hash_exists(&self, key: &str, field: &str) -> Result<bool> {
         let call = self.inner.hash_exists(key, field);

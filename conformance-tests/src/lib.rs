@@ -208,6 +208,10 @@ macro_rules! conformance_suite {
             map_list_append_and_unique,
             map_list_remove,
             map_list_invalid_value,
+            map_list_result_size_is_bounded,
+            map_big_values_leave_the_notice,
+            hash_scan_visits_every_field,
+            hash_scan_under_writes,
             map_reset_leaves_tombstone,
             map_test_and_reset,
             map_invalid_keys,
@@ -223,6 +227,8 @@ macro_rules! conformance_suite {
             lease_renewed_by_holder,
             // replicated maps
             rmap_set_then_visible,
+            rmap_big_values_replicate,
+            rmap_join_while_written_is_consistent,
             rmap_delete_and_reset,
             rmap_set_and_wait,
             rmap_closed_map,
@@ -270,6 +276,7 @@ macro_rules! conformance_suite {
             sink_no_ack,
             sink_slow_subscriber_stays_alive,
             streaming_under_call_faults,
+            readers_and_sinks_report_failing_reads,
             // keyed worker pool
             pool_lists_workers,
             pool_dispatch_starts_the_job,

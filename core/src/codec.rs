@@ -72,9 +72,13 @@ pub const NOTICE_VERSION: u8 = 2;
 /// `rev: u64`, the change's tag `u8` (0 set, 1 delete, 2 reset, 3 destroy), then for a set
 /// `key_len: u32, key, value_len: u32, value`, for a delete `key_len: u32, key`.
 ///
+/// A set whose value is too big to travel (see [`NOTICE_VALUE_BUDGET`]) is tag 5,
+/// [`MapChange::Changed`]: `key_len: u32, key`, and replicas read the value from the hash.
+///
 /// A batch of sets committed in one step may travel as one frame with tag 4: the header's
 /// `rev` is the first set's revision, then `count: u32` and `count` (key, value) pairs laid
-/// out as above; set `i` has revision `rev + i` ([`MapNotice::encode_sets`],
+/// out as above, where a `value_len` of `0xFFFF_FFFF` (and no value bytes) is a
+/// [`MapChange::Changed`]; set `i` has revision `rev + i` ([`MapNotice::encode_sets`],
 /// [`MapNotice::decode_all`]).
 ///
 /// Decoding also accepts version 1 (a postcard frame, written by releases before
@@ -114,9 +118,27 @@ pub enum MapChange {
     Reset,
     /// Every key was removed and the map was marked destroyed.
     Destroy,
+    /// `key` now holds a value too big to travel in the notice (see
+    /// [`NOTICE_VALUE_BUDGET`]); read it from the map's hash. (Last, so the variant
+    /// numbers of version 1 frames keep their meaning.)
+    Changed {
+        /// The key.
+        key: String,
+    },
 }
 
 const NOTICE: &str = "map notice";
+
+/// Most value bytes one notice frame carries. A set whose value would take its frame past
+/// it travels as [`MapChange::Changed`] (key only), so a frame stays near 1 MiB whatever the
+/// values' size — far below what a pub/sub connection can buffer (Redis drops a subscriber
+/// whose output passes 32 MiB, or 8 MiB for a minute), and big values cost replicas one
+/// read each instead of a dropped subscription. In a batch frame values are taken in order
+/// while they fit. Backends that build frames themselves (Lua) apply the same rule.
+pub const NOTICE_VALUE_BUDGET: usize = 1 << 20;
+
+/// Marks an omitted value ([`MapChange::Changed`]) in a batch frame.
+const OMITTED: u32 = u32::MAX;
 
 impl MapNotice {
     /// Encodes the notice as a frame.
@@ -132,7 +154,7 @@ impl MapNotice {
     pub fn encode(&self) -> Result<Vec<u8>> {
         let body = match &self.change {
             MapChange::Set { key, value } => 8 + key.len() + value.len(),
-            MapChange::Delete { key } => 4 + key.len(),
+            MapChange::Delete { key } | MapChange::Changed { key } => 4 + key.len(),
             MapChange::Reset | MapChange::Destroy => 0,
         };
         let tag = match &self.change {
@@ -140,6 +162,7 @@ impl MapNotice {
             MapChange::Delete { .. } => 1,
             MapChange::Reset => 2,
             MapChange::Destroy => 3,
+            MapChange::Changed { .. } => 5,
         };
         let mut out = notice_header(18 + body, self.epoch, self.rev, tag);
         match &self.change {
@@ -147,14 +170,33 @@ impl MapNotice {
                 put_sized(&mut out, key.as_bytes())?;
                 put_sized(&mut out, value)?;
             }
-            MapChange::Delete { key } => put_sized(&mut out, key.as_bytes())?,
+            MapChange::Delete { key } | MapChange::Changed { key } => {
+                put_sized(&mut out, key.as_bytes())?
+            }
             MapChange::Reset | MapChange::Destroy => {}
         }
         Ok(out)
     }
 
+    /// The notice of one set: [`MapChange::Set`], or [`MapChange::Changed`] when the value
+    /// is over [`NOTICE_VALUE_BUDGET`].
+    pub fn set(epoch: u64, rev: u64, key: &str, value: &Bytes) -> Self {
+        let key = key.to_owned();
+        let change = if value.len() > NOTICE_VALUE_BUDGET {
+            MapChange::Changed { key }
+        } else {
+            MapChange::Set {
+                key,
+                value: value.clone(),
+            }
+        };
+        MapNotice { epoch, rev, change }
+    }
+
     /// Encodes sets committed in one step, the first at revision `first_rev`, as one frame
-    /// (tag 4; a single set is encoded as a plain set notice). No sets is
+    /// (tag 4; a single set is encoded as a plain set notice). Values are carried in order
+    /// while they fit in [`NOTICE_VALUE_BUDGET`]; the others travel as
+    /// [`MapChange::Changed`]. No sets is
     /// [`Error::InvalidArgument`]: there is nothing to notify.
     ///
     /// ```
@@ -171,24 +213,32 @@ impl MapNotice {
             return Err(Error::InvalidArgument("a notice of no sets".into()));
         }
         if let [(key, value)] = sets {
-            return MapNotice {
-                epoch,
-                rev: first_rev,
-                change: MapChange::Set {
-                    key: (*key).to_owned(),
-                    value: Bytes::copy_from_slice(value),
-                },
-            }
-            .encode();
+            return MapNotice::set(epoch, first_rev, key, &Bytes::copy_from_slice(value)).encode();
         }
-        let body: usize = sets.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        let mut budget = NOTICE_VALUE_BUDGET;
+        let carried: Vec<bool> = sets
+            .iter()
+            .map(|(_, v)| {
+                let fits = v.len() <= budget;
+                if fits {
+                    budget -= v.len();
+                }
+                fits
+            })
+            .collect();
+        let body: usize =
+            sets.iter().map(|(k, _)| 8 + k.len()).sum::<usize>() + (NOTICE_VALUE_BUDGET - budget);
         let mut out = notice_header(22 + body, epoch, first_rev, 4);
         let count = u32::try_from(sets.len())
             .map_err(|_| Error::malformed(NOTICE, "too many sets in one frame"))?;
         out.extend_from_slice(&count.to_le_bytes());
-        for (key, value) in sets {
+        for ((key, value), carried) in sets.iter().zip(carried) {
             put_sized(&mut out, key.as_bytes())?;
-            put_sized(&mut out, value)?;
+            if carried {
+                put_sized(&mut out, value)?;
+            } else {
+                out.extend_from_slice(&OMITTED.to_le_bytes());
+            }
         }
         Ok(out)
     }
@@ -228,6 +278,9 @@ impl MapNotice {
             }),
             2 => one(MapChange::Reset),
             3 => one(MapChange::Destroy),
+            5 => one(MapChange::Changed {
+                key: take_text(frame, &mut pos)?,
+            }),
             4 => {
                 let count = take_u32(frame, &mut pos)?;
                 if count == 0 {
@@ -266,8 +319,14 @@ fn notice_header(capacity: usize, epoch: u64, rev: u64, tag: u8) -> Vec<u8> {
 }
 
 fn take_set(frame: &[u8], pos: &mut usize) -> Result<MapChange> {
+    let key = take_text(frame, pos)?;
+    let mut peek = *pos;
+    if take_u32(frame, &mut peek)? == OMITTED {
+        *pos = peek;
+        return Ok(MapChange::Changed { key });
+    }
     Ok(MapChange::Set {
-        key: take_text(frame, pos)?,
+        key,
         value: Bytes::copy_from_slice(&frame[take_sized(frame, pos)?]),
     })
 }
@@ -451,6 +510,28 @@ mod tests {
             MapNotice::encode_sets(1, 1, &[]),
             Err(Error::InvalidArgument(_))
         ));
+        // A value that does not travel: tag 5 alone, 0xFFFFFFFF as its length in a batch.
+        let c = MapNotice {
+            epoch: 1,
+            rev: 9,
+            change: MapChange::Changed { key: "k".into() },
+        };
+        let mut want = header(1, 9, 5);
+        want.extend_from_slice(b"\x01\x00\x00\x00k");
+        assert_eq!(c.encode().unwrap(), want);
+        assert_eq!(MapNotice::decode(&want).unwrap(), c);
+        let big = vec![0u8; NOTICE_VALUE_BUDGET];
+        let batch = MapNotice::encode_sets(1, 5, &[("a", &big), ("k", b"")]).unwrap();
+        let mut want = header(1, 5, 4);
+        want.extend_from_slice(b"\x02\x00\x00\x00\x01\x00\x00\x00a");
+        want.extend_from_slice(&(NOTICE_VALUE_BUDGET as u32).to_le_bytes());
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"\x01\x00\x00\x00k\x00\x00\x00\x00");
+        assert_eq!(batch, want, "values that fit travel");
+        let over = MapNotice::encode_sets(1, 5, &[("a", &big), ("k", b"x")]).unwrap();
+        let all = MapNotice::decode_all(&over).unwrap();
+        assert_eq!(all[1].change, MapChange::Changed { key: "k".into() });
+        assert!(over.ends_with(b"\x01\x00\x00\x00k\xff\xff\xff\xff"));
         let one = MapNotice::encode_sets(300, 2, &[("k", b"v\x00")]).unwrap();
         assert_eq!(MapNotice::decode(&one).unwrap(), n);
         // Version 1 (postcard) frames from older writers still decode.

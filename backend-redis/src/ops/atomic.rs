@@ -180,7 +180,8 @@ impl AtomicOps for RedisBackend {
             ListEdit::AppendUnique => "unique",
             ListEdit::Remove => "remove",
         })
-        .arg(key);
+        .arg(key)
+        .arg(map.max_value.min(i64::MAX as usize));
         for item in &items {
             inv.arg(item.as_ref());
         }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pulse::{
-    backend::{HashOps, KeyExpiry, KeyOps, Ttl},
-    Result,
+    backend::{HashChunk, HashOps, KeyExpiry, KeyOps, Ttl},
+    Error, Result,
 };
 
 use super::{int_reply, millis};
@@ -67,6 +67,60 @@ impl HashOps for RedisBackend {
             .into_iter()
             .filter_map(|(k, v)| parse::bytes(v).map(|v| (k, v)))
             .collect())
+    }
+
+    async fn hash_get_fields(&self, key: &str, fields: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let v = self
+            .run("HMGET", key, redis::cmd("HMGET").arg(key).arg(fields))
+            .await?;
+        let values = parse::array("HMGET", v)?;
+        if values.len() != fields.len() {
+            return Err(Error::malformed(
+                "HMGET reply",
+                format!("{} values for {} fields", values.len(), fields.len()),
+            ));
+        }
+        Ok(values.into_iter().map(parse::bytes).collect())
+    }
+
+    async fn hash_scan(&self, key: &str, cursor: Option<&str>, count: usize) -> Result<HashChunk> {
+        let cursor = cursor.unwrap_or("0");
+        if cursor.is_empty() || !cursor.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::InvalidArgument(format!(
+                "{cursor:?} is not a hash scan cursor of this backend"
+            )));
+        }
+        let v = self
+            .run(
+                "HSCAN",
+                key,
+                redis::cmd("HSCAN")
+                    .arg(key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(count.max(1)),
+            )
+            .await?;
+        let mut parts = parse::array("HSCAN", v)?.into_iter();
+        let (Some(next), Some(pairs), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::malformed(
+                "HSCAN reply",
+                "not a [cursor, fields] pair",
+            ));
+        };
+        let next = parse::text(next)
+            .ok_or_else(|| Error::malformed("HSCAN reply", "cursor is not text"))?;
+        let fields = parse::pairs("HSCAN", pairs)?
+            .into_iter()
+            .filter_map(|(k, v)| parse::bytes(v).map(|v| (k, v)))
+            .collect();
+        Ok(HashChunk {
+            next: (next != "0").then_some(next),
+            fields,
+        })
     }
 
     async fn hash_exists(&self, key: &str, field: &str) -> Result<bool> {

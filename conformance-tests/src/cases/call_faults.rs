@@ -3,7 +3,8 @@
 //! real network, while a workload runs. Once calls succeed again, every replica equals the
 //! store's content and every add that was acknowledged reached every sink and reader.
 //!
-//! (The pool's workload under the same faults is `pool_under_call_faults`.)
+//! (The pool's workload under the same faults is `pool_under_call_faults`.) Reads that keep
+//! failing are reported to the caller, not only logged.
 
 use std::{
     collections::HashSet,
@@ -14,7 +15,7 @@ use std::{
 use bytes::Bytes;
 use pulse::{
     rmap::{Map, MapOptions},
-    streaming::{NewEvent, ReaderOptions, SinkOptions, Start, Stream, StreamOptions},
+    streaming::{NewEvent, ReadHealth, ReaderOptions, SinkOptions, Start, Stream, StreamOptions},
     Backend, Error,
 };
 
@@ -169,4 +170,74 @@ pub async fn streaming_under_call_faults(cx: Ctx) {
     for t in tasks {
         t.abort();
     }
+}
+
+/// Waits until `health` shows `want` (by variant).
+async fn health_becomes(
+    what: &str,
+    health: &mut tokio::sync::watch::Receiver<ReadHealth>,
+    failing: bool,
+) {
+    let wait = health.wait_for(|h| matches!(h, ReadHealth::Failing { .. }) == failing);
+    tokio::time::timeout(crate::patience(), wait)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what} never became {}",
+                if failing { "failing" } else { "reading" }
+            )
+        })
+        .expect("health sender alive");
+}
+
+/// A reader and a sink whose every read fails say so through `health()` once the failures
+/// outlast their patience, and say they read again (and deliver) once reads succeed.
+pub async fn readers_and_sinks_report_failing_reads(cx: Ctx) {
+    use crate::flaky::{Fault, Op};
+    let flaky = cx.flaky();
+    let backend: Arc<dyn Backend> = Arc::new(flaky.clone());
+    let stream = Stream::new(
+        backend,
+        "s",
+        StreamOptions::default().with_keyspace(cx.keyspace()),
+    )
+    .unwrap();
+    let patience = Duration::from_millis(200);
+    let reader = stream
+        .new_reader(
+            ReaderOptions::default()
+                .with_block(Duration::from_millis(50))
+                .with_retry_delay(Duration::from_millis(10))
+                .with_read_patience(patience),
+        )
+        .await
+        .unwrap();
+    let sink = stream
+        .new_sink(
+            "g",
+            SinkOptions::default()
+                .with_block(Duration::from_millis(50))
+                .with_retry_delay(Duration::from_millis(10))
+                .with_read_patience(patience),
+        )
+        .await
+        .unwrap();
+    let (mut from_reader, mut from_sink) = (reader.subscribe().unwrap(), sink.subscribe().unwrap());
+    let (mut rh, mut sh) = (reader.health(), sink.health());
+    assert_eq!(*rh.borrow(), ReadHealth::Reading);
+    flaky.fail_next(Fault::on(Op::StreamRead).before().times(u32::MAX));
+    flaky.fail_next(Fault::on(Op::GroupRead).before().times(u32::MAX));
+    health_becomes("the reader", &mut rh, true).await;
+    health_becomes("the sink", &mut sh, true).await;
+    assert!(matches!(&*sh.borrow(), ReadHealth::Failing { error } if !error.is_empty()));
+    flaky.clear_faults();
+    stream.add("after", "x").await.unwrap();
+    health_becomes("the reader", &mut rh, false).await;
+    health_becomes("the sink", &mut sh, false).await;
+    for rx in [&mut from_reader, &mut from_sink] {
+        let event = tokio::time::timeout(crate::patience(), rx.recv()).await;
+        assert_eq!(event.ok().flatten().map(|e| e.name), Some("after".into()));
+    }
+    sink.close().await.unwrap();
+    reader.close().await;
 }

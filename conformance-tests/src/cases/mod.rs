@@ -14,6 +14,7 @@ mod pool;
 mod pubsub;
 mod reads;
 mod rmap;
+mod scale;
 mod streaming;
 mod streams;
 
@@ -28,6 +29,7 @@ pub use pool::*;
 pub use pubsub::*;
 pub use reads::*;
 pub use rmap::*;
+pub use scale::*;
 pub use streaming::*;
 pub use streams::*;
 

@@ -11,8 +11,13 @@
 //! 1. applies the change,
 //! 2. bumps `=rev` and records `=kind`,
 //! 3. publishes a [`MapNotice`](crate::codec::MapNotice) frame on [`MapTarget::channel`]
+//!    (a value over [`NOTICE_VALUE_BUDGET`](crate::codec::NOTICE_VALUE_BUDGET) as
+//!    [`MapChange::Changed`](crate::codec::MapChange::Changed), so no frame outgrows what
 //!    (the sets of one [`map_set_many`](AtomicOps::map_set_many) step may share one batch
-//!    frame, their revisions consecutive),
+//!    frame, their revisions consecutive; a value that would take a frame past
+//!    [`NOTICE_VALUE_BUDGET`](crate::codec::NOTICE_VALUE_BUDGET) travels as
+//!    [`MapChange::Changed`](crate::codec::MapChange::Changed), key only, so no frame
+//!    outgrows what pub/sub can carry),
 //! 4. applies [`MapTarget::ttl`] to the hash.
 //!
 //! A mutation whose condition fails changes nothing and publishes nothing, but still applies
@@ -43,6 +48,10 @@ pub struct MapTarget {
     pub ttl: Option<Ttl>,
     /// Epoch used if this mutation creates the hash: non-zero and below 2^53.
     pub epoch_seed: u64,
+    /// Largest value a list edit may leave at a key, in bytes (the size of a list's
+    /// result is only known inside the atomic operation; callers check the values of
+    /// sets themselves). Default: no limit.
+    pub max_value: usize,
 }
 
 impl MapTarget {
@@ -53,7 +62,14 @@ impl MapTarget {
             channel: channel.into(),
             ttl: None,
             epoch_seed: new_epoch(),
+            max_value: usize::MAX,
         }
+    }
+
+    /// Sets [`MapTarget::max_value`].
+    pub fn with_max_value(mut self, bytes: usize) -> Self {
+        self.max_value = bytes;
+        self
     }
 
     /// Sets the TTL applied with every mutation.
@@ -262,8 +278,10 @@ pub trait AtomicOps: Send + Sync {
     /// Edits the list at `key` (absent = empty). Publishes `Set` with the new encoded list,
     /// or `Delete` when [`ListEdit::Remove`] empties it; nothing when nothing changed.
     ///
-    /// Errors: `InvalidValue` when the stored value is not a list (unchanged); `InvalidKey`,
-    /// `WrongType`, `Connection`. Conformance: `map_list_*`.
+    /// Errors: `InvalidValue` when the stored value is not a list (unchanged);
+    /// [`PayloadTooLarge`](crate::Error::PayloadTooLarge) when the resulting list would be
+    /// larger than [`MapTarget::max_value`] (unchanged); `InvalidKey`, `WrongType`,
+    /// `Connection`. Conformance: `map_list_*`, `map_list_result_size_is_bounded`.
     async fn map_edit_list(
         &self,
         map: &MapTarget,

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::types::{KeyExpiry, Ttl};
+use super::types::{HashChunk, KeyExpiry, Ttl};
 use crate::error::Result;
 
 /// Operations on whole keys, whatever their type.
@@ -50,6 +50,30 @@ pub trait HashOps: Send + Sync {
     ///
     /// Errors: `WrongType`, `Connection`. Conformance: `hash_reads`.
     async fn hash_get_all(&self, key: &str) -> Result<Vec<(String, Bytes)>>;
+
+    /// Several fields of hash `key` in one atomic read, in the order asked (`None` for a
+    /// missing field or hash). No fields is an empty result, nothing is sent.
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `hash_reads`.
+    async fn hash_get_fields(&self, key: &str, fields: &[&str]) -> Result<Vec<Option<Bytes>>>;
+
+    /// One step of a cursor-based read of hash `key`: start with `None` and pass the
+    /// returned [`HashChunk::next`] back until it is `None` (the cursor is opaque, only
+    /// meaningful to the backend that returned it). `count` is a hint of how many
+    /// fields one step should visit (at least 1); a backend may return more (a small hash,
+    /// or an in-process store, may return everything in one step) and never blocks the store
+    /// for long on one step whatever the hash's size.
+    ///
+    /// Each step is atomic on its own, the whole iteration is not. Like Redis `HSCAN`: a
+    /// field present with the same value from the start to the end of an iteration is
+    /// returned (at least once); a field absent the whole time is not; a field
+    /// changed during the iteration may be returned with any value it had meanwhile, or
+    /// not at all. Readers that need a consistent view combine it with the map's notices
+    /// (see `pulse::rmap`). A missing hash is one empty, final step.
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `hash_scan_visits_every_field`,
+    /// `hash_scan_under_writes`, `hash_wrong_type`.
+    async fn hash_scan(&self, key: &str, cursor: Option<&str>, count: usize) -> Result<HashChunk>;
 
     /// True when the field exists.
     ///

@@ -20,10 +20,14 @@
 //! - **Which error when.** [`Error::Connection`](crate::Error::Connection): the store could
 //!   not be reached, the connection broke, or no reply came in time — the operation *may or
 //!   may not have been applied*, and callers treat it so (the library retries only writes
-//!   that are safe to repeat). [`Error::Backend`](crate::Error::Backend): the store answered
-//!   with a refusal (out of memory, read-only, no permission, busy) — the operation was *not*
-//!   applied; a backend that cannot promise that for a failure reports `Connection`
-//!   instead. [`Error::WrongType`](crate::Error::WrongType): a key holds another type;
+//!   that are safe to repeat). [`Error::Refused`](crate::Error::Refused): the store
+//!   answered with a refusal — out of memory, too many clients, no permission, read-only,
+//!   busy (a [`Refusal`](crate::Refusal)) — and the operation was *not* applied; a backend
+//!   that cannot promise that for a failure reports `Connection` instead, and the library
+//!   retries only transient refusals ([`Refusal::is_transient`](crate::Refusal::is_transient)).
+//!   [`Error::Backend`](crate::Error::Backend): any other error the store answered with (an
+//!   unsupported command, an ACL denial inside a script); callers must not assume it was
+//!   applied or not. [`Error::WrongType`](crate::Error::WrongType): a key holds another type;
 //!   [`Error::InvalidValue`](crate::Error::InvalidValue) /
 //!   [`Error::Malformed`](crate::Error::Malformed): stored data cannot be used. Backends
 //!   never panic on stored data. The suite's `*_under_call_faults` cases run the building
@@ -62,7 +66,7 @@ pub use keyspace::{HashOps, KeyOps};
 pub use pubsub::{PubSubEvent, PubSubOps, Subscription};
 pub use stream::{Fields, StreamOps};
 pub use types::{
-    AddOptions, AutoClaim, ConsumerInfo, EntryId, GroupStart, KeyExpiry, PendingEntry,
+    AddOptions, AutoClaim, ConsumerInfo, EntryId, GroupStart, HashChunk, KeyExpiry, PendingEntry,
     PendingSummary, Revision, StreamBatch, StreamEntry, StreamInfo, Ttl,
 };
 

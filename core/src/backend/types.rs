@@ -270,3 +270,12 @@ pub struct Revision {
     /// Revision within the generation.
     pub rev: u64,
 }
+
+/// One step of [`HashOps::hash_scan`](super::HashOps::hash_scan).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HashChunk {
+    /// The cursor to pass to the next step; `None` when the iteration is complete.
+    pub next: Option<String>,
+    /// The fields this step returned, in no particular order.
+    pub fields: Vec<(String, Bytes)>,
+}

@@ -126,6 +126,10 @@ impl NodeInner {
     }
 }
 
+/// Most bytes a job record or an inbox message adds to its payload: the job key (at most
+/// [`MAX_KEY_LEN`](crate::keys::MAX_KEY_LEN)) and a few ids and integers.
+const ENVELOPE_OVERHEAD: usize = crate::keys::MAX_KEY_LEN + 4096;
+
 impl Node {
     /// Joins pool `name` as a new node: joins its maps, creates its inbox, starts its tasks.
     ///
@@ -133,7 +137,12 @@ impl Node {
     /// is set; backend errors (nothing is left running).
     pub async fn join(backend: Arc<dyn Backend>, name: &str, options: NodeOptions) -> Result<Node> {
         validate_name("pool", name)?;
-        let map_opts = MapOptions::default().with_keyspace(options.keyspace.clone());
+        // `max_payload` is the one limit a user sets: records and inbox messages carry a
+        // payload plus bounded metadata (the key, ids), so their own limits follow it.
+        let envelope = options.max_payload.saturating_add(ENVELOPE_OVERHEAD);
+        let map_opts = MapOptions::default()
+            .with_keyspace(options.keyspace.clone())
+            .with_max_value_size(envelope);
         let target = |part: &str| -> Result<MapTarget> {
             let k = options.keyspace.pool_map(name, part)?;
             Ok(MapTarget::new(k.hash, k.channel))
@@ -163,6 +172,7 @@ impl Node {
         let id = unique_id();
         let inbox_opts = StreamOptions::default()
             .with_keyspace(options.keyspace.clone())
+            .with_max_payload(envelope)
             .with_ttl(Ttl::Sliding(inbox_ttl(&options)));
         let inbox = Stream::new(backend.clone(), &inbox_name(name, &id), inbox_opts)?;
         inbox.add("init", Bytes::new()).await?;

@@ -5,9 +5,14 @@
 //! applies notices in revision order, so all replicas converge to the backend's content.
 //!
 //! Guarantees:
-//! - **Consistent join.** [`Map::join`] subscribes (confirmed) *before* it snapshots the
-//!   map, and notices at or below the snapshot's revision are ignored, so nothing committed
-//!   after the snapshot is lost and nothing older is re-applied.
+//! - **Consistent join.** [`Map::join`] subscribes (confirmed) *before* it reads the
+//!   map, and notices at or below the read's revision are ignored, so nothing committed
+//!   after it is lost and nothing older is re-applied.
+//! - **Any size.** A join or resync reads the map in bounded steps (no single command of
+//!   ours holds the store for long, whatever the map's size) and makes the steps consistent
+//!   with the notices that arrive meanwhile, so the replica it starts from is the map at
+//!   one revision. Values over the notice budget travel without their value and are read
+//!   by each replica ([`codec::NOTICE_VALUE_BUDGET`]).
 //! - **No silent staleness.** After a lost subscription, a revision gap or regression, or a
 //!   re-created or expired map, the replica reloads a snapshot and converges (see
 //!   [`task`](self) docs in the source). A replica can lag, never stay behind.
@@ -40,8 +45,10 @@
 
 mod batch;
 mod events;
+mod notices;
 mod options;
 mod replica;
+mod snapshot;
 mod task;
 
 use std::{
@@ -229,7 +236,9 @@ impl Map {
     /// behind: the subscription is dropped).
     pub async fn join(backend: Arc<dyn Backend>, name: &str, options: MapOptions) -> Result<Map> {
         let keys = options.keyspace.map(name)?;
-        let target = MapTarget::new(keys.hash, keys.channel).with_ttl(options.ttl);
+        let target = MapTarget::new(keys.hash, keys.channel)
+            .with_ttl(options.ttl)
+            .with_max_value(options.max_value_size);
         Self::join_target(backend, name, target, options).await
     }
 
@@ -241,10 +250,27 @@ impl Map {
         target: MapTarget,
         options: MapOptions,
     ) -> Result<Map> {
-        let sub = backend
+        let mut sub = backend
             .subscribe(std::slice::from_ref(&target.channel))
             .await?;
-        let (replica, _) = Replica::from_snapshot(backend.hash_get_all(&target.hash).await?);
+        let patience = options
+            .check_interval
+            .max(std::time::Duration::from_secs(1));
+        let mut attempts = 0;
+        let replica = loop {
+            attempts += 1;
+            match snapshot::load(&*backend, &target.hash, &mut sub, patience).await? {
+                Some(loaded) => break loaded.replica,
+                // Re-created, or a notice went missing, while it was read: again, a few
+                // times (each attempt is bounded by the map's size and `patience`).
+                None if attempts < 5 => continue,
+                None => {
+                    return Err(Error::Timeout {
+                        what: format!("a consistent read of map {name:?} ({attempts} attempts)"),
+                    })
+                }
+            }
+        };
         let (progress, _) = watch::channel(Progress {
             revision: replica.revision,
             closed: false,

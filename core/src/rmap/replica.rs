@@ -80,6 +80,10 @@ impl Replica {
 
     /// Applies one notice.
     pub(crate) fn apply(&mut self, n: MapNotice) -> Applied {
+        if matches!(n.change, MapChange::Changed { .. }) {
+            // Its value must be read first (see `notices`); applied as is it would be lost.
+            return Applied::Resync;
+        }
         let fresh_generation = self.revision.epoch == 0 && n.rev == 1;
         if n.epoch != self.revision.epoch && !fresh_generation {
             return Applied::Resync;
@@ -116,6 +120,8 @@ impl Replica {
                 self.revision = Revision::default();
                 (EventKind::Reset, None)
             }
+            // Not reached: returned above before anything changed.
+            MapChange::Changed { key } => (EventKind::Change, Some(key)),
         };
         Applied::Event(MapEvent {
             kind,

@@ -4,6 +4,10 @@
 //! It holds only a weak reference to the map, so dropping every handle stops it; `close`
 //! stops it explicitly. Its subscription is dropped with it (no leak).
 //!
+//! A resync reads the map in bounded steps, consistent with the notices (see
+//! [`snapshot`](super::snapshot)); a frame with a value too big to travel has it read first
+//! (see [`notices`](super::notices)).
+//!
 //! When it resyncs:
 //! - after the backend reports the subscription `Restored` (notices may have been missed
 //!   while it was down: fixes rmap W1);
@@ -20,10 +24,11 @@ use std::{
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::{replica::Replica, MapInner};
+use super::{notices, snapshot, MapInner};
 use crate::{
     backend::{PubSubEvent, Revision, Subscription},
     codec::MapNotice,
+    Result,
 };
 
 pub(crate) async fn run(
@@ -46,9 +51,17 @@ pub(crate) async fn run(
                 let Some(map) = map.upgrade() else { return };
                 match event {
                     PubSubEvent::Message { payload, .. } => match MapNotice::decode_all(&payload) {
-                        Ok(notices) => {
-                            if map.apply(notices) {
-                                resync(&map, &mut shutdown).await;
+                        Ok(frame) => {
+                            let needs_resync = match notices::complete(&*map.backend, &map.target.hash, frame).await {
+                                Ok(Some(frame)) => map.apply(frame),
+                                Ok(None) => true,
+                                Err(e) => {
+                                    warn!(map = %map.name, error = %e, "reading a changed value failed; resyncing");
+                                    true
+                                }
+                            };
+                            if needs_resync {
+                                resync(&map, &mut sub, &mut shutdown).await;
                             }
                         }
                         Err(e) => warn!(map = %map.name, error = %e, "ignoring a malformed notice"),
@@ -60,32 +73,31 @@ pub(crate) async fn run(
                     PubSubEvent::Restored => {
                         info!(map = %map.name, "reconnected: resyncing");
                         connected = true;
-                        resync(&map, &mut shutdown).await;
+                        resync(&map, &mut sub, &mut shutdown).await;
                     }
                 }
             }
             _ = ticker.tick() => {
                 let Some(map) = map.upgrade() else { return };
                 if connected && probe(&map, &mut suspect).await {
-                    resync(&map, &mut shutdown).await;
+                    resync(&map, &mut sub, &mut shutdown).await;
                 }
             }
         }
     }
 }
 
-/// Reloads the replica from a snapshot, retrying with back-off until it works or the map
-/// closes.
-async fn resync(map: &Arc<MapInner>, shutdown: &mut watch::Receiver<bool>) {
+/// Reloads the replica, retrying with back-off until it works or the map closes.
+async fn resync(map: &Arc<MapInner>, sub: &mut Subscription, shutdown: &mut watch::Receiver<bool>) {
     let mut delay = map.options.resync_delay;
     loop {
-        match map.backend.hash_get_all(&map.target.hash).await {
-            Ok(fields) => {
-                let (next, kind) = Replica::from_snapshot(fields);
-                map.replace(next, kind.as_deref());
+        match load(map, sub).await {
+            Ok(Some(loaded)) => {
+                map.replace(loaded.replica, loaded.kind.as_deref());
                 debug!(map = %map.name, revision = ?map.revision(), "resynced");
                 return;
             }
+            Ok(None) => debug!(map = %map.name, "map changed under the resync; again"),
             Err(e) => warn!(map = %map.name, error = %e, ?delay, "resync failed; retrying"),
         }
         tokio::select! {
@@ -96,26 +108,28 @@ async fn resync(map: &Arc<MapInner>, shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Compares the backend's revision with the replica's; true when a resync is needed.
+/// One load attempt of `map` (see [`snapshot::load`]).
+pub(super) async fn load(
+    map: &MapInner,
+    sub: &mut Subscription,
+) -> Result<Option<snapshot::Loaded>> {
+    let patience = map.options.check_interval.max(Duration::from_secs(1));
+    snapshot::load(&*map.backend, &map.target.hash, sub, patience).await
+}
+
+/// Compares the backend's revision with the replica's (one read); true when a resync is
+/// needed.
 async fn probe(map: &MapInner, suspect: &mut Option<u64>) -> bool {
-    let read = |field: &'static str| async move {
-        map.backend
-            .hash_get(&map.target.hash, field)
-            .await
-            .map(|v| {
-                v.and_then(|v| {
-                    std::str::from_utf8(&v)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                })
-            })
-    };
-    let (epoch, rev) = match (
-        read(super::replica::EPOCH).await,
-        read(super::replica::REV).await,
-    ) {
-        (Ok(e), Ok(r)) => (e.unwrap_or(0), r.unwrap_or(0)),
-        (Err(e), _) | (_, Err(e)) => {
+    let fields = [super::replica::EPOCH, super::replica::REV];
+    let (epoch, rev) = match map.backend.hash_get_fields(&map.target.hash, &fields).await {
+        Ok(values) => {
+            let mut num = values.into_iter().map(|v| {
+                v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            });
+            (num.next().unwrap_or(0), num.next().unwrap_or(0))
+        }
+        Err(e) => {
             debug!(map = %map.name, error = %e, "revision probe failed");
             return false;
         }

@@ -8,7 +8,9 @@
 //!   `<stream key>:sink:<name>:reclaimer`) claims (a) every pending event of instances whose
 //!   liveness lapsed, deleting such a consumer only once nothing is pending on it, and
 //!   (b) events pending on any instance for longer than `ack_grace`. A failed pass is
-//!   repeated at the next interval.
+//!   repeated at the next interval. A pass starts with the group's pending summary and
+//!   stops there when nothing is pending, so an idle sink costs two commands per
+//!   interval; dead instances that hold nothing are deleted every twelfth pass.
 //!
 //! Contract with `sink`: it starts these loops per instance and delivers what they claim
 //! through [`SinkInner::deliver`].
@@ -52,6 +54,7 @@ pub(super) async fn keepalive(inner: Arc<SinkInner>, mut shutdown: watch::Receiv
 }
 
 pub(super) async fn reclaim_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
+    let mut pass = 0u64;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -60,8 +63,9 @@ pub(super) async fn reclaim_loop(inner: Arc<SinkInner>, mut shutdown: watch::Rec
         if !inner.subscribers.any() {
             continue;
         }
+        pass += 1;
         for m in inner.members() {
-            match reclaim_stream(&inner, &m.stream, &mut shutdown).await {
+            match reclaim_stream(&inner, &m.stream, pass, &mut shutdown).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(Error::NoGroup { .. }) => {}
@@ -73,11 +77,16 @@ pub(super) async fn reclaim_loop(inner: Arc<SinkInner>, mut shutdown: watch::Rec
     }
 }
 
+/// Every how many passes a reclaimer also deletes dead instances that hold nothing (the
+/// other passes only look at instances with pending events: one read when idle).
+const FULL_PASS_EVERY: u64 = 12;
+
 /// One reclaim pass on one stream, if this instance holds the stream's reclaim lease.
 /// Returns false when shut down meanwhile.
 async fn reclaim_stream(
     inner: &SinkInner,
     stream: &Stream,
+    pass: u64,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool> {
     let b = &inner.backend;
@@ -88,14 +97,28 @@ async fn reclaim_stream(
     {
         return Ok(true);
     }
+    let summary = b.group_pending_summary(&stream.key, name).await?;
+    let full = pass % FULL_PASS_EVERY == 0;
+    if summary.count == 0 && !full {
+        return Ok(true);
+    }
+    let holders: Vec<String> = if full {
+        b.group_consumers(&stream.key, name)
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect()
+    } else {
+        summary.consumers.into_iter().map(|(c, _)| c).collect()
+    };
     // (a) Instances whose liveness lapsed: take everything they hold, then delete them.
-    for c in b.group_consumers(&stream.key, name).await? {
-        if c.name == *me || b.exists(&alive_key(stream, name, &c.name)).await? {
+    for c in holders {
+        if c == *me || b.exists(&alive_key(stream, name, &c)).await? {
             continue;
         }
         loop {
             let pending = b
-                .group_pending(&stream.key, name, Some(&c.name), EntryId::ZERO, 100)
+                .group_pending(&stream.key, name, Some(&c), EntryId::ZERO, 100)
                 .await?;
             if pending.is_empty() {
                 break;
@@ -104,18 +127,21 @@ async fn reclaim_stream(
             let claimed = b
                 .group_claim(&stream.key, name, me, Duration::ZERO, &ids)
                 .await?;
-            info!(sink = %name, stream = %stream.name, from = %c.name, count = claimed.len(), "reclaimed events of a dead instance");
+            info!(sink = %name, stream = %stream.name, from = %c, count = claimed.len(), "reclaimed events of a dead instance");
             if !inner.deliver(stream, claimed, shutdown).await {
                 return Ok(false);
             }
         }
-        if b.group_pending(&stream.key, name, Some(&c.name), EntryId::ZERO, 1)
+        if b.group_pending(&stream.key, name, Some(&c), EntryId::ZERO, 1)
             .await?
             .is_empty()
         {
-            b.group_delete_consumer(&stream.key, name, &c.name).await?;
-            debug!(sink = %name, stream = %stream.name, consumer = %c.name, "deleted a dead instance");
+            b.group_delete_consumer(&stream.key, name, &c).await?;
+            debug!(sink = %name, stream = %stream.name, consumer = %c, "deleted a dead instance");
         }
+    }
+    if summary.count == 0 {
+        return Ok(true);
     }
     // (b) Events unacknowledged for longer than the grace period, on any instance.
     let mut cursor = EntryId::ZERO;

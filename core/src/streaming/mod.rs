@@ -27,6 +27,7 @@
 
 mod delivery;
 mod event;
+mod health;
 mod liveness;
 mod reader;
 mod sink;
@@ -34,6 +35,7 @@ mod stream;
 
 pub use delivery::EventReceiver;
 pub use event::{Event, Filter};
+pub use health::ReadHealth;
 pub use reader::{Reader, ReaderOptions};
 pub use sink::{Sink, SinkOptions};
 pub use stream::{NewEvent, Start, Stream, StreamOptions};
@@ -57,7 +59,7 @@ mod tests {
         );
         assert_eq!(
             (s.ack_grace, s.check_interval, s.no_ack),
-            (Duration::from_secs(20), Duration::from_millis(500), false)
+            (Duration::from_secs(20), Duration::from_secs(5), false)
         );
         let st = StreamOptions::default();
         assert_eq!((st.max_len, st.ttl), (None, None));

@@ -19,10 +19,11 @@ use std::{
 };
 
 use tokio::{sync::watch, task::JoinHandle};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{
     delivery::{EventReceiver, Subscribers},
+    health::{ReadHealth, Tracker},
     Event, Filter, Start, Stream,
 };
 use crate::{backend::EntryId, Error, Result};
@@ -44,6 +45,8 @@ pub struct ReaderOptions {
     pub filter: Filter,
     /// First delay before retrying after a read error (doubling up to 5 s). Default 100 ms.
     pub retry_delay: Duration,
+    /// How long reads may keep failing before [`Reader::health`] says so. Default 10 s.
+    pub read_patience: Duration,
 }
 
 impl Default for ReaderOptions {
@@ -55,6 +58,7 @@ impl Default for ReaderOptions {
             buffer: 1000,
             filter: Filter::All,
             retry_delay: Duration::from_millis(100),
+            read_patience: Duration::from_secs(10),
         }
     }
 }
@@ -90,6 +94,11 @@ impl ReaderOptions {
         self.retry_delay = d.max(Duration::from_millis(1));
         self
     }
+    /// Sets [`ReaderOptions::read_patience`].
+    pub fn with_read_patience(mut self, d: Duration) -> Self {
+        self.read_patience = d;
+        self
+    }
 }
 
 struct Cursor {
@@ -105,6 +114,7 @@ struct ReaderInner {
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    health: Mutex<Tracker>,
 }
 
 /// A reader over one or more streams. Cheap to clone; clones share the reader.
@@ -126,8 +136,10 @@ impl Stream {
     pub async fn new_reader(&self, options: ReaderOptions) -> Result<Reader> {
         let after = options.start.resolve(self).await?;
         let (shutdown, _) = watch::channel(false);
+        let health = Tracker::new(format!("reader of {:?}", self.name), options.read_patience);
         Ok(Reader {
             inner: Arc::new(ReaderInner {
+                health: Mutex::new(health),
                 options,
                 cursors: Mutex::new(vec![Cursor {
                     stream: self.clone(),
@@ -155,6 +167,17 @@ impl Reader {
             });
         }
         Ok(())
+    }
+
+    /// Whether the reader is reading: [`ReadHealth::Failing`] once every read has failed
+    /// for longer than [`ReaderOptions::read_patience`] (the server is unreachable, full or
+    /// refuses us), [`ReadHealth::Reading`] again after the next successful read.
+    pub fn health(&self) -> watch::Receiver<ReadHealth> {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .watch()
     }
 
     /// The names of the streams being read.
@@ -235,6 +258,12 @@ impl Reader {
     }
 }
 
+impl ReaderInner {
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 async fn run(inner: Arc<ReaderInner>, mut shutdown: watch::Receiver<bool>) {
     let opts = inner.options.clone();
     let mut delay = opts.retry_delay;
@@ -267,10 +296,12 @@ async fn run(inner: Arc<ReaderInner>, mut shutdown: watch::Receiver<bool>) {
         let batches = match read {
             Ok(b) => {
                 delay = opts.retry_delay;
+                inner.tracker().ok();
                 b
             }
             Err(e) => {
-                warn!(error = %e, ?delay, "stream read failed; retrying");
+                inner.tracker().failed(&e);
+                debug!(error = %e, ?delay, "stream read failed; retrying");
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(delay) => {}

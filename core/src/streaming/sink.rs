@@ -42,6 +42,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     delivery::{EventReceiver, Subscribers},
+    health::{ReadHealth, Tracker},
     liveness::{alive_key, keepalive, reclaim_loop},
     Event, Filter, Start, Stream,
 };
@@ -73,11 +74,16 @@ pub struct SinkOptions {
     /// How long a delivered event may stay unacknowledged before it is redelivered, and
     /// how long an instance may go without renewing its liveness. Default 20 s.
     pub ack_grace: Duration,
-    /// How often instances look for events to reclaim (one instance per stream does it).
-    /// Default 500 ms.
+    /// How often instances look for events to reclaim (one instance per stream does it):
+    /// an unacknowledged event is redelivered between `ack_grace` and
+    /// `ack_grace + check_interval` after its delivery, and so are the events of an
+    /// instance that died. Default 5 s (an idle sink then costs under one command per
+    /// second).
     pub check_interval: Duration,
     /// First delay before retrying after a read error (doubling up to 5 s). Default 100 ms.
     pub retry_delay: Duration,
+    /// How long reads may keep failing before [`Sink::health`] says so. Default 10 s.
+    pub read_patience: Duration,
 }
 
 impl Default for SinkOptions {
@@ -90,8 +96,9 @@ impl Default for SinkOptions {
             filter: Filter::All,
             no_ack: false,
             ack_grace: Duration::from_secs(20),
-            check_interval: Duration::from_millis(500),
+            check_interval: Duration::from_secs(5),
             retry_delay: Duration::from_millis(100),
+            read_patience: Duration::from_secs(10),
         }
     }
 }
@@ -142,6 +149,11 @@ impl SinkOptions {
         self.retry_delay = d.max(Duration::from_millis(1));
         self
     }
+    /// Sets [`SinkOptions::read_patience`].
+    pub fn with_read_patience(mut self, d: Duration) -> Self {
+        self.read_patience = d;
+        self
+    }
 }
 
 /// One stream a sink instance consumes.
@@ -172,6 +184,7 @@ pub(super) struct SinkInner {
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     started: AtomicBool,
+    health: Mutex<Tracker>,
 }
 
 /// One instance of a sink. Cheap to clone; clones share the instance.
@@ -224,7 +237,9 @@ impl Stream {
         validate_name("sink", name)?;
         let (acks, ack_rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
+        let health = Tracker::new(format!("sink {name:?}"), options.read_patience);
         let inner = Arc::new(SinkInner {
+            health: Mutex::new(health),
             name: name.to_owned(),
             consumer: new_consumer_id(),
             backend: self.backend.clone(),
@@ -332,6 +347,13 @@ impl Sink {
             .into_iter()
             .find(|m| m.stream.name == stream)
             .map(|m| m.joined_existing)
+    }
+
+    /// Whether this instance is reading: [`ReadHealth::Failing`] once every read has failed
+    /// for longer than [`SinkOptions::read_patience`] (the server is unreachable, full or
+    /// refuses us), [`ReadHealth::Reading`] again after the next successful read.
+    pub fn health(&self) -> watch::Receiver<ReadHealth> {
+        self.inner.tracker().watch()
     }
 
     /// A new subscriber. It receives every event this instance receives; the first
@@ -543,6 +565,10 @@ async fn flush_acks(
 }
 
 impl SinkInner {
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(super) fn members(&self) -> Vec<Member> {
         self.members
             .lock()
@@ -613,6 +639,7 @@ async fn read_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
         match read {
             Ok(batches) => {
                 delay = opts.retry_delay;
+                inner.tracker().ok();
                 for batch in batches {
                     // A stream removed while the read was in flight is not delivered: its
                     // entries stay pending and are reclaimed like those of a leaver.
@@ -626,7 +653,8 @@ async fn read_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
                 }
                 continue;
             }
-            Err(Error::NoGroup { .. }) => {
+            Err(e @ Error::NoGroup { .. }) => {
+                inner.tracker().failed(&e);
                 // The stream (and its group) is gone: re-create it from the start of the
                 // new stream, so nothing added after the re-creation is missed.
                 warn!(sink = %inner.name, ?delay, "group or stream missing; re-creating it");
@@ -645,7 +673,10 @@ async fn read_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
                     }
                 }
             }
-            Err(e) => warn!(sink = %inner.name, error = %e, ?delay, "group read failed; retrying"),
+            Err(e) => {
+                inner.tracker().failed(&e);
+                debug!(sink = %inner.name, error = %e, ?delay, "group read failed; retrying")
+            }
         }
         tokio::select! {
             _ = shutdown.changed() => return,

@@ -9,7 +9,7 @@ use super::event::{NAME, PAYLOAD, TOPIC};
 use crate::{
     backend::{AddOptions, EntryId, Fields, Ttl},
     codec,
-    keys::{validate_name, Keyspace},
+    keys::{validate_name, Keyspace, MAX_NAME_LEN},
     Backend, Error, Result,
 };
 
@@ -137,6 +137,12 @@ impl Stream {
         if event.name.is_empty() {
             return Err(Error::InvalidArgument("an event needs a name".into()));
         }
+        if event.name.len() > MAX_NAME_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "an event name is at most {MAX_NAME_LEN} bytes, not {}",
+                event.name.len()
+            )));
+        }
         if event.payload.len() > self.options.max_payload {
             return Err(Error::PayloadTooLarge {
                 size: event.payload.len(),
@@ -165,7 +171,7 @@ impl Stream {
 
     /// Adds an event; returns its ID. Trimming and TTL apply in the same step.
     ///
-    /// Errors: `InvalidArgument` (empty name), `PayloadTooLarge`, `InvalidName` (topic),
+    /// Errors: `InvalidArgument` (empty name, or longer than 512 bytes), `PayloadTooLarge`, `InvalidName` (topic),
     /// `WrongType`, `Connection`.
     pub async fn add(&self, name: &str, payload: impl Into<Bytes>) -> Result<EntryId> {
         self.add_event(NewEvent::new(name, payload)).await
