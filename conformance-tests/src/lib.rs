@@ -280,6 +280,7 @@ macro_rules! conformance_suite {
             // keyed worker pool
             pool_lists_workers,
             pool_dispatch_starts_the_job,
+            pool_payload_limit_is_max_payload,
             pool_singleton_admission,
             pool_stop_job,
             pool_job_lease_follows_the_run,

@@ -153,6 +153,11 @@ pub async fn bad_input_is_typed_and_writes_nothing(cx: Ctx) {
         stream.add("", "x").await,
         Err(Error::InvalidArgument(_))
     ));
+    // An event name is at most 512 bytes (a 17 MiB one was accepted).
+    assert!(matches!(
+        stream.add(&"n".repeat(513), "x").await,
+        Err(Error::InvalidArgument(_))
+    ));
     // Nothing reached the backend.
     for key in [
         ks.map("m").unwrap().hash,

@@ -424,3 +424,27 @@ pub async fn pool_inbox_keeps_only_unread_messages(cx: Ctx) {
     client.close().await.unwrap();
     workers.close().await.unwrap();
 }
+
+/// `max_payload` is the one payload limit: a payload of exactly that size, above the
+/// default 16 MiB, is dispatched and reaches its worker (the pool's record and inbox allow
+/// the payload plus its metadata), and one byte more is refused with the payload's size.
+pub async fn pool_payload_limit_is_max_payload(cx: Ctx) {
+    let limit = 16 * 1024 * 1024 + 1024;
+    let options = opts(&cx).with_max_payload(limit);
+    let node = Node::join(cx.backend.clone(), "pool", options)
+        .await
+        .unwrap();
+    let ledger = Arc::new(Ledger::default());
+    let _w = node.add_worker(rec(&ledger, "w")).await.unwrap();
+    let payload = Bytes::from(vec![b'p'; limit]);
+    node.dispatch_job("big", payload.clone()).await.unwrap();
+    assert_eq!(ledger.payloads.lock().unwrap()["big"], payload);
+    let over = node
+        .dispatch_job("bigger", Bytes::from(vec![b'p'; limit + 1]))
+        .await;
+    assert!(
+        matches!(over, Err(Error::PayloadTooLarge { size, limit: l }) if size == limit + 1 && l == limit),
+        "got {over:?}"
+    );
+    node.close().await.unwrap();
+}
