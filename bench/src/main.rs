@@ -6,12 +6,16 @@
 //!                                               # writes docs/BENCHMARKS.md + chart
 //! cargo run --release -p pulse-bench -- --quick # every scenario briefly (CI)
 //! cargo run --release -p pulse-bench -- --only S3   # one scenario (e.g. under a profiler)
+//! PULSE_BENCH_JOIN_SIZES=5000000 cargo run --release -p pulse-bench -- --only S9
 //! ```
-//! Uses `PULSE_REDIS_URL` when set, else starts a private `redis-server`.
+//! Uses `PULSE_REDIS_URL` when set, else starts a private `redis-server` (the idle-cost
+//! rows S10 and S11 always use private ones: they count the server's commands).
+//! S1–S8 run in rounds; the scale rows (S8 with jobs running, S9–S11) once per run.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod raw;
+mod scale;
 mod scenarios;
 mod stats;
 
@@ -33,7 +37,7 @@ pub(crate) struct Size {
 /// Rounds of a full run.
 const ROUNDS: usize = 5;
 
-const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S8]
+const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S11]
   (no flags)  full run: every scenario, writes docs/BENCHMARKS.md and docs/benchmarks.svg
   --quick     every scenario briefly, writes nothing (CI)
   --only SN   one scenario, writes nothing (e.g. under a profiler)";
@@ -59,7 +63,7 @@ impl Args {
                 "--only" => {
                     let s = args.next()?;
                     let n: u8 = s.strip_prefix(['S', 's'])?.parse().ok()?;
-                    if !(1..=8).contains(&n) {
+                    if !(1..=11).contains(&n) {
                         return None;
                     }
                     out.only = Some(s);
@@ -121,7 +125,8 @@ async fn main() {
             scenarios::run_all(&url, redis.clone(), memory.clone(), size, only.as_deref()).await,
         );
     }
-    let rows = stats::median_rows(all);
+    let mut rows = stats::median_rows(all);
+    rows.extend(scale::run_all(&url, redis.clone(), size, quick, only.as_deref()).await);
     let table = stats::table(&rows);
     println!("{table}");
     let missed = rows.iter().filter(|r| r.met() == Some(false)).count();
@@ -182,7 +187,7 @@ mod tests {
                 only: Some("s3".into())
             })
         );
-        for bad in [&["--help"][..], &["--only"], &["--only", "S9"], &["-q"]] {
+        for bad in [&["--help"][..], &["--only"], &["--only", "S12"], &["-q"]] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

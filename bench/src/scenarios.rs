@@ -26,7 +26,7 @@ use crate::{
 
 /// A Pulse figure: a rate (higher is better) or latency samples (lower is better).
 #[derive(Clone)]
-enum Figure {
+pub(crate) enum Figure {
     Rate(f64),
     Latency(Samples),
 }
@@ -49,7 +49,7 @@ impl Figure {
         }
     }
     /// The rate, for throughput figures (0 for latency figures).
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         match self {
             Figure::Rate(r) => *r,
             Figure::Latency(_) => 0.0,
@@ -63,7 +63,7 @@ impl Figure {
     }
 }
 
-fn ks(tag: &str) -> Keyspace {
+pub(crate) fn ks(tag: &str) -> Keyspace {
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -339,7 +339,13 @@ async fn s7_dispatch_latency(b: &Arc<dyn Backend>, size: Size) -> Figure {
     Figure::Latency(out)
 }
 
-async fn s8_dispatch_throughput(b: &Arc<dyn Backend>, size: Size) -> Figure {
+/// Dispatch throughput of `size.jobs` new jobs, after `running` jobs were dispatched (and
+/// keep running) in the same pool.
+pub(crate) async fn s8_dispatch_throughput(
+    b: &Arc<dyn Backend>,
+    size: Size,
+    running: usize,
+) -> Figure {
     let keyspace = ks("s8");
     let workers = Node::join(
         b.clone(),
@@ -364,6 +370,19 @@ async fn s8_dispatch_throughput(b: &Arc<dyn Backend>, size: Size) -> Figure {
     )
     .await
     .expect("client");
+    let preload: Vec<_> = (0..50)
+        .map(|d| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                for i in 0..running / 50 {
+                    c.dispatch_job(&format!("running-{d}-{i}"), Bytes::new())
+                        .await
+                        .expect("dispatch");
+                }
+            })
+        })
+        .collect();
+    join_all(preload).await;
     let per = size.jobs / 50;
     let start = Instant::now();
     let tasks: Vec<_> = (0..50)
@@ -434,15 +453,22 @@ pub(crate) async fn run_all(
             .expect("connect"),
     );
     let tag = || format!("raw-{:x}", pulse::backend::new_epoch());
+    // Issue 14's targets for the memory backend: 10x the Redis backend where the Redis
+    // backend spends one round trip per operation (latency rows), 3x where it already
+    // pipelines or batches (throughput rows).
     let memory_vs = |rows: &mut Vec<Row>, name: &str, mem: Figure, red: &Figure| {
         let r = mem.times_better_than(red);
+        let target = match mem {
+            Figure::Latency(_) => Target::AtLeast(10.0),
+            Figure::Rate(_) => Target::AtLeast(3.0),
+        };
         rows.push(row(
             name,
             "memory",
             &mem,
             format!("redis backend {}", red.text()),
             Some(r),
-            Target::AtLeast(10.0),
+            target,
         ));
     };
     if want("S1") {
@@ -574,9 +600,9 @@ pub(crate) async fn run_all(
                 &format!("S6 rmap local read, {}-entry map", size.map_entries),
                 backend,
                 &fig,
-                format!("target 10M/s (plain HashMap {})", fmt_rate(plain)),
-                Some(r / 10e6),
-                Target::AtLeast(1.0),
+                format!("plain HashMap {}", fmt_rate(plain)),
+                Some(r / plain),
+                Target::AtLeast(0.8),
             ));
         }
     }
@@ -587,7 +613,7 @@ pub(crate) async fn run_all(
             &red,
             "XADD ",
             &raw_xadd,
-            Target::AtMost(4.0),
+            Target::AtMost(3.0),
         ));
         memory_vs(
             &mut rows,
@@ -597,20 +623,24 @@ pub(crate) async fn run_all(
         );
     }
     if want("S8") {
-        let red = s8_dispatch_throughput(&redis, size).await;
+        // Against the same run's raw S1 figure (pipelined XADDs): a dispatch needs several
+        // sequential round trips, so the target is a fraction of it.
+        let (n, d) = raw::append_many(url, &tag(), size.events).await;
+        let raw_rate = rate(n, d);
+        let red = s8_dispatch_throughput(&redis, size, 0).await;
         let r = red.rate();
         rows.push(row(
             "S8 pool, 50 dispatchers, 4 workers",
             "redis",
             &red,
-            "target 20k/s".into(),
-            Some(r / 20_000.0),
-            Target::AtLeast(1.0),
+            format!("S1 XADD {}", fmt_rate(raw_rate)),
+            Some(r / raw_rate),
+            Target::AtLeast(0.065),
         ));
         memory_vs(
             &mut rows,
             "S8 pool, 50 dispatchers, 4 workers",
-            s8_dispatch_throughput(&memory, size).await,
+            s8_dispatch_throughput(&memory, size, 0).await,
             &red,
         );
     }

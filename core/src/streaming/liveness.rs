@@ -2,15 +2,18 @@
 //!
 //! - Each instance renews a lease `<stream key>:sink:<name>:alive:<consumer>` every
 //!   `ack_grace / 4`, expiring after `ack_grace` by the backend's clock, in its own task
-//!   (so a slow subscriber never makes its instance look dead). A failed renewal is
+//!   (so a slow subscriber never makes its instance look dead). The key names the
+//!   consumer, so a renewal is one expiry reset (`PEXPIRE`); a lapsed lease is taken again. A failed renewal is
 //!   repeated next period: three may fail in a row before the lease lapses.
 //! - Per stream, one instance per `check_interval` (elected by the lease
 //!   `<stream key>:sink:<name>:reclaimer`) claims (a) every pending event of instances whose
 //!   liveness lapsed, deleting such a consumer only once nothing is pending on it, and
 //!   (b) events pending on any instance for longer than `ack_grace`. A failed pass is
 //!   repeated at the next interval. A pass starts with the group's pending summary and
-//!   stops there when nothing is pending, so an idle sink costs two commands per
-//!   interval; dead instances that hold nothing are deleted every twelfth pass.
+//!   stops there when nothing is pending; the reclaimer then waits `ack_grace / 2` (at
+//!   least `check_interval`) before its next pass, since nothing delivered after an empty
+//!   pass can be due sooner, and holds the lease that long. Dead instances that hold
+//!   nothing are deleted every twelfth pass. Leaving releases the lease.
 //!
 //! Contract with `sink`: it starts these loops per instance and delivers what they claim
 //! through [`SinkInner::deliver`].
@@ -21,13 +24,16 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{sink::SinkInner, Stream};
-use crate::{backend::EntryId, Error, Result};
+use crate::{
+    backend::{EntryId, Ttl},
+    Error, Result,
+};
 
 pub(super) fn alive_key(stream: &Stream, sink: &str, consumer: &str) -> String {
     stream.sub_key(&format!("sink:{sink}:alive:{consumer}"))
 }
 
-fn reclaim_key(stream: &Stream, sink: &str) -> String {
+pub(super) fn reclaim_key(stream: &Stream, sink: &str) -> String {
     stream.sub_key(&format!("sink:{sink}:reclaimer"))
 }
 
@@ -40,11 +46,16 @@ pub(super) async fn keepalive(inner: Arc<SinkInner>, mut shutdown: watch::Receiv
         }
         for m in inner.members() {
             let key = alive_key(&m.stream, &inner.name, &inner.consumer);
-            match inner
-                .backend
-                .lease_acquire(&key, &inner.consumer, inner.options.ack_grace)
-                .await
-            {
+            let b = &inner.backend;
+            let grace = inner.options.ack_grace;
+            // The key is this instance's alone (it names the consumer), so a renewal is a
+            // plain expiry reset; only a lease that lapsed is taken again.
+            let renewed = match b.expire(&key, Ttl::Sliding(grace)).await {
+                Ok(true) => Ok(true),
+                Ok(false) => b.lease_acquire(&key, &inner.consumer, grace).await,
+                Err(e) => Err(e),
+            };
+            match renewed {
                 Ok(true) => {}
                 Ok(false) => warn!(sink = %inner.name, "liveness lease held by someone else"),
                 Err(e) => warn!(sink = %inner.name, error = %e, "liveness renewal failed"),
@@ -53,26 +64,57 @@ pub(super) async fn keepalive(inner: Arc<SinkInner>, mut shutdown: watch::Receiv
     }
 }
 
+/// What one reclaim pass on one stream found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Another instance holds the reclaim lease.
+    NotMine,
+    /// Nothing was pending on the stream's group.
+    Idle,
+    /// Events were pending (and what was due is reclaimed).
+    Busy,
+    /// Shut down meanwhile.
+    Stopped,
+}
+
+/// How long a reclaimer that found nothing pending may wait before its next pass: an
+/// event delivered after that pass cannot be due (idle past `ack_grace`, or held by an
+/// instance whose liveness lapsed) sooner than `ack_grace` later, so half of it keeps
+/// the redelivery bound.
+fn idle_delay(inner: &SinkInner) -> Duration {
+    inner
+        .options
+        .check_interval
+        .max(inner.options.ack_grace / 2)
+}
+
 pub(super) async fn reclaim_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
     let mut pass = 0u64;
+    let mut delay = inner.options.check_interval;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(inner.options.check_interval) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
+        delay = inner.options.check_interval;
         if !inner.subscribers.any() {
             continue;
         }
         pass += 1;
+        let mut all_idle = true;
         for m in inner.members() {
             match reclaim_stream(&inner, &m.stream, pass, &mut shutdown).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(Error::NoGroup { .. }) => {}
+                Ok(Pass::Stopped) => return,
+                Ok(p) => all_idle &= p == Pass::Idle,
+                Err(Error::NoGroup { .. }) => all_idle = false,
                 Err(e) => {
+                    all_idle = false;
                     debug!(sink = %inner.name, stream = %m.stream.name, error = %e, "reclaim pass failed")
                 }
             }
+        }
+        if all_idle {
+            delay = idle_delay(&inner);
         }
     }
 }
@@ -81,26 +123,27 @@ pub(super) async fn reclaim_loop(inner: Arc<SinkInner>, mut shutdown: watch::Rec
 /// other passes only look at instances with pending events: one read when idle).
 const FULL_PASS_EVERY: u64 = 12;
 
-/// One reclaim pass on one stream, if this instance holds the stream's reclaim lease.
-/// Returns false when shut down meanwhile.
+/// One reclaim pass on one stream, if this instance holds the stream's reclaim lease
+/// (held until just after its next pass, however long it waits).
 async fn reclaim_stream(
     inner: &SinkInner,
     stream: &Stream,
     pass: u64,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<bool> {
+) -> Result<Pass> {
     let b = &inner.backend;
     let (name, me) = (&inner.name, &inner.consumer);
+    let hold = idle_delay(inner) + inner.options.check_interval;
     if !b
-        .lease_acquire(&reclaim_key(stream, name), me, inner.options.check_interval)
+        .lease_acquire(&reclaim_key(stream, name), me, hold)
         .await?
     {
-        return Ok(true);
+        return Ok(Pass::NotMine);
     }
     let summary = b.group_pending_summary(&stream.key, name).await?;
     let full = pass % FULL_PASS_EVERY == 0;
     if summary.count == 0 && !full {
-        return Ok(true);
+        return Ok(Pass::Idle);
     }
     let holders: Vec<String> = if full {
         b.group_consumers(&stream.key, name)
@@ -129,7 +172,7 @@ async fn reclaim_stream(
                 .await?;
             info!(sink = %name, stream = %stream.name, from = %c, count = claimed.len(), "reclaimed events of a dead instance");
             if !inner.deliver(stream, claimed, shutdown).await {
-                return Ok(false);
+                return Ok(Pass::Stopped);
             }
         }
         if b.group_pending(&stream.key, name, Some(&c), EntryId::ZERO, 1)
@@ -141,7 +184,7 @@ async fn reclaim_stream(
         }
     }
     if summary.count == 0 {
-        return Ok(true);
+        return Ok(Pass::Idle);
     }
     // (b) Events unacknowledged for longer than the grace period, on any instance.
     let mut cursor = EntryId::ZERO;
@@ -153,10 +196,10 @@ async fn reclaim_stream(
             warn!(sink = %name, stream = %stream.name, lost = claim.deleted.len(), "pending events were trimmed or deleted before being acknowledged");
         }
         if !inner.deliver(stream, claim.entries, shutdown).await {
-            return Ok(false);
+            return Ok(Pass::Stopped);
         }
         if claim.next == EntryId::ZERO {
-            return Ok(true);
+            return Ok(Pass::Busy);
         }
         cursor = claim.next;
     }

@@ -43,7 +43,7 @@ use tracing::{debug, info, warn};
 use super::{
     delivery::{EventReceiver, Subscribers},
     health::{ReadHealth, Tracker},
-    liveness::{alive_key, keepalive, reclaim_loop},
+    liveness::{alive_key, keepalive, reclaim_key, reclaim_loop},
     Event, Filter, Start, Stream,
 };
 use crate::{
@@ -479,6 +479,9 @@ impl Sink {
             Err(e) => return Err(e),
         }
         b.lease_release(&alive_key(stream, name, consumer), consumer)
+            .await?;
+        // Another instance may reclaim at once (the lease outlasts an idle reclaimer's wait).
+        b.lease_release(&reclaim_key(stream, name), consumer)
             .await?;
         Ok(())
     }
