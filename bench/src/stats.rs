@@ -86,7 +86,9 @@ pub(crate) fn fmt_rate(r: f64) -> String {
 }
 
 pub(crate) fn fmt_dur(d: Duration) -> String {
-    if d >= Duration::from_millis(1) {
+    if d >= Duration::from_secs(1) {
+        format!("{:.2}s", d.as_secs_f64())
+    } else if d >= Duration::from_millis(1) {
         format!("{:.2}ms", d.as_secs_f64() * 1e3)
     } else {
         format!("{:.0}us", d.as_secs_f64() * 1e6)

@@ -232,8 +232,10 @@ impl Map {
     /// snapshot and starts applying changes in the background.
     ///
     /// Errors: [`Error::InvalidName`] for an invalid name (nothing contacted);
-    /// [`Error::Connection`] when the subscription or snapshot fails (nothing is left
-    /// behind: the subscription is dropped).
+    /// [`Error::Connection`] (or another backend error) when the subscription or the read
+    /// fails; [`Error::Timeout`] when five reads in a row could not be made consistent
+    /// (the map was re-created during each, or its notices stopped arriving). Nothing is
+    /// left behind: the subscription is dropped.
     pub async fn join(backend: Arc<dyn Backend>, name: &str, options: MapOptions) -> Result<Map> {
         let keys = options.keyspace.map(name)?;
         let target = MapTarget::new(keys.hash, keys.channel)

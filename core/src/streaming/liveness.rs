@@ -3,8 +3,9 @@
 //! - Each instance renews a lease `<stream key>:sink:<name>:alive:<consumer>` every
 //!   `ack_grace / 4`, expiring after `ack_grace` by the backend's clock, in its own task
 //!   (so a slow subscriber never makes its instance look dead). The key names the
-//!   consumer, so a renewal is one expiry reset (`PEXPIRE`); a lapsed lease is taken again. A failed renewal is
-//!   repeated next period: three may fail in a row before the lease lapses.
+//!   consumer, so a renewal is one expiry reset (`PEXPIRE`); a lapsed lease is taken
+//!   again. A failed renewal is repeated next period: three may fail in a row before the
+//!   lease lapses.
 //! - Per stream, one instance per `check_interval` (elected by the lease
 //!   `<stream key>:sink:<name>:reclaimer`) claims (a) every pending event of instances whose
 //!   liveness lapsed, deleting such a consumer only once nothing is pending on it, and
