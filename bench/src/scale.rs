@@ -20,7 +20,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use pulse::{
     pool::{Node, NodeOptions},
     rmap::{Map, MapOptions},
@@ -32,7 +31,7 @@ use pulse_conformance::redis_server::RedisServer;
 
 use crate::{
     raw,
-    scenarios::{ks, s8_dispatch_throughput},
+    scenarios::{dispatch_many, ks, s8_dispatch_throughput, Stamp},
     stats::{fmt_dur, fmt_rate, Row, Target},
     Size,
 };
@@ -309,20 +308,10 @@ async fn s11_idle_pool(jobs: usize, window: Duration) -> Option<(f64, f64)> {
     let url = server.url();
     let options = NodeOptions::default().with_worker_ttl(Duration::from_secs(2));
     let node = Node::join(redis.clone(), "p", options).await.expect("node");
-    node.add_worker(Idle).await.expect("worker");
-    let dispatches: Vec<_> = (0..50)
-        .map(|d| {
-            let node = node.clone();
-            tokio::spawn(async move {
-                for i in 0..jobs / 50 {
-                    node.dispatch_job(&format!("job-{d}-{i}"), Bytes::new())
-                        .await
-                        .expect("dispatch");
-                }
-            })
-        })
-        .collect();
-    futures_util::future::join_all(dispatches).await;
+    node.add_worker(Stamp(Arc::default()))
+        .await
+        .expect("worker");
+    dispatch_many(&node, "job", jobs).await;
     // Let the dispatch burst settle before measuring the idle cost.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu = cpu_time();
@@ -331,17 +320,4 @@ async fn s11_idle_pool(jobs: usize, window: Duration) -> Option<(f64, f64)> {
     let share = (cpu_time() - cpu).as_secs_f64() / t.elapsed().as_secs_f64();
     node.shutdown().await.expect("shutdown");
     Some((commands, share))
-}
-
-/// A handler whose jobs just run.
-struct Idle;
-
-#[async_trait::async_trait]
-impl pulse::pool::JobHandler for Idle {
-    async fn start(&self, _job: &pulse::pool::Job) -> Result<(), pulse::error::BoxError> {
-        Ok(())
-    }
-    async fn stop(&self, _key: &str) -> Result<(), pulse::error::BoxError> {
-        Ok(())
-    }
 }

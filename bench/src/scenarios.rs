@@ -291,7 +291,8 @@ fn s6_plain_map(size: Size) -> f64 {
     rate(size.reads, start.elapsed())
 }
 
-struct Stamp(Arc<Mutex<Vec<(String, Instant)>>>);
+/// A handler that records when each job started.
+pub(crate) struct Stamp(pub(crate) Arc<Mutex<Vec<(String, Instant)>>>);
 
 #[async_trait]
 impl JobHandler for Stamp {
@@ -339,6 +340,26 @@ async fn s7_dispatch_latency(b: &Arc<dyn Backend>, size: Size) -> Figure {
     Figure::Latency(out)
 }
 
+/// Dispatches about `n` jobs `<prefix>-<d>-<i>` (empty payloads) from 50 concurrent
+/// dispatchers, each awaiting its dispatches in turn; returns how many it dispatched.
+pub(crate) async fn dispatch_many(node: &Node, prefix: &str, n: usize) -> usize {
+    let per = n / 50;
+    let tasks: Vec<_> = (0..50)
+        .map(|d| {
+            let (node, prefix) = (node.clone(), prefix.to_owned());
+            tokio::spawn(async move {
+                for i in 0..per {
+                    node.dispatch_job(&format!("{prefix}-{d}-{i}"), Bytes::new())
+                        .await
+                        .expect("dispatch");
+                }
+            })
+        })
+        .collect();
+    join_all(tasks).await;
+    per * 50
+}
+
 /// Dispatch throughput of `size.jobs` new jobs, after `running` jobs were dispatched (and
 /// keep running) in the same pool.
 pub(crate) async fn s8_dispatch_throughput(
@@ -370,35 +391,10 @@ pub(crate) async fn s8_dispatch_throughput(
     )
     .await
     .expect("client");
-    let preload: Vec<_> = (0..50)
-        .map(|d| {
-            let c = client.clone();
-            tokio::spawn(async move {
-                for i in 0..running / 50 {
-                    c.dispatch_job(&format!("running-{d}-{i}"), Bytes::new())
-                        .await
-                        .expect("dispatch");
-                }
-            })
-        })
-        .collect();
-    join_all(preload).await;
-    let per = size.jobs / 50;
+    dispatch_many(&client, "running", running).await;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..50)
-        .map(|d| {
-            let c = client.clone();
-            tokio::spawn(async move {
-                for i in 0..per {
-                    c.dispatch_job(&format!("job-{d}-{i}"), Bytes::new())
-                        .await
-                        .expect("dispatch");
-                }
-            })
-        })
-        .collect();
-    join_all(tasks).await;
-    let f = Figure::Rate(rate(per * 50, start.elapsed()));
+    let n = dispatch_many(&client, "job", size.jobs).await;
+    let f = Figure::Rate(rate(n, start.elapsed()));
     client.close().await.expect("close");
     workers.shutdown().await.expect("shutdown");
     f
