@@ -18,7 +18,9 @@ local epoch_text = meta[1]
 if not epoch_text or not tonumber(epoch_text) or tonumber(epoch_text) == 0 then epoch_text = seed end
 local epoch = tonumber(epoch_text)
 local rev = (tonumber(meta[2] or '0') or 0) + 1
-redis.call('DEL', hash)
+-- UNLINK: the hash leaves the keyspace now and a big one is freed off the main thread, so
+-- clearing a map of any size never holds the server.
+redis.call('UNLINK', hash)
 if kind == 'destroy' then
   if meta[1] then publish_clear(epoch, rev, 3) end
   return { epoch, rev, 1 }

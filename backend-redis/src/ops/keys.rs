@@ -23,9 +23,10 @@ impl KeyOps for RedisBackend {
             return Ok(0);
         }
         let v = self
-            .run("DEL", &keys[0], redis::cmd("DEL").arg(keys))
+            .run("UNLINK", &keys[0], redis::cmd("UNLINK").arg(keys))
             .await?;
-        Ok(int_reply("DEL", &v)?.max(0) as u64)
+        // UNLINK, not DEL: a big stream or hash is freed off the server's main thread.
+        Ok(int_reply("UNLINK", &v)?.max(0) as u64)
     }
 
     async fn expire(&self, key: &str, ttl: Ttl) -> Result<bool> {
