@@ -178,4 +178,12 @@ pub async fn hash_wrong_type(cx: Ctx) {
         Err(Error::WrongType { .. })
     ));
     assert!(matches!(b.hash_len(&s).await, Err(Error::WrongType { .. })));
+    assert!(matches!(
+        b.hash_get_fields(&s, &["f", "g"]).await,
+        Err(Error::WrongType { .. })
+    ));
+    assert!(matches!(
+        b.hash_scan(&s, None, 10).await,
+        Err(Error::WrongType { .. })
+    ));
 }

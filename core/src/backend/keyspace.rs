@@ -54,7 +54,8 @@ pub trait HashOps: Send + Sync {
     /// Several fields of hash `key` in one atomic read, in the order asked (`None` for a
     /// missing field or hash). No fields is an empty result, nothing is sent.
     ///
-    /// Errors: `WrongType`, `Connection`. Conformance: `hash_reads`.
+    /// Errors: `WrongType`, `Connection`. Conformance: `hash_scan_visits_every_field`,
+    /// `hash_wrong_type`.
     async fn hash_get_fields(&self, key: &str, fields: &[&str]) -> Result<Vec<Option<Bytes>>>;
 
     /// One step of a cursor-based read of hash `key`: start with `None` and pass the
