@@ -51,7 +51,7 @@ impl Scripts {
     }
 }
 
-/// A map script invocation with the prelude's KEYS[1] and ARGV[1..4] filled in.
+/// A map script invocation with the prelude's `KEYS[1]` and `ARGV[1..4]` filled in.
 pub(crate) fn map_invocation<'a>(script: &'a Script, map: &MapTarget) -> ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
     let (mode, ms) = match map.ttl {

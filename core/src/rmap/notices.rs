@@ -1,6 +1,7 @@
 //! Notices whose value did not travel: reading big values from the hash.
 //!
-//! A set whose value is over the notice budget ([`NOTICE_VALUE_BUDGET`]) is published as
+//! A set whose value is over the notice budget
+//! ([`NOTICE_VALUE_BUDGET`](crate::codec::NOTICE_VALUE_BUDGET)) is published as
 //! [`MapChange::Changed`] (key only) so a frame never approaches what a pub/sub connection
 //! can buffer. Before a replica applies such a frame it reads those keys, with the hash's
 //! epoch, in one atomic read and turns each into a plain set (or a delete, if the key is
@@ -16,9 +17,6 @@ use crate::{
     codec::{MapChange, MapNotice},
     Backend, Result,
 };
-
-#[allow(unused_imports)] // for the docs
-use crate::codec::NOTICE_VALUE_BUDGET;
 
 /// `frame` with every [`MapChange::Changed`] replaced by the key's current value; `None`
 /// when that value belongs to another generation of the map (resync instead). Frames

@@ -5,8 +5,8 @@
 //! stops it explicitly. Its subscription is dropped with it (no leak).
 //!
 //! A resync reads the map in bounded steps, consistent with the notices (see
-//! [`snapshot`](super::snapshot)); a frame with a value too big to travel has it read first
-//! (see [`notices`](super::notices)).
+//! [`snapshot`]); a frame with a value too big to travel has it read first
+//! (see [`notices`]).
 //!
 //! When it resyncs:
 //! - after the backend reports the subscription `Restored` (notices may have been missed
