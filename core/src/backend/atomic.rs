@@ -11,8 +11,6 @@
 //! 1. applies the change,
 //! 2. bumps `=rev` and records `=kind`,
 //! 3. publishes a [`MapNotice`](crate::codec::MapNotice) frame on [`MapTarget::channel`]
-//!    (a value over [`NOTICE_VALUE_BUDGET`](crate::codec::NOTICE_VALUE_BUDGET) as
-//!    [`MapChange::Changed`](crate::codec::MapChange::Changed), so no frame outgrows what
 //!    (the sets of one [`map_set_many`](AtomicOps::map_set_many) step may share one batch
 //!    frame, their revisions consecutive; a value that would take a frame past
 //!    [`NOTICE_VALUE_BUDGET`](crate::codec::NOTICE_VALUE_BUDGET) travels as

@@ -255,9 +255,7 @@ impl Map {
         let mut sub = backend
             .subscribe(std::slice::from_ref(&target.channel))
             .await?;
-        let patience = options
-            .check_interval
-            .max(std::time::Duration::from_secs(1));
+        let patience = snapshot::patience(options.check_interval);
         let mut attempts = 0;
         let replica = loop {
             attempts += 1;

@@ -12,7 +12,7 @@
 //! shows a value that was not committed. A read from another generation (the hash was
 //! re-created meanwhile) cannot be applied at all: the caller resyncs.
 
-use super::replica::EPOCH;
+use super::replica::{decimal, EPOCH};
 use crate::{
     codec::{MapChange, MapNotice},
     Backend, Result,
@@ -42,7 +42,7 @@ pub(crate) async fn complete(
     let epoch = values
         .pop()
         .flatten()
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
+        .and_then(|v| decimal(&v))
         .unwrap_or(0);
     let mut values = values.into_iter();
     for notice in &mut frame {

@@ -24,6 +24,12 @@ pub(crate) const EPOCH: &str = "=epoch";
 pub(crate) const REV: &str = "=rev";
 pub(crate) const KIND: &str = "=kind";
 
+/// A bookkeeping field's value as a number: ASCII decimal (see the backend contract);
+/// `None` for anything else.
+pub(crate) fn decimal(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
 /// A consistent view of a map: content and the revision it reflects.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Replica {
@@ -49,15 +55,10 @@ impl Replica {
         let mut content = HashMap::with_capacity(fields.len());
         let mut revision = Revision::default();
         let mut kind = None;
-        let num = |v: &Bytes| {
-            std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-        };
         for (k, v) in fields {
             match k.as_str() {
-                EPOCH => revision.epoch = num(&v).unwrap_or(0),
-                REV => revision.rev = num(&v).unwrap_or(0),
+                EPOCH => revision.epoch = decimal(&v).unwrap_or(0),
+                REV => revision.rev = decimal(&v).unwrap_or(0),
                 KIND => kind = Some(String::from_utf8_lossy(&v).into_owned()),
                 _ if k.starts_with('=') => {}
                 _ => {

@@ -21,11 +21,9 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-
 use super::{
     notices,
-    replica::{Applied, Replica, EPOCH, KIND, REV},
+    replica::{decimal, Applied, Replica, EPOCH, KIND, REV},
 };
 use crate::{
     backend::{PubSubEvent, Revision, Subscription},
@@ -42,6 +40,12 @@ const MAX_STEP: usize = 2048;
 /// First step's hint: a small map (Redis keeps hashes of up to 128 fields compact and
 /// returns them whole) is read in one atomic step.
 const FIRST_STEP: usize = 256;
+
+/// How long a load waits for the notices that make its read consistent: a map's check
+/// interval, at least 1 s (they were published before the load read its last revision).
+pub(crate) fn patience(check_interval: Duration) -> Duration {
+    check_interval.max(Duration::from_secs(1))
+}
 
 /// A loaded map: its content at one revision, and the kind of the last mutation (`set`,
 /// `del`, `reset`, `destroy`) when known.
@@ -118,20 +122,19 @@ pub(crate) async fn load(
 }
 
 /// The bookkeeping of a map's hash.
-struct Header {
-    revision: Revision,
+pub(super) struct Header {
+    pub(super) revision: Revision,
     kind: Option<String>,
 }
 
-async fn header(backend: &dyn Backend, hash: &str) -> Result<Header> {
+/// The bookkeeping of the map in `hash`, in one atomic read (also the replica's periodic
+/// probe).
+pub(super) async fn header(backend: &dyn Backend, hash: &str) -> Result<Header> {
     let values = backend.hash_get_fields(hash, &[EPOCH, REV, KIND]).await?;
     let mut values = values.into_iter();
     let mut next = || values.next().flatten();
     let (epoch, rev, kind) = (next(), next(), next());
-    let num = |v: Option<Bytes>| {
-        v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let num = |v: Option<bytes::Bytes>| v.and_then(|v| decimal(&v)).unwrap_or(0);
     let epoch = num(epoch);
     Ok(Header {
         // A hash without a generation (foreign writer) cannot be tracked by notices.

@@ -28,7 +28,6 @@ use super::{notices, snapshot, MapInner};
 use crate::{
     backend::{PubSubEvent, Revision, Subscription},
     codec::MapNotice,
-    Result,
 };
 
 pub(crate) async fn run(
@@ -91,7 +90,8 @@ pub(crate) async fn run(
 async fn resync(map: &Arc<MapInner>, sub: &mut Subscription, shutdown: &mut watch::Receiver<bool>) {
     let mut delay = map.options.resync_delay;
     loop {
-        match load(map, sub).await {
+        let patience = snapshot::patience(map.options.check_interval);
+        match snapshot::load(&*map.backend, &map.target.hash, sub, patience).await {
             Ok(Some(loaded)) => {
                 map.replace(loaded.replica, loaded.kind.as_deref());
                 debug!(map = %map.name, revision = ?map.revision(), "resynced");
@@ -108,27 +108,11 @@ async fn resync(map: &Arc<MapInner>, sub: &mut Subscription, shutdown: &mut watc
     }
 }
 
-/// One load attempt of `map` (see [`snapshot::load`]).
-pub(super) async fn load(
-    map: &MapInner,
-    sub: &mut Subscription,
-) -> Result<Option<snapshot::Loaded>> {
-    let patience = map.options.check_interval.max(Duration::from_secs(1));
-    snapshot::load(&*map.backend, &map.target.hash, sub, patience).await
-}
-
 /// Compares the backend's revision with the replica's (one read); true when a resync is
 /// needed.
 async fn probe(map: &MapInner, suspect: &mut Option<u64>) -> bool {
-    let fields = [super::replica::EPOCH, super::replica::REV];
-    let (epoch, rev) = match map.backend.hash_get_fields(&map.target.hash, &fields).await {
-        Ok(values) => {
-            let mut num = values.into_iter().map(|v| {
-                v.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
-                    .unwrap_or(0)
-            });
-            (num.next().unwrap_or(0), num.next().unwrap_or(0))
-        }
+    let Revision { epoch, rev } = match snapshot::header(&*map.backend, &map.target.hash).await {
+        Ok(header) => header.revision,
         Err(e) => {
             debug!(map = %map.name, error = %e, "revision probe failed");
             return false;
