@@ -266,6 +266,7 @@ macro_rules! conformance_suite {
             sink_instances_share_events,
             sink_redelivers_unacked_events,
             sink_close_hands_over_pending_events,
+            sink_close_releases_the_reclaim_lease,
             sink_crash_redelivers_to_another,
             sink_filter_acks_filtered_events,
             sink_three_instances_share_10k_events,

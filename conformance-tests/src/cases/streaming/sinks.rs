@@ -139,6 +139,33 @@ pub async fn sink_close_hands_over_pending_events(cx: Ctx) {
     b.close().await.unwrap();
 }
 
+/// An instance that held the reclaim lease and closes releases it: another instance takes
+/// over its pending events at once, not when the lease would have lapsed (an idle
+/// reclaimer holds it for `ack_grace / 2`, 15 s here).
+pub async fn sink_close_releases_the_reclaim_lease(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let opts = || sink_opts().with_ack_grace(Duration::from_secs(30));
+    let a = s.new_sink("g", opts()).await.unwrap();
+    let mut ra = a.subscribe().unwrap();
+    let lease = format!("{}:sink:g:reclaimer", s.key());
+    eventually("the only instance reclaims", || async {
+        cx.backend.exists(&lease).await.unwrap()
+    })
+    .await;
+    let b = s.new_sink("g", opts()).await.unwrap();
+    s.add("e", "").await.unwrap();
+    let got = next(&mut ra).await;
+    let mut rb = b.subscribe().unwrap();
+    a.close().await.unwrap();
+    let handed = tokio::time::timeout(Duration::from_secs(5), rb.recv())
+        .await
+        .expect("handed over well before the lease would lapse")
+        .expect("an event");
+    assert_eq!(handed.id, got.id);
+    b.ack(&handed).await.unwrap();
+    b.close().await.unwrap();
+}
+
 /// A crashed instance (no close, liveness lapses) has its unacked events redelivered to
 /// another instance; the dead consumer is deleted only once it holds nothing.
 pub async fn sink_crash_redelivers_to_another(cx: Ctx) {
