@@ -169,6 +169,9 @@ macro_rules! conformance_suite {
             read_many_streams,
             read_cancel_is_prompt,
             read_invalid_arguments,
+            concurrent_reads_each_get_their_own,
+            read_joins_a_blocked_read_promptly,
+            read_of_a_bad_key_fails_only_that_read,
             // consumer groups
             group_create_positions,
             group_create_existing,

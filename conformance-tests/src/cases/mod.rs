@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod call_faults;
+mod concurrent_reads;
 mod groups;
 mod isolation;
 mod keys;
@@ -20,6 +21,7 @@ mod streams;
 
 pub use bad_input::*;
 pub use call_faults::*;
+pub use concurrent_reads::*;
 pub use groups::*;
 pub use isolation::*;
 pub use keys::*;
