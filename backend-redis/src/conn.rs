@@ -14,7 +14,7 @@
 use std::{
     io::{Read, Write},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use pulse::{error::Refusal, Error, Result};
@@ -230,12 +230,16 @@ impl CmdError {
 /// checkout (a connection that turns out dead fails its command, is dropped, and the read
 /// is retried once on a fresh one). A connection goes back to the idle list only when its
 /// command finished cleanly; one whose read was cancelled mid-flight is closed, since its
-/// reply is still coming.
+/// reply is still coming. A connection left idle longer than `idle_timeout` is closed the
+/// next time the pool is used, so a burst of concurrent reads does not pin its peak number
+/// of connections for good.
 pub(crate) struct Blocking {
     client: Client,
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
-    idle: Mutex<Vec<MultiplexedConnection>>,
+    /// Newest last, each with the time it went idle.
+    idle: Mutex<Vec<(MultiplexedConnection, Instant)>>,
+    idle_timeout: Duration,
     permits: Arc<Semaphore>,
 }
 
@@ -251,15 +255,21 @@ impl Blocking {
             config,
             connect_timeout: options.connect_timeout,
             idle: Mutex::new(Vec::new()),
+            idle_timeout: options.blocking_idle_timeout,
             permits: Arc::new(Semaphore::new(options.max_blocking_connections)),
         })
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<MultiplexedConnection>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    /// The idle list, without the connections idle for longer than `idle_timeout`.
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(MultiplexedConnection, Instant)>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let timeout = self.idle_timeout;
+        idle.retain(|(_, since)| since.elapsed() < timeout);
+        idle
     }
 
-    async fn connect(&self) -> std::result::Result<MultiplexedConnection, CmdError> {
+    /// A new dedicated connection, outside the pool and its cap.
+    pub(crate) async fn connect(&self) -> std::result::Result<MultiplexedConnection, CmdError> {
         match self
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
@@ -280,7 +290,7 @@ impl Blocking {
             self.permits.acquire().await.map_err(|_| {
                 CmdError::Pulse(Error::connection("blocking connection pool closed"))
             })?;
-        let reused = self.idle().pop();
+        let reused = self.idle().pop().map(|(conn, _)| conn);
         let fresh = reused.is_none();
         let conn = match reused {
             Some(c) => c,
@@ -326,7 +336,7 @@ struct Checkout<'a> {
 impl Drop for Checkout<'_> {
     fn drop(&mut self) {
         if let (true, Some(conn)) = (self.finished, self.conn.take()) {
-            self.home.idle().push(conn);
+            self.home.idle().push((conn, Instant::now()));
         }
     }
 }

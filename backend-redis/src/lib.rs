@@ -26,6 +26,7 @@ mod errors;
 mod ops;
 mod parse;
 mod pubsub;
+mod readmux;
 mod scripts;
 
 use std::{fmt, sync::Arc, time::Duration};
@@ -38,6 +39,7 @@ use crate::{
     conn::{Blocking, Commands},
     errors::{is_connection_failure, map_err},
     pubsub::Hub,
+    readmux::ReadMux,
     scripts::Scripts,
 };
 
@@ -64,8 +66,20 @@ pub struct RedisOptions {
     pub command_timeout: Duration,
     /// Longest wait to establish a connection. Default 5 s.
     pub connect_timeout: Duration,
-    /// Most dedicated connections for concurrent blocking reads. Default 128.
+    /// Most dedicated connections for concurrent blocking reads that are not shared
+    /// (consumer-group reads, and stream reads when `share_blocking_reads` is off).
+    /// Default 128.
     pub max_blocking_connections: usize,
+    /// Merge the blocking stream reads (`XREAD`) of this handle and its clones into one
+    /// read on one dedicated connection, so any number of readers blocked at once hold one
+    /// connection. A reader that arrives while the merged read is blocked ends it with
+    /// `CLIENT UNBLOCK` (one extra round trip on the command connection) and joins the
+    /// next one. Default `true`; `false` gives every blocking read its own connection
+    /// from the pool (`max_blocking_connections`).
+    pub share_blocking_reads: bool,
+    /// How long a dedicated connection may sit idle in the pool before it is closed (on
+    /// the pool's next use). Default 30 s.
+    pub blocking_idle_timeout: Duration,
     /// First delay between pub/sub reconnection attempts (doubling). Default 50 ms.
     pub reconnect_min_delay: Duration,
     /// Longest delay between pub/sub reconnection attempts. Default 2 s.
@@ -91,6 +105,8 @@ impl Default for RedisOptions {
             command_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             max_blocking_connections: 128,
+            share_blocking_reads: true,
+            blocking_idle_timeout: Duration::from_secs(30),
             reconnect_min_delay: Duration::from_millis(50),
             reconnect_max_delay: Duration::from_secs(2),
             health_check_interval: Duration::from_secs(5),
@@ -129,6 +145,16 @@ impl RedisOptions {
         self.max_blocking_connections = n.max(1);
         self
     }
+    /// Sets [`RedisOptions::share_blocking_reads`].
+    pub fn with_share_blocking_reads(mut self, share: bool) -> Self {
+        self.share_blocking_reads = share;
+        self
+    }
+    /// Sets [`RedisOptions::blocking_idle_timeout`].
+    pub fn with_blocking_idle_timeout(mut self, d: Duration) -> Self {
+        self.blocking_idle_timeout = d;
+        self
+    }
     /// Sets the pub/sub reconnection back-off bounds.
     pub fn with_reconnect_delays(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_min_delay = min;
@@ -156,6 +182,9 @@ pub struct RedisBackend {
 struct Inner {
     commands: Commands,
     blocking: Blocking,
+    /// Merged blocking stream reads, used when `share_reads` is on.
+    reads: ReadMux,
+    share_reads: bool,
     hub: Arc<Hub>,
     scripts: Scripts,
     /// `host:port/db` only: credentials never reach logs or `Debug`.
@@ -230,11 +259,14 @@ impl RedisBackend {
                 .await
                 .map_err(|e| map_err("load scripts", "", e))?;
         }
+        let share_reads = options.share_blocking_reads;
         let hub = Hub::start(pubsub_client, options);
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 commands,
                 blocking,
+                reads: ReadMux::default(),
+                share_reads,
                 hub,
                 scripts,
                 endpoint,

@@ -255,8 +255,9 @@ impl Error {
 
     /// The same error for another waiter of one shared call (a batch of writes, a batch
     /// of acks): every variant and field is kept, so a `Connection` stays a `Connection`;
-    /// only the `source` chain is flattened into the message.
-    pub(crate) fn for_each_waiter(&self) -> Error {
+    /// only the `source` chain is flattened into the message. Backends use it to answer
+    /// every caller of one merged command.
+    pub fn for_each_waiter(&self) -> Error {
         match self {
             Error::InvalidName { what, name, reason } => Error::InvalidName {
                 what,

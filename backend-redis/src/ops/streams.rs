@@ -202,12 +202,32 @@ impl StreamOps for RedisBackend {
             cmd
         };
         let key = &streams[0].0;
-        // A non-blocking read shares the command connection; a blocking one runs on a
-        // dedicated connection in one round trip (it returns at once when data is there),
-        // so concurrent readers also parse their replies on separate connections.
+        // A non-blocking read shares the command connection; a blocking one never does.
         let Some(block) = block.filter(|d| !d.is_zero()) else {
             return parse::batches(self.run("XREAD", key, &build(None)).await?);
         };
+        if self.inner.share_reads {
+            // While a merged read is under way, entries already there are read without
+            // blocking on a pooled connection (the pool keeps few: such reads return at
+            // once), so readers that keep finding entries neither end the merged read of
+            // the idle ones nor queue behind one another on one socket. With no merged
+            // read under way, the merged read itself returns at once when entries are there.
+            if !self.inner.reads.is_idle() {
+                let v = self
+                    .inner
+                    .blocking
+                    .cmd(&build(None))
+                    .await
+                    .map_err(|e| e.map(|e| map_err("XREAD", key, e)))?;
+                let ready = parse::batches(v)?;
+                if !ready.is_empty() {
+                    return Ok(ready);
+                }
+            }
+            return crate::readmux::read(&self.inner, streams, count, block).await;
+        }
+        // Unshared: a dedicated connection in one round trip (it returns at once when data
+        // is there), so concurrent readers also parse their replies on separate connections.
         let v = self
             .inner
             .blocking
