@@ -164,7 +164,10 @@ async fn a_burst_of_reads_does_not_pin_its_connections() {
     for read in burst.collect::<Vec<_>>() {
         assert!(read.await.unwrap().unwrap().is_empty());
     }
-    assert!(clients(&server).await.0 >= 21, "the burst had its own connections");
+    assert!(
+        clients(&server).await.0 >= 21,
+        "the burst had its own connections"
+    );
     let cursor = [("s0".to_owned(), EntryId::ZERO)];
     eventually("idle connections are closed", || async {
         let short = Some(Duration::from_millis(1));
