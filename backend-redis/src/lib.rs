@@ -3,8 +3,11 @@
 //! The production backend of Pulse, on Redis ≥ 7.0 with the `redis` crate:
 //! - commands and Lua scripts share one multiplexed connection (requests pipeline
 //!   automatically), re-established after a failure;
-//! - blocking stream reads use dedicated connections without a response timeout, kept in
-//!   an idle list (capped); cancelling a read discards its connection;
+//! - blocking reads never run on the shared connection: the blocking `XREAD`s of all
+//!   readers are merged into one on one dedicated connection
+//!   ([`RedisOptions::share_blocking_reads`]); consumer-group reads each take a dedicated
+//!   connection from a capped pool (closed after [`RedisOptions::blocking_idle_timeout`]
+//!   idle; a cancelled read discards its connection);
 //! - pub/sub uses one RESP3 connection per backend for every subscription, health-checked,
 //!   reporting loss and recovery to subscribers;
 //! - each atomic operation is one Lua script under `lua/`, surviving `NOSCRIPT`;
