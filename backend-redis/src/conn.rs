@@ -25,7 +25,7 @@ use redis::{
 use tokio::sync::Semaphore;
 
 use crate::{
-    errors::{is_connection_failure, is_refusal},
+    errors::{denied, is_connection_failure, is_refusal},
     RedisOptions,
 };
 
@@ -68,16 +68,18 @@ impl Commands {
         if let Some(c) = self.cached() {
             return Ok(c);
         }
-        let conn = match self
+        let info = self.client.get_connection_info();
+        let connect = self
             .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
-            Ok(conn) => conn,
-            Err(e) => {
-                let info = self.client.get_connection_info();
-                return Err(connect_error("connect", info, self.connect_timeout, e).await);
-            }
+            .get_multiplexed_async_connection_with_config(&self.config);
+        let conn = tokio::select! {
+            out = connect => match out {
+                Ok(conn) => conn,
+                Err(e) => {
+                    return Err(connect_error("connect", info, self.connect_timeout, e).await);
+                }
+            },
+            e = plain_text_behind_tls(info, self.connect_timeout) => return Err(e),
         };
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
@@ -148,25 +150,80 @@ pub(crate) async fn connect_error(
     timeout: Duration,
     e: RedisError,
 ) -> Error {
+    if let Some(denied) = denied("connect", &e) {
+        return denied;
+    }
+    if e.to_string().contains("refused to switch database") {
+        // `redis` reports a failed `SELECT` with this text and the server's detail.
+        return Error::Config(format!(
+            "the server at {} has no database {} ({}): the URL's path selects it, from 0 \
+             to the server's `databases` setting minus one",
+            info.addr(),
+            info.redis_settings().db(),
+            e.detail().unwrap_or("DB index is out of range"),
+        ));
+    }
     let reached = !(e.is_connection_refusal() || e.is_timeout());
     let addr = info.addr().clone();
+    let mut hint = "";
     if reached && matches!(addr, ConnectionAddr::Tcp(..) | ConnectionAddr::Unix(_)) {
         let greeting = tokio::task::spawn_blocking(move || probe(&addr, timeout))
             .await
             .ok()
             .flatten();
-        if let Some(line) = greeting.filter(|l| l.starts_with("ERR max number of clients")) {
-            return Error::Refused {
-                op: "connect",
-                reason: Refusal::TooManyClients,
-                message: line,
-            };
+        match greeting {
+            Some(line) if line.starts_with("ERR max number of clients") => {
+                return Error::Refused {
+                    op: "connect",
+                    reason: Refusal::TooManyClients,
+                    message: line,
+                };
+            }
+            // A TLS port closes on a plain-text command without a word.
+            None if matches!(info.addr(), ConnectionAddr::Tcp(..)) => {
+                hint = "; the server closed the connection without answering a plain-text \
+                        PING: if it expects TLS, use a rediss:// URL";
+            }
+            _ => {}
         }
     }
     Error::Connection {
-        message: format!("{what}: {e}"),
+        message: format!("{what}: {e}{hint}"),
         source: Some(Box::new(e)),
     }
+}
+
+/// For a `rediss://` address whose TLS handshake has not completed after a moment: whether
+/// the server answers a plain-text `PING`, i.e. speaks plain text on that port, in which
+/// case the handshake would only time out (the server waits for a command line that never
+/// comes). Resolves to the error to report then; otherwise (a plain address, a TLS server,
+/// no answer) never resolves, and the connection attempt runs to its own end.
+async fn plain_text_behind_tls(info: &redis::ConnectionInfo, timeout: Duration) -> Error {
+    if let ConnectionAddr::TcpTls { host, port, .. } = info.addr() {
+        tokio::time::sleep(Duration::from_millis(250).min(timeout / 4)).await;
+        let plain = ConnectionAddr::Tcp(host.clone(), *port);
+        let line = tokio::task::spawn_blocking(move || probe(&plain, timeout))
+            .await
+            .ok()
+            .flatten();
+        if line.is_some_and(|l| is_resp_text(&l)) {
+            return Error::Config(format!(
+                "the server at {host}:{port} speaks plain text, not TLS: use a redis:// URL, \
+                 or enable TLS on the server (`tls-port`)"
+            ));
+        }
+    }
+    std::future::pending().await
+}
+
+/// True for what a Redis server answers to `PING` in plain text: `+PONG`, or an error
+/// line (`NOAUTH …`, `ERR …`, `DENIED …`) as [`probe`] returns it.
+fn is_resp_text(line: &str) -> bool {
+    line.starts_with("+PONG")
+        || line
+            .split(' ')
+            .next()
+            .is_some_and(|code| code.len() >= 3 && code.bytes().all(|b| b.is_ascii_uppercase()))
 }
 
 /// The first line the server answers to `PING` on a fresh connection, without the `-`

@@ -2,10 +2,12 @@
 //!
 //! | Redis failure | Pulse error |
 //! |---|---|
-//! | I/O, dropped, timed out, authentication | [`Error::Connection`] |
+//! | I/O, dropped, timed out | [`Error::Connection`] |
+//! | `WRONGPASS`, a failed `AUTH` on connecting | [`Error::Denied`], [`Denial::WrongCredentials`] |
+//! | `NOAUTH` | [`Error::Denied`], [`Denial::NoCredentials`] |
+//! | `NOPERM` | [`Error::Denied`], [`Denial::NoPermission`] |
 //! | `-ERR max number of clients reached` on connecting (see `conn::connect_error`) | [`Error::Refused`], [`Refusal::TooManyClients`] |
 //! | `OOM` | [`Error::Refused`], [`Refusal::OutOfMemory`] |
-//! | `NOPERM` | [`Error::Refused`], [`Refusal::NoPermission`] |
 //! | `READONLY`, `NOREPLICAS`, `MISCONF` | [`Error::Refused`], [`Refusal::ReadOnly`] |
 //! | `BUSY`, `LOADING`, `MASTERDOWN` | [`Error::Refused`], [`Refusal::Busy`] |
 //! | `WRONGTYPE` | [`Error::WrongType`] |
@@ -29,7 +31,7 @@
 //! A server at `maxclients` has no code of its own (`-ERR max number of clients reached`,
 //! written before the handshake); `conn::connect_error` recognises that one line.
 
-use pulse::{error::Refusal, Error};
+use pulse::{error::Refusal, Denial, Error};
 use redis::{ErrorKind, RedisError};
 
 /// True when the error means the connection is unusable and should be replaced.
@@ -57,10 +59,37 @@ fn server_error(e: &RedisError) -> Option<(String, String)> {
 pub(crate) fn refusal(code: &str) -> Option<Refusal> {
     Some(match code {
         "OOM" => Refusal::OutOfMemory,
-        "NOPERM" => Refusal::NoPermission,
         "READONLY" | "NOREPLICAS" | "MISCONF" => Refusal::ReadOnly,
         "BUSY" | "LOADING" | "MASTERDOWN" => Refusal::Busy,
         _ => return None,
+    })
+}
+
+/// The denial `e` stands for, if it is one: credentials refused or missing, or an ACL.
+pub(crate) fn denial(e: &RedisError) -> Option<Denial> {
+    if matches!(e.kind(), ErrorKind::AuthenticationFailed) {
+        return Some(Denial::WrongCredentials);
+    }
+    let (code, _) = server_error(e)?;
+    Some(match code.as_str() {
+        "WRONGPASS" => Denial::WrongCredentials,
+        "NOAUTH" => Denial::NoCredentials,
+        "NOPERM" => Denial::NoPermission,
+        _ => return None,
+    })
+}
+
+/// [`Error::Denied`] when `e` is a denial by the server, for `op`.
+pub(crate) fn denied(op: &'static str, e: &RedisError) -> Option<Error> {
+    let reason = denial(e)?;
+    let message = match server_error(e) {
+        Some((code, detail)) => format!("{code} {detail}"),
+        None => "the server did not accept the user name and password".to_owned(),
+    };
+    Some(Error::Denied {
+        op,
+        reason,
+        message,
     })
 }
 
@@ -74,13 +103,17 @@ pub(crate) fn refused(op: &'static str, e: &RedisError) -> Option<Error> {
     })
 }
 
-/// True when `e` is a refusal by the server (see [`refused`]).
+/// True when `e` is a refusal or a denial by the server (see [`refused`], [`denied`]):
+/// an answer that promises the command was not applied.
 pub(crate) fn is_refusal(e: &RedisError) -> bool {
-    server_error(e).is_some_and(|(code, _)| refusal(&code).is_some())
+    server_error(e).is_some_and(|(code, _)| refusal(&code).is_some()) || denial(e).is_some()
 }
 
 /// Maps a failure of `op` on `key`.
 pub(crate) fn map_err(op: &'static str, key: &str, e: RedisError) -> Error {
+    if let Some(denied) = denied(op, &e) {
+        return denied;
+    }
     if is_connection_failure(&e) {
         return Error::Connection {
             message: format!("{op} failed: {e}"),
@@ -158,7 +191,6 @@ mod tests {
     fn refusals_are_typed_by_code() {
         for (code, reason) in [
             ("OOM", Refusal::OutOfMemory),
-            ("NOPERM", Refusal::NoPermission),
             ("READONLY", Refusal::ReadOnly),
             ("BUSY", Refusal::Busy),
             ("LOADING", Refusal::Busy),
@@ -169,6 +201,18 @@ mod tests {
                 matches!(e, Error::Refused { reason: r, op: "op", .. } if r == reason),
                 "{code}: {e:?}"
             );
+        }
+        for (code, reason) in [
+            ("WRONGPASS", Denial::WrongCredentials),
+            ("NOAUTH", Denial::NoCredentials),
+            ("NOPERM", Denial::NoPermission),
+        ] {
+            let e = map_err("op", "k", server(code, "no"));
+            assert!(
+                matches!(e, Error::Denied { reason: r, op: "op", .. } if r == reason),
+                "{code}: {e:?}"
+            );
+            assert!(!e.is_retryable());
         }
         assert!(matches!(
             map_err("op", "k", server("BUSYKEY", "exists")),

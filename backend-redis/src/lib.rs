@@ -30,12 +30,13 @@ mod ops;
 mod parse;
 mod pubsub;
 mod readmux;
+mod redis_url;
 mod scripts;
 
 use std::{fmt, sync::Arc, time::Duration};
 
 use pulse::{Error, Result};
-use redis::{aio::MultiplexedConnection, IntoConnectionInfo, ProtocolVersion, Value};
+use redis::{aio::MultiplexedConnection, ProtocolVersion, Value};
 use tracing::warn;
 
 use crate::{
@@ -212,17 +213,22 @@ impl RedisBackend {
     /// answers and does not evict keys (see [`RedisOptions::allow_eviction`]) and loads
     /// the scripts.
     ///
-    /// Errors: [`Error::Config`] for a malformed URL (the message never contains the URL,
-    /// which may hold a password) and for a server with an eviction policy;
-    /// [`Error::Connection`] when the server cannot be reached or refuses the credentials;
+    /// Errors: [`Error::Config`] for a malformed URL (the message names the problem — the
+    /// scheme, the host, the port, the database path — and never contains the URL, which
+    /// may hold a password), for a database index the server does not have, for a
+    /// `rediss://` URL to a server that speaks plain text on that port (found within a
+    /// moment rather than at the connect timeout) and for a server with an eviction
+    /// policy; [`Error::Denied`] when the server refuses the user name or password
+    /// ([`Denial::WrongCredentials`](pulse::Denial::WrongCredentials)) or wants one
+    /// ([`Denial::NoCredentials`](pulse::Denial::NoCredentials)), never retryable;
+    /// [`Error::Connection`] when the server cannot be reached (a plain-text URL to a TLS
+    /// port says that it may expect TLS);
     /// [`Error::Refused`] when it turns the connection away (`maxclients`:
     /// [`Refusal::TooManyClients`](pulse::error::Refusal::TooManyClients), over plain TCP
     /// only: over TLS the server gives no reason, and that is a `Connection`) or cannot
     /// load the scripts now (out of memory, loading its data set).
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self> {
-        let mut info = url
-            .into_connection_info()
-            .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
+        let mut info = redis_url::connection_info(url)?;
         if options.tls_root_cert.is_some() || options.tls_client_cert.is_some() {
             let certs = redis::TlsCertificates {
                 client_tls: options
@@ -253,6 +259,12 @@ impl RedisBackend {
         let blocking = Blocking::new(info, &options)?;
         let scripts = Scripts::new();
         let mut conn = commands.get().await?;
+        // The login is checked here: a server that wants a password we did not give
+        // accepts the connection and refuses its first command (`NOAUTH`).
+        redis::cmd("PING")
+            .query_async::<Value>(&mut conn)
+            .await
+            .map_err(|e| map_err("connect", "", e))?;
         if !options.allow_eviction {
             check_eviction_policy(&mut conn, &endpoint).await?;
         }

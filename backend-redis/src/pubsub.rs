@@ -25,7 +25,11 @@ use redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, PushInfo,
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::{conn::connect_error, errors::refused, parse, RedisOptions};
+use crate::{
+    conn::connect_error,
+    errors::{denied, refused},
+    parse, RedisOptions,
+};
 
 type Push = (u64, PushInfo);
 
@@ -278,10 +282,12 @@ async fn run(
     }
 }
 
-/// A failure on the pub/sub connection: a refusal (a channel the ACL user may not
-/// subscribe to, say) is [`Error::Refused`], anything else [`Error::Connection`].
+/// A failure on the pub/sub connection: a denial (a channel the ACL user may not
+/// subscribe to, say) is [`Error::Denied`], a refusal [`Error::Refused`], anything else
+/// [`Error::Connection`].
 fn subscribe_err(what: &'static str, e: redis::RedisError) -> Error {
-    refused("subscribe", &e).unwrap_or_else(|| Error::Connection {
+    let answered = denied("subscribe", &e).or_else(|| refused("subscribe", &e));
+    answered.unwrap_or_else(|| Error::Connection {
         message: format!("{what}: {e}"),
         source: Some(Box::new(e)),
     })

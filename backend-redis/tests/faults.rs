@@ -127,7 +127,18 @@ async fn password_and_acl_user_authenticate_and_stay_hidden() {
         format!("redis://alice:wrong@127.0.0.1:{port}/"),
     ] {
         let err = RedisBackend::connect_with(&bad, fast()).await.unwrap_err();
-        assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Denied {
+                    op: "connect",
+                    reason: pulse::Denial::WrongCredentials,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
         assert!(
             !format!("{err:?}").contains("wrong@"),
             "URL leaked: {err:?}"

@@ -13,7 +13,7 @@ use pulse::{
     error::Refusal,
     keys::Keyspace,
     rmap::{Map, MapOptions},
-    Backend, Error,
+    Backend, Denial, Error,
 };
 use pulse_conformance::redis_server::{private_server, RedisServer};
 use pulse_redis::{RedisBackend, RedisOptions};
@@ -51,6 +51,18 @@ fn assert_refused(result: Result<impl std::fmt::Debug, Error>, want: Refusal) {
     match result {
         Err(Error::Refused { reason, .. }) if reason == want => {}
         other => panic!("expected a refusal ({want}), got {other:?}"),
+    }
+}
+
+fn assert_no_permission(result: Result<impl std::fmt::Debug, Error>) {
+    match result {
+        Err(
+            e @ Error::Denied {
+                reason: Denial::NoPermission,
+                ..
+            },
+        ) => assert!(!e.is_retryable()),
+        other => panic!("expected a NoPermission denial, got {other:?}"),
     }
 }
 
@@ -200,10 +212,10 @@ async fn out_of_memory_is_a_typed_refusal_and_applies_nothing() {
     assert_eq!(map.increment("n", 2).await.unwrap(), 2);
 }
 
-/// An ACL user refused a command, a key or a channel gets a `NoPermission` refusal, and
-/// nothing was applied.
+/// An ACL user refused a command, a key or a channel gets a `NoPermission` denial, not
+/// retryable, and nothing was applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acl_denials_are_typed_refusals() {
+async fn acl_denials_are_typed_and_not_retryable() {
     let Some(server) = private_server(&[
         "--user",
         "bob",
@@ -222,25 +234,20 @@ async fn acl_denials_are_typed_refusals() {
     let mut admin = raw(&server.url()).await;
 
     let fields = vec![("f".to_owned(), Bytes::from("v"))];
-    assert_refused(
+    assert_no_permission(
         bob.stream_add("allowed:s", fields, &AddOptions::default())
             .await,
-        Refusal::NoPermission,
     );
     assert!(!exists(&mut admin, "allowed:s").await);
 
     let outside = MapTarget::new("other:m", "allowed:n");
-    assert_refused(
+    assert_no_permission(
         bob.map_set(&outside, "k", Bytes::from("v"), SetCondition::Always)
             .await,
-        Refusal::NoPermission,
     );
     assert!(!exists(&mut admin, "other:m").await);
 
-    assert_refused(
-        bob.subscribe(&["other:ch".to_owned()]).await,
-        Refusal::NoPermission,
-    );
+    assert_no_permission(bob.subscribe(&["other:ch".to_owned()]).await);
 
     // What the ACL allows still works, on the same connections.
     let inside = MapTarget::new("allowed:m", "allowed:n");

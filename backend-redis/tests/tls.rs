@@ -1,6 +1,7 @@
 //! `rediss://` against a private TLS `redis-server` with a throwaway CA made for the test:
 //! commands, scripts, pub/sub and blocking reads all work over TLS with an ACL user, the
-//! password never shows, and a server whose CA is not trusted is a typed error.
+//! password never shows, a server whose CA is not trusted is a typed error, and plain text
+//! to the TLS port fails at once with a hint to use `rediss://`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -198,6 +199,7 @@ async fn tls_with_a_private_ca_and_an_acl_user() {
         "{untrusted:?}"
     );
     assert!(!format!("{untrusted:?}").contains("alice-pw"));
+    let started = std::time::Instant::now();
     let plain = RedisBackend::connect_with(
         &format!("redis://alice:alice-pw@127.0.0.1:{tls_port}/"),
         fast(),
@@ -205,5 +207,12 @@ async fn tls_with_a_private_ca_and_an_acl_user() {
     .await
     .unwrap_err();
     assert!(matches!(plain, Error::Connection { .. }), "{plain:?}");
+    // The TLS port closes on plain text; the message says what to try.
+    assert!(plain.to_string().contains("use a rediss:// URL"), "{plain}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "plain text to TLS was slow"
+    );
+    assert!(!plain.to_string().contains("alice-pw"));
     let _ = std::fs::remove_dir_all(&dir);
 }

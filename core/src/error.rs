@@ -145,15 +145,30 @@ pub enum Error {
         pool: String,
     },
 
-    /// The store answered with a refusal: the operation was *not* applied. Whether trying
-    /// again later can help depends on the [`Refusal`] (see [`Refusal::is_transient`]); a
-    /// refused connection attempt is reported the same way (`op` is `"connect"`).
+    /// The store answered with a refusal: the operation was *not* applied, and the same call
+    /// may succeed later without anyone changing anything (the store frees memory, finishes
+    /// loading, gets a primary back). A refused connection attempt is reported the same way
+    /// (`op` is `"connect"`).
     #[error("the backend refused {op} ({reason}): {message}")]
     Refused {
         /// The operation that was refused.
         op: &'static str,
         /// Why, as the store classified it.
         reason: Refusal,
+        /// The store's own message (never contains credentials).
+        message: String,
+    },
+
+    /// The store does not accept our credentials, wants credentials we did not give, or
+    /// does not let them run this operation (an ACL). Nothing was applied, and trying again
+    /// cannot help until someone changes the credentials or the permissions: never
+    /// retryable. A failed login is reported with `op` `"connect"`.
+    #[error("access denied for {op} ({reason}): {message}")]
+    Denied {
+        /// The operation that was denied.
+        op: &'static str,
+        /// Why, as the store classified it.
+        reason: Denial,
         /// The store's own message (never contains credentials).
         message: String,
     },
@@ -179,9 +194,6 @@ pub enum Refusal {
     OutOfMemory,
     /// The store accepts no more connections (Redis `maxclients`).
     TooManyClients,
-    /// The credentials in use may not run the operation (Redis ACL, `NOPERM`). Permanent
-    /// until someone changes the permissions.
-    NoPermission,
     /// The store accepts no writes at the moment: a replica (Redis `READONLY`), a primary
     /// without enough replicas in sync (`NOREPLICAS`) or failing to persist (`MISCONF`).
     ReadOnly,
@@ -190,22 +202,37 @@ pub enum Refusal {
     Busy,
 }
 
-impl Refusal {
-    /// True when the same call may succeed later without anyone changing the store's
-    /// configuration or permissions: every refusal but [`Refusal::NoPermission`].
-    pub fn is_transient(self) -> bool {
-        !matches!(self, Refusal::NoPermission)
-    }
-}
-
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Refusal::OutOfMemory => "out of memory",
             Refusal::TooManyClients => "too many clients",
-            Refusal::NoPermission => "no permission",
             Refusal::ReadOnly => "read-only",
             Refusal::Busy => "busy",
+        })
+    }
+}
+
+/// Why a store denied access ([`Error::Denied`]). In every case nothing was applied and
+/// only a change of credentials or permissions helps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The user name or password is wrong (Redis `WRONGPASS`, a failed `AUTH`).
+    WrongCredentials,
+    /// The store requires credentials and none were given (Redis `NOAUTH`).
+    NoCredentials,
+    /// The credentials may not run this command or touch this key or channel (Redis ACL,
+    /// `NOPERM`).
+    NoPermission,
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Denial::WrongCredentials => "wrong credentials",
+            Denial::NoCredentials => "credentials required",
+            Denial::NoPermission => "no permission",
         })
     }
 }
@@ -308,6 +335,15 @@ impl Error {
                 reason: *reason,
                 message: message.clone(),
             },
+            Error::Denied {
+                op,
+                reason,
+                message,
+            } => Error::Denied {
+                op,
+                reason: *reason,
+                message: message.clone(),
+            },
             Error::Backend {
                 op,
                 message,
@@ -323,6 +359,27 @@ impl Error {
     /// True when the failure is about reaching the backend (worth retrying later).
     pub fn is_connection(&self) -> bool {
         matches!(self, Error::Connection { .. })
+    }
+
+    /// True when sending the same call again, later, may succeed without anyone changing
+    /// anything; what to do about each variant:
+    ///
+    /// | variant | retryable | why |
+    /// |---|---|---|
+    /// | [`Connection`](Error::Connection) | yes | the store was unreachable or the reply was lost (the call may have been applied: retry only what is idempotent or protected) |
+    /// | [`Timeout`](Error::Timeout) | yes | a wait ran out; the awaited thing may still happen |
+    /// | [`Refused`](Error::Refused) | yes | the store refused for a reason of its own (full, busy, too many clients, read-only while failing over); nothing was applied |
+    /// | [`Denied`](Error::Denied) | no | credentials or permissions must change first |
+    /// | [`Config`](Error::Config), [`InvalidName`](Error::InvalidName), [`InvalidKey`](Error::InvalidKey), [`InvalidArgument`](Error::InvalidArgument), [`PayloadTooLarge`](Error::PayloadTooLarge) | no | the call itself is wrong |
+    /// | [`WrongType`](Error::WrongType), [`InvalidValue`](Error::InvalidValue), [`Malformed`](Error::Malformed), [`NoGroup`](Error::NoGroup) | no | the stored data is not what the call needs |
+    /// | [`Closed`](Error::Closed), [`ShuttingDown`](Error::ShuttingDown) | no | the handle or pool is going away |
+    /// | [`JobExists`](Error::JobExists), [`JobFailed`](Error::JobFailed) | no | an answer, not a failure to get one |
+    /// | [`Backend`](Error::Backend) | no | an error nobody classified: look at it |
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Connection { .. } | Error::Timeout { .. } | Error::Refused { .. }
+        )
     }
 
     /// True for [`Error::JobExists`] when the existing job was admitted by the dispatch
@@ -354,6 +411,80 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variant against the table in [`Error::is_retryable`]'s documentation.
+    #[test]
+    fn retryable_per_variant() {
+        let s = || "x".to_owned();
+        let cases = [
+            (Error::connection("down"), true),
+            (Error::Timeout { what: s() }, true),
+            (
+                Error::Refused {
+                    op: "op",
+                    reason: Refusal::Busy,
+                    message: s(),
+                },
+                true,
+            ),
+            (
+                Error::Denied {
+                    op: "connect",
+                    reason: Denial::WrongCredentials,
+                    message: s(),
+                },
+                false,
+            ),
+            (Error::Config(s()), false),
+            (Error::invalid_name("map", "a b", "no spaces"), false),
+            (
+                Error::InvalidKey {
+                    key: s(),
+                    reason: "empty",
+                },
+                false,
+            ),
+            (Error::InvalidArgument(s()), false),
+            (Error::PayloadTooLarge { size: 2, limit: 1 }, false),
+            (Error::WrongType { key: s() }, false),
+            (
+                Error::InvalidValue {
+                    key: s(),
+                    reason: s(),
+                },
+                false,
+            ),
+            (Error::malformed("frame", "short"), false),
+            (
+                Error::NoGroup {
+                    stream: s(),
+                    group: s(),
+                },
+                false,
+            ),
+            (Error::Closed { what: s() }, false),
+            (Error::ShuttingDown { pool: s() }, false),
+            (
+                Error::JobExists {
+                    key: s(),
+                    dispatch_id: None,
+                },
+                false,
+            ),
+            (
+                Error::JobFailed {
+                    key: s(),
+                    message: s(),
+                },
+                false,
+            ),
+            (Error::backend("op", "boom"), false),
+        ];
+        for (e, retryable) in cases {
+            assert_eq!(e.is_retryable(), retryable, "{e:?}");
+            assert_eq!(e.for_each_waiter().is_retryable(), retryable, "{e:?}");
+        }
+    }
 
     #[test]
     fn long_names_are_truncated_on_a_char_boundary() {
@@ -407,8 +538,7 @@ mod tests {
             }
         ));
         assert!(!e.is_connection());
-        assert!(Refusal::Busy.is_transient());
-        assert!(!Refusal::NoPermission.is_transient());
+        assert!(e.is_retryable());
     }
 
     #[test]

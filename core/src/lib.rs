@@ -29,4 +29,4 @@ pub use backend::Backend;
 pub mod prelude {
     pub use crate::backend::{AtomicOps, Backend, GroupOps, HashOps, KeyOps, PubSubOps, StreamOps};
 }
-pub use error::{Error, Refusal, Result};
+pub use error::{Denial, Error, Refusal, Result};

@@ -21,13 +21,15 @@
 //!   not be reached, the connection broke, or no reply came in time — the operation *may or
 //!   may not have been applied*, and callers treat it so (the library retries only writes
 //!   that are safe to repeat). [`Error::Refused`](crate::Error::Refused): the store
-//!   answered with a refusal — out of memory, too many clients, no permission, read-only,
-//!   busy (a [`Refusal`](crate::Refusal)) — and the operation was *not* applied; a backend
-//!   that cannot promise that for a failure reports `Connection` instead, and the library
-//!   retries only transient refusals ([`Refusal::is_transient`](crate::Refusal::is_transient)).
+//!   answered with a refusal — out of memory, too many clients, read-only, busy (a
+//!   [`Refusal`](crate::Refusal)) — and the operation was *not* applied; a backend that
+//!   cannot promise that for a failure reports `Connection` instead.
+//!   [`Error::Denied`](crate::Error::Denied): wrong or missing credentials, or an ACL that
+//!   forbids the operation (a [`Denial`](crate::Denial)); nothing applied, never retried.
 //!   [`Error::Backend`](crate::Error::Backend): any other error the store answered with (an
 //!   unsupported command, an ACL denial inside a script); callers must not assume it was
-//!   applied or not. [`Error::WrongType`](crate::Error::WrongType): a key holds another type;
+//!   applied or not. [`Error::is_retryable`](crate::Error::is_retryable) says which
+//!   variants may succeed when sent again. [`Error::WrongType`](crate::Error::WrongType): a key holds another type;
 //!   [`Error::InvalidValue`](crate::Error::InvalidValue) /
 //!   [`Error::Malformed`](crate::Error::Malformed): stored data cannot be used. Backends
 //!   never panic on stored data. The suite's `*_under_call_faults` cases run the building

@@ -20,17 +20,13 @@ use crate::{Error, Result};
 /// The first pause before a retry; it doubles up to the caller's cap.
 const FIRST_RETRY: Duration = Duration::from_millis(10);
 
-/// True when sending the same call again may succeed: the store was unreachable, the reply
-/// was lost, or the store refused for a reason of its own (full, busy, too many clients,
-/// read-only while failing over: a transient [`Error::Refused`], after which nothing was
-/// applied). A refusal for lack of permission stays until someone changes the ACL: not
-/// retried.
+/// True when the pool sends the same call again: whatever [`Error::is_retryable`] says
+/// may succeed later (unreachable store, lost reply, a refusal of the store's own), and an
+/// unclassified [`Error::Backend`] (the pool's calls are protected against double
+/// application, so one more try costs nothing). [`Error::Denied`] stays until someone
+/// changes the credentials or the ACL: not retried.
 pub(crate) fn retryable(e: &Error) -> bool {
-    match e {
-        Error::Connection { .. } | Error::Backend { .. } | Error::Timeout { .. } => true,
-        Error::Refused { reason, .. } => reason.is_transient(),
-        _ => false,
-    }
+    e.is_retryable() || matches!(e, Error::Backend { .. })
 }
 
 /// Exponential back-off from [`FIRST_RETRY`] up to a cap.
@@ -133,7 +129,11 @@ mod tests {
         ] {
             assert!(retryable(&refused(reason)), "{reason}");
         }
-        assert!(!retryable(&refused(Refusal::NoPermission)));
+        assert!(!retryable(&Error::Denied {
+            op: "map_set",
+            reason: crate::Denial::NoPermission,
+            message: String::new(),
+        }));
     }
 
     #[tokio::test(start_paused = true)]
