@@ -399,5 +399,5 @@ async fn sinks_and_readers_at_maxclients_report_it() {
     }
     assert_eq!(*sink.health().borrow(), ReadHealth::Reading);
     sink.close().await.unwrap();
-    reader.close().await;
+    reader.close().await.unwrap();
 }

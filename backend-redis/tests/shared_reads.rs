@@ -72,7 +72,7 @@ async fn fifty_readers(share: bool) -> (usize, usize) {
         assert_eq!(event.payload, Bytes::from(format!("for {i}")));
     }
     for (_, reader, _) in readers {
-        reader.close().await;
+        reader.close().await.unwrap();
     }
     counts
 }

@@ -295,9 +295,9 @@ async fn s10_idle(window: Duration) -> Vec<Row> {
         ));
     }
     for map in maps {
-        map.close();
+        map.close().await.unwrap();
     }
-    reader.close().await;
+    reader.close().await.unwrap();
     sink.close().await.expect("close");
     rows
 }

@@ -170,7 +170,7 @@ async fn s4_fan_out(b: &Arc<dyn Backend>, size: Size) -> Figure {
             for _ in 0..total {
                 rx.recv().await.expect("event");
             }
-            r.close().await;
+            r.close().await.unwrap();
         }));
     }
     join_all(tasks).await;

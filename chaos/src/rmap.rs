@@ -90,7 +90,7 @@ pub async fn replica_role() -> Result<(), String> {
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     }
-    map.close();
+    map.close().await.map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -212,7 +212,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
             });
         }
     }
-    map.close();
+    map.close().await.map_err(|e| e.to_string())?;
     for mut p in replicas {
         let _ = p.terminate(Duration::from_secs(5)).await;
     }

@@ -172,6 +172,7 @@ macro_rules! conformance_suite {
             concurrent_reads_each_get_their_own,
             read_joins_a_blocked_read_promptly,
             read_of_a_bad_key_fails_only_that_read,
+            every_close_is_async_idempotent_and_final,
             // consumer groups
             group_create_positions,
             group_create_existing,

@@ -39,6 +39,6 @@ async fn main() -> pulse::Result<()> {
     }
     println!("after reset: {} keys", map.len());
     map.destroy().await?;
-    map.close();
+    map.close().await?;
     Ok(())
 }

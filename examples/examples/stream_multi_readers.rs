@@ -28,7 +28,7 @@ async fn main() -> pulse::Result<()> {
             }
         }
     }
-    dashboard.close().await;
-    archiver.close().await;
+    dashboard.close().await?;
+    archiver.close().await?;
     stream.destroy().await
 }

@@ -51,7 +51,7 @@ async fn main() -> pulse::Result<()> {
         }
     }
     for r in [exact, pattern, big] {
-        r.close().await;
+        r.close().await?;
     }
     stream.destroy().await
 }

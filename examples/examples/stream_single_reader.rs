@@ -29,6 +29,6 @@ async fn main() -> pulse::Result<()> {
             );
         }
     }
-    reader.close().await;
+    reader.close().await?;
     stream.destroy().await
 }

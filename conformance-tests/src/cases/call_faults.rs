@@ -83,7 +83,7 @@ pub async fn rmap_under_call_faults(cx: Ctx) {
         .await;
     }
     for m in &maps {
-        m.close();
+        m.close().await.unwrap();
     }
 }
 
@@ -163,7 +163,7 @@ pub async fn streaming_under_call_faults(cx: Ctx) {
         )
         .await;
     }
-    reader.close().await;
+    reader.close().await.unwrap();
     for s in &sinks {
         s.close().await.unwrap();
     }
@@ -239,5 +239,5 @@ pub async fn readers_and_sinks_report_failing_reads(cx: Ctx) {
         assert_eq!(event.ok().flatten().map(|e| e.name), Some("after".into()));
     }
     sink.close().await.unwrap();
-    reader.close().await;
+    reader.close().await.unwrap();
 }

@@ -72,7 +72,7 @@ pub async fn prefixes_isolate_applications(cx: Ctx) {
             .is_err(),
         "b saw a's event"
     );
-    rb.close().await;
+    rb.close().await.unwrap();
 
     let opts = |k: &Keyspace| {
         NodeOptions::default()

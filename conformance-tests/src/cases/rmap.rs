@@ -124,8 +124,8 @@ pub async fn rmap_closed_map(cx: Ctx) {
     let m = join(&cx, "m").await;
     m.set_and_wait("k", "v").await.unwrap();
     let mut sub = m.subscribe().unwrap();
-    m.close();
-    m.close();
+    m.close().await.unwrap();
+    m.close().await.unwrap();
     assert!(m.is_closed());
     assert_eq!(
         (m.get("k"), m.len(), m.keys()),
@@ -215,18 +215,26 @@ pub async fn rmap_lists(cx: Ctx) {
     assert!(matches!(m.get_list("plain"), Err(Error::Malformed { .. })));
 }
 
-/// Increments replicate as decimal text.
+/// Increments replicate as decimal text, read back with `get_i64`.
 pub async fn rmap_increment(cx: Ctx) {
     let m = join(&cx, "m").await;
     for (d, want) in [(1, 1), (41, 42), (-1, 41), (-41, 0)] {
         assert_eq!(m.increment("n", d).await.unwrap(), want);
     }
     eventually("decimal text", || async { m.get("n") == Some(b("0")) }).await;
+    m.increment("n", -7).await.unwrap();
+    eventually("read back typed", || async {
+        m.get_i64("n").unwrap() == Some(-7)
+    })
+    .await;
+    assert_eq!(m.get_i64("absent").unwrap(), None);
     m.set("s", "abc").await.unwrap();
     assert!(matches!(
         m.increment("s", 1).await,
         Err(Error::InvalidValue { .. })
     ));
+    eventually("the text arrived", || async { m.get("s").is_some() }).await;
+    assert!(matches!(m.get_i64("s"), Err(Error::InvalidValue { .. })));
 }
 
 /// Test-and-reset clears only on a full match; no tests = unconditional.
@@ -633,7 +641,7 @@ pub async fn rmap_drop_releases_the_subscription(cx: Ctx) {
     })
     .await;
     let closed = join(&cx, "m").await;
-    closed.close();
+    closed.close().await.unwrap();
     eventually("unsubscribed after close", || async {
         cx.backend.publish(&channel, b("ping")).await.unwrap() == 0
     })

@@ -365,7 +365,7 @@ pub async fn rmap_join_while_written_is_consistent(cx: Ctx) {
             newest + 1,
             "content and revision agree"
         );
-        replica.close();
+        replica.close().await.unwrap();
     }
     stop.store(true, Ordering::SeqCst);
     task.await.unwrap();

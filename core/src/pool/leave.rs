@@ -103,9 +103,10 @@ pub(crate) async fn crash(inner: &Arc<NodeInner>) {
     for w in inner.locals() {
         w.stopped.store(true, Ordering::SeqCst);
     }
-    inner.reader.close().await;
+    // Closing a reader or a map cannot fail (their `Result` is the shape of every close).
+    let _ = inner.reader.close().await;
     for m in [&inner.jobs, &inner.owners, &inner.workers, &inner.control] {
-        m.close();
+        let _ = m.close().await;
     }
 }
 
@@ -139,9 +140,9 @@ pub(crate) async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()
             first_err.get_or_insert(e);
         }
     }
-    inner.reader.close().await;
-    // The inbox is deleted to leave nothing behind; should that keep failing, it expires
-    // by itself within its TTL, so the failure is not the caller's to handle.
+    let _ = inner.reader.close().await; // cannot fail
+                                        // The inbox is deleted to leave nothing behind; should that keep failing, it expires
+                                        // by itself within its TTL, so the failure is not the caller's to handle.
     let deadline = Instant::now() + inner.options.stop_timeout;
     let cap = inner.options.worker_ttl / 3;
     if let Err(e) = until_agreed(Some(deadline), cap, || inner.inbox.destroy()).await {
@@ -153,7 +154,7 @@ pub(crate) async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()
         .unwrap_or_else(|p| p.into_inner())
         .clear();
     for m in [&inner.jobs, &inner.owners, &inner.workers, &inner.control] {
-        m.close();
+        let _ = m.close().await; // cannot fail
     }
     info!(pool = %inner.pool, node = %inner.id, "closed");
     first_err.map_or(Ok(()), Err)

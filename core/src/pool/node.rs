@@ -156,7 +156,7 @@ impl Node {
         )
         .await?;
         if control.contains_key(SHUTDOWN) {
-            control.close();
+            control.close().await?;
             return Err(Error::ShuttingDown {
                 pool: name.to_owned(),
             });

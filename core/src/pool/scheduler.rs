@@ -96,9 +96,11 @@ impl Schedule {
         self.task.is_finished()
     }
 
-    /// Stops this node's participation.
-    pub fn close(&self) {
+    /// Stops this node's participation. Idempotent; `Ok` in every case today, a `Result`
+    /// so that every handle's `close` has one shape.
+    pub async fn close(&self) -> Result<()> {
         self.task.abort();
+        Ok(())
     }
 }
 

@@ -111,17 +111,16 @@ impl Ticker {
         self.missed.load(Ordering::Relaxed)
     }
 
-    /// Stops this node's participation; the other nodes keep ticking.
-    pub fn close(&self) {
+    /// Stops this node's participation; the other nodes keep ticking. Idempotent.
+    pub async fn close(&self) -> Result<()> {
         self.task.abort();
-        self.map.close();
+        self.map.close().await
     }
 
     /// Stops the ticker on every node.
     pub async fn stop(&self) -> Result<()> {
         self.map.delete(&self.name).await?;
-        self.close();
-        Ok(())
+        self.close().await
     }
 }
 

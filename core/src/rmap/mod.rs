@@ -126,6 +126,8 @@ pub(crate) struct MapInner {
     hooks: Mutex<Vec<ChangeHook>>,
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
+    /// The task applying notices; taken (and awaited) by the first [`Map::close`].
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A handle on a replicated map. Clones share one replica.
@@ -289,13 +291,15 @@ impl Map {
             hooks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             shutdown,
+            task: Mutex::new(None),
         });
-        tokio::spawn(task::run(
+        let task = tokio::spawn(task::run(
             Arc::downgrade(&inner),
             sub,
             shutdown_rx,
             check_interval,
         ));
+        *inner.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         debug!(map = %name, revision = ?inner.revision(), "joined");
         Ok(Map { inner })
     }
@@ -319,6 +323,26 @@ impl Map {
     /// True when the local replica has `key`.
     pub fn contains_key(&self, key: &str) -> bool {
         self.read().content.contains_key(key)
+    }
+
+    /// The value of `key` as the decimal integer [`Map::increment`] keeps; `None` when
+    /// absent.
+    ///
+    /// Errors: [`Error::InvalidValue`] when the value is not a decimal `i64` (the same
+    /// values `increment` refuses).
+    pub fn get_i64(&self, key: &str) -> Result<Option<i64>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        std::str::from_utf8(&v)
+            .ok()
+            .filter(|t| !t.starts_with('+'))
+            .and_then(|t| t.parse::<i64>().ok())
+            .map(Some)
+            .ok_or_else(|| Error::InvalidValue {
+                key: key.to_owned(),
+                reason: "not a decimal integer".to_owned(),
+            })
     }
 
     /// The value of `key` decoded as a list (see [`Map::append`]); `None` when absent.
@@ -656,8 +680,25 @@ impl Map {
 
     /// Stops replicating: writes fail with [`Error::Closed`] (except reset and destroy),
     /// reads keep the last content, subscribers end and waiting `set_and_wait` calls fail.
-    /// Idempotent.
-    pub fn close(&self) {
+    /// Returns once the background task has stopped. Idempotent (a second call returns at
+    /// once); `Ok` in every case today, a `Result` so that every handle's `close` has one
+    /// shape.
+    pub async fn close(&self) -> Result<()> {
+        self.shut();
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of [`Map::close`]: no notice is applied after it.
+    fn shut(&self) {
         {
             // Taken under the replica lock: no notice is applied after this point.
             let _guard = self

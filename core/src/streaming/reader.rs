@@ -236,8 +236,9 @@ impl Reader {
     }
 
     /// Stops reading: interrupts the current read, ends every subscription once its queue
-    /// is drained. Idempotent; returns when the read task has stopped.
-    pub async fn close(&self) {
+    /// is drained. Idempotent; returns when the read task has stopped. `Ok` in every case
+    /// today, a `Result` so that every handle's `close` has one shape.
+    pub async fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::SeqCst);
         let _ = self.inner.shutdown.send(true);
         let task = self
@@ -250,6 +251,7 @@ impl Reader {
             let _ = task.await;
         }
         self.inner.subscribers.close();
+        Ok(())
     }
 
     /// True once [`Reader::close`] was called.

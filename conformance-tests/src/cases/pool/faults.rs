@@ -600,7 +600,7 @@ pub async fn pool_ticker_survives_failed_lease_calls(cx: Ctx) {
         slots[0] <= first_slot + 1 && slots.windows(2).all(|w| w[1] == w[0] + 1),
         "a slot was lost to a failed lease call: {slots:?}, first {first_slot}"
     );
-    ticker.close();
+    ticker.close().await.unwrap();
     a.close().await.unwrap();
 }
 

@@ -206,7 +206,7 @@ pub async fn streaming_skips_malformed_entries(cx: Ctx) {
             == 0
     })
     .await;
-    reader.close().await;
+    reader.close().await.unwrap();
     sink.close().await.unwrap();
 }
 
@@ -222,5 +222,5 @@ pub async fn streaming_event_metadata(cx: Ctx) {
         e.created_at(),
         std::time::UNIX_EPOCH + Duration::from_millis(id.ms)
     );
-    reader.close().await;
+    reader.close().await.unwrap();
 }

@@ -30,7 +30,7 @@ pub async fn reader_receives_events(cx: Ctx) {
         (e.id, e.decode::<(u8, String)>().unwrap()),
         (typed, (7, "x".to_owned()))
     );
-    reader.close().await;
+    reader.close().await.unwrap();
 }
 
 /// `Newest` is resolved when the reader is created: events added before the first read
@@ -67,7 +67,7 @@ pub async fn reader_start_positions(cx: Ctx) {
         "At must include the event at that time: {got:?}"
     );
     for r in [newest, after, inclusive] {
-        r.close().await;
+        r.close().await.unwrap();
     }
 }
 
@@ -121,7 +121,7 @@ pub async fn reader_subscribers_and_filters(cx: Ctx) {
         matches!(Filter::pattern("("), Err(Error::InvalidArgument(m)) if m.starts_with("topic pattern must be a valid regex: "))
     );
     for r in [all, exact, pattern, custom] {
-        r.close().await;
+        r.close().await.unwrap();
     }
 }
 
@@ -145,7 +145,7 @@ pub async fn reader_add_and_remove_streams(cx: Ctx) {
     s1.add("from1", "").await.unwrap();
     assert_eq!(next(&mut rx).await.name, "from1");
     quiet(&mut rx, Duration::from_millis(100)).await;
-    reader.close().await;
+    reader.close().await.unwrap();
 }
 
 /// Close interrupts a long blocking read at once, ends subscriptions, keeps the stream.
@@ -160,8 +160,8 @@ pub async fn reader_close_is_prompt(cx: Ctx) {
     next(&mut rx).await;
     tokio::time::sleep(Duration::from_millis(50)).await; // let it block
     let started = tokio::time::Instant::now();
-    reader.close().await;
-    reader.close().await;
+    reader.close().await.unwrap();
+    reader.close().await.unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "close waited for the blocking read"

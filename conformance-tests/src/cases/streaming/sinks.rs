@@ -324,8 +324,8 @@ pub async fn sinks_and_readers_each_see_all(cx: Ctx) {
     }
     k1.close().await.unwrap();
     k2.close().await.unwrap();
-    r1.close().await;
-    r2.close().await;
+    r1.close().await.unwrap();
+    r2.close().await.unwrap();
 }
 
 /// A sink consumes several streams; streams come and go by name.
