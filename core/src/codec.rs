@@ -426,14 +426,22 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
+/// Reads a LEB128 varint as [`put_varint`] writes it. Only the canonical (shortest)
+/// encoding is accepted, and nothing past 64 bits: every accepted value re-encodes to the
+/// same bytes, so two different byte strings never decode to the same list.
 fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let mut n: u64 = 0;
     for shift in (0..64).step_by(7) {
         let b = *buf.get(*pos)?;
         *pos += 1;
-        n |= u64::from(b & 0x7f).checked_shl(shift)?;
+        let bits = u64::from(b & 0x7f);
+        if shift == 63 && bits > 1 {
+            return None; // more than 64 bits
+        }
+        n |= bits << shift;
         if b & 0x80 == 0 {
-            return Some(n);
+            // A last byte of zero after others is an overlong encoding.
+            return (b != 0 || shift == 0).then_some(n);
         }
     }
     None
