@@ -3,8 +3,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use pulse::async_trait;
 use pulse::{
     backend::{
         AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,

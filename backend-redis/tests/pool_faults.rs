@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
+use pulse::async_trait;
 use pulse::{
     error::BoxError,
     pool::{Job, JobHandler, Node, NodeOptions},

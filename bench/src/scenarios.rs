@@ -6,9 +6,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::join_all;
+use pulse::async_trait;
 use pulse::{
     error::BoxError,
     keys::Keyspace,

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
+use pulse::async_trait;
 use pulse::{
     error::BoxError,
     pool::{Job, JobHandler, Node, NodeOptions},

@@ -27,8 +27,8 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use pulse::async_trait;
 use pulse::{
     backend::{
         AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,

@@ -285,6 +285,7 @@ macro_rules! conformance_suite {
             // keyed worker pool
             pool_lists_workers,
             pool_dispatch_starts_the_job,
+            pool_job_keys_and_topics_have_their_own_rules,
             pool_payload_limit_is_max_payload,
             pool_singleton_admission,
             pool_stop_job,

@@ -149,7 +149,7 @@ pub async fn expect_event(sub: &mut Subscription) -> PubSubEvent {
 /// A pool job handler that does nothing (for cases about the pool's plumbing).
 pub(crate) struct Noop;
 
-#[async_trait::async_trait]
+#[pulse::async_trait]
 impl pulse::pool::JobHandler for Noop {
     async fn start(&self, _job: &pulse::pool::Job) -> Result<(), pulse::error::BoxError> {
         Ok(())

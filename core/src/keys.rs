@@ -12,6 +12,17 @@
 //! | part `jobs` of pool `p` | `pulse:pool:{p}:jobs` |
 //!
 //! Names are validated before any key is built, so a name can never break out of its tag.
+//!
+//! Two rules, on purpose:
+//!
+//! | Rule | Applies to | Allows | Why |
+//! |---|---|---|---|
+//! | [`validate_name`] | names of maps, streams, pools, sinks, workers; event topics | 1–512 bytes; no whitespace, control characters, `* ? [ ] { }` | a name goes into backend keys inside a hash tag and a topic is matched by filters, so glob, tag and separator characters must never be part of one |
+//! | [`validate_map_key`] | keys inside a map; job keys (checked at dispatch, `Error::InvalidKey`) | 1–65,536 bytes, anything but `=` | a key is data — a tenant id, a URL, a file path with spaces — only ever compared for equality and hashed, never part of a backend key or matched by a pattern; `=` marks the map's own bookkeeping fields |
+//!
+//! So a job key with a space is valid, and a topic built from it is not: to publish events
+//! about a job under a topic, derive the topic from a name you control (or check it with
+//! [`validate_name`]`("topic", …)` first).
 
 use crate::error::{Error, Result};
 

@@ -25,6 +25,12 @@ pub mod streaming;
 
 pub use backend::Backend;
 
+/// The attribute that lets a trait have `async fn`s behind `dyn`: Pulse's traits you
+/// implement ([`pool::JobHandler`], [`pool::Producer`], the [`backend`] capability traits)
+/// use it, and so does your `impl` block — write `#[pulse::async_trait]` on it, with no
+/// dependency of your own on the `async-trait` crate.
+pub use async_trait::async_trait;
+
 /// The capability traits, for `use pulse::prelude::*;` (their methods need them in scope).
 pub mod prelude {
     pub use crate::backend::{AtomicOps, Backend, GroupOps, HashOps, KeyOps, PubSubOps, StreamOps};

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
+use pulse::async_trait;
 use pulse::pool::{Node, NodeOptions, Plan, Producer};
 
 struct Rotation {

@@ -37,7 +37,7 @@ pub struct PrintingHandler {
     pub label: String,
 }
 
-#[async_trait::async_trait]
+#[pulse::async_trait]
 impl pulse::pool::JobHandler for PrintingHandler {
     async fn start(&self, job: &pulse::pool::Job) -> Result<(), pulse::error::BoxError> {
         let how = if job.requeued {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use pulse::async_trait;
 use pulse::{
     backend::{
         AtomicOps, DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome,

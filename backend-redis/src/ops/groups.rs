@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
+use pulse::async_trait;
 use pulse::{
     backend::{
         AutoClaim, ConsumerInfo, EntryId, GroupOps, GroupStart, PendingEntry, PendingSummary,

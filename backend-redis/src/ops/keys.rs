@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use pulse::async_trait;
 use pulse::{
     backend::{HashChunk, HashOps, KeyExpiry, KeyOps, Ttl},
     Error, Result,

@@ -59,7 +59,7 @@ pub(crate) fn int_reply(what: &'static str, v: &Value) -> Result<i64> {
         .ok_or_else(|| Error::malformed(what, format!("expected an integer, got {v:?}")))
 }
 
-#[async_trait::async_trait]
+#[pulse::async_trait]
 impl pulse::backend::PubSubOps for RedisBackend {
     async fn publish(&self, channel: &str, payload: bytes::Bytes) -> Result<u64> {
         let v = self

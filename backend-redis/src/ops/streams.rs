@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
+use pulse::async_trait;
 use pulse::{
     backend::{AddOptions, EntryId, Fields, StreamBatch, StreamEntry, StreamInfo, StreamOps, Ttl},
     Error, Result,

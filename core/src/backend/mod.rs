@@ -1,7 +1,8 @@
 //! The backend contract: what Pulse needs from a store, as small object-safe async traits.
 //!
 //! The library holds a backend as `Arc<dyn Backend>`. [`Backend`] combines one trait per
-//! capability family:
+//! capability family (a backend implements each with `#[pulse::async_trait]` on its `impl`
+//! block; the signatures rustdoc shows are that attribute's expansion of `async fn`):
 //!
 //! | Trait | Capability |
 //! |---|---|

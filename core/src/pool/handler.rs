@@ -33,6 +33,27 @@ pub struct Job {
 /// The pool calls `start` for a key on at most one worker at a time, and never calls
 /// `start` again on a worker for a key it already runs. `stop` is called before the job
 /// moves elsewhere.
+///
+/// Implement it with `#[pulse::async_trait]` on the `impl` block (the signatures rustdoc
+/// shows below are what that attribute expands `async fn` into):
+///
+/// ```
+/// use pulse::{error::BoxError, pool::{Job, JobHandler}};
+///
+/// struct Feed;
+///
+/// #[pulse::async_trait]
+/// impl JobHandler for Feed {
+///     async fn start(&self, job: &Job) -> Result<(), BoxError> {
+///         println!("starting {}", job.key);
+///         Ok(())
+///     }
+///     async fn stop(&self, key: &str) -> Result<(), BoxError> {
+///         println!("stopping {key}");
+///         Ok(())
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     /// Starts the job. An error means it did not start: for a newly dispatched job the error

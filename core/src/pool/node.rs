@@ -427,7 +427,9 @@ impl Node {
     /// Errors: [`Error::JobExists`] when the key is running or being dispatched;
     /// [`Error::JobFailed`] with the handler's error (the job then does not exist);
     /// [`Error::Timeout`] (the job exists and starts when a worker can take it);
-    /// [`Error::InvalidKey`], [`Error::PayloadTooLarge`], [`Error::Closed`], backend errors.
+    /// [`Error::InvalidKey`] for an empty key, one over 65,536 bytes or one with `=` (job
+    /// keys follow the map-key rule, not the name rule: spaces are fine, see
+    /// [`keys`](crate::keys)), [`Error::PayloadTooLarge`], [`Error::Closed`], backend errors.
     pub async fn dispatch_job(&self, key: &str, payload: impl Into<Bytes>) -> Result<()> {
         self.dispatch_job_with(key, payload, DispatchOptions::default())
             .await

@@ -66,7 +66,24 @@ impl Plan {
     }
 }
 
-/// Plans jobs for a schedule.
+/// Plans jobs for a schedule. Implement it with `#[pulse::async_trait]` on the `impl`
+/// block, as for [`JobHandler`](super::JobHandler).
+///
+/// ```
+/// use pulse::{error::BoxError, pool::{Plan, Producer}};
+///
+/// struct Nightly;
+///
+/// #[pulse::async_trait]
+/// impl Producer for Nightly {
+///     fn name(&self) -> &str {
+///         "nightly"
+///     }
+///     async fn plan(&self) -> Result<Plan, BoxError> {
+///         Ok(Plan::default())
+///     }
+/// }
+/// ```
 #[async_trait]
 pub trait Producer: Send + Sync + 'static {
     /// The schedule's name (shared by every node scheduling it).

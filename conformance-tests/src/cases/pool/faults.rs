@@ -12,8 +12,8 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use pulse::async_trait;
 use pulse::{
     error::BoxError,
     pool::{route, DispatchOptions, Job, JobHandler, Node, NodeOptions},

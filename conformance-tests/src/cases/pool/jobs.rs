@@ -448,3 +448,33 @@ pub async fn pool_payload_limit_is_max_payload(cx: Ctx) {
     );
     node.close().await.unwrap();
 }
+
+/// Job keys follow the map-key rule (spaces fine, `=` not), topics the name rule (no
+/// spaces): a key with a space runs, the same text as a topic is refused by name, and a key
+/// with `=` is refused at dispatch with `InvalidKey`.
+pub async fn pool_job_keys_and_topics_have_their_own_rules(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let a = node(&cx).await;
+    a.add_worker(rec(&ledger, "w")).await.unwrap();
+    a.dispatch_job("tenant 7/report.pdf", "x").await.unwrap();
+    assert_eq!(
+        ledger.runs("tenant 7/report.pdf"),
+        HashSet::from(["w".to_owned()])
+    );
+    assert!(matches!(
+        a.dispatch_job("a=b", "x").await,
+        Err(Error::InvalidKey { .. })
+    ));
+    let stream = pulse::streaming::Stream::new(
+        cx.backend.clone(),
+        "events",
+        pulse::streaming::StreamOptions::default().with_keyspace(cx.keyspace()),
+    )
+    .unwrap();
+    let event = pulse::streaming::NewEvent::new("done", "x").with_topic("tenant 7/report.pdf");
+    assert!(matches!(
+        stream.add_event(event).await,
+        Err(Error::InvalidName { what: "topic", .. })
+    ));
+    a.close().await.unwrap();
+}

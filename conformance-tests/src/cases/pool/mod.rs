@@ -14,8 +14,8 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
 use bytes::Bytes;
+use pulse::async_trait;
 use pulse::{
     error::BoxError,
     pool::{Job, JobHandler, JobLease, Node, NodeOptions},
