@@ -18,6 +18,7 @@
 pub mod backend;
 pub mod codec;
 pub mod error;
+mod ids;
 pub mod keys;
 pub mod pool;
 pub mod rmap;

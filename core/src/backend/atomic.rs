@@ -88,15 +88,7 @@ impl MapTarget {
 
 /// A fresh random epoch: non-zero, below 2^53 (exact in a Lua number).
 pub fn new_epoch() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    (h.finish() & ((1 << 53) - 1)).max(1)
+    (crate::ids::random_u64() & ((1 << 53) - 1)).max(1)
 }
 
 /// One write of a batch ([`AtomicOps::map_set_many`]).

@@ -96,15 +96,6 @@ impl std::fmt::Debug for Node {
     }
 }
 
-fn unique_id() -> String {
-    format!(
-        "{:x}-{:x}-{:x}",
-        now_ms(),
-        std::process::id(),
-        crate::backend::new_epoch()
-    )
-}
-
 impl NodeInner {
     pub(crate) fn alive_key(&self, worker: &str) -> Result<String> {
         self.options
@@ -169,7 +160,7 @@ impl Node {
         let jobs = join("jobs").await?;
         let owners = join("owners").await?;
         let workers = join("workers").await?;
-        let id = unique_id();
+        let id = crate::ids::new_id();
         let inbox_opts = StreamOptions::default()
             .with_keyspace(options.keyspace.clone())
             .with_max_payload(envelope)
@@ -339,7 +330,7 @@ impl Node {
                 "a client-only node hosts no workers".into(),
             ));
         }
-        let w = Arc::new(LocalWorker::new(unique_id(), Arc::new(handler)));
+        let w = Arc::new(LocalWorker::new(crate::ids::new_id(), Arc::new(handler)));
         let inner = &self.inner;
         let (tag, alive) = (w.tag(), inner.alive_key(&w.tag())?);
         let record = codec::encode(&w.record(&inner.id))?;
@@ -480,7 +471,7 @@ impl Node {
         let inner = &self.inner;
         let payload: Bytes = payload.into();
         self.check_payload(&payload)?;
-        let id = options.validated_id()?.unwrap_or_else(unique_id);
+        let id = options.validated_id()?.unwrap_or_else(crate::ids::new_id);
         let waiter = inner.next_dispatch.fetch_add(1, Ordering::Relaxed);
         let record = JobRecord {
             payload,

@@ -202,18 +202,6 @@ impl std::fmt::Debug for Sink {
     }
 }
 
-/// A consumer name unique across processes: time, process and randomness.
-fn new_consumer_id() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!(
-        "{ms:x}-{:x}-{:x}",
-        std::process::id(),
-        crate::backend::new_epoch()
-    )
-}
-
 fn group_start(start: Start) -> GroupStart {
     match start {
         Start::Newest => GroupStart::Newest,
@@ -241,7 +229,7 @@ impl Stream {
         let inner = Arc::new(SinkInner {
             health: Mutex::new(health),
             name: name.to_owned(),
-            consumer: new_consumer_id(),
+            consumer: crate::ids::new_id(),
             backend: self.backend.clone(),
             options,
             members: Mutex::new(Vec::new()),
