@@ -8,10 +8,10 @@ use pulse::async_trait;
 use pulse::{
     backend::{
         AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,
-        Fields, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome, KeyExpiry, KeyOps,
-        ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary, PubSubOps,
-        ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps,
-        Subscription, Ttl,
+        Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome, KeyExpiry,
+        KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary,
+        PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo,
+        StreamOps, Subscription, Ttl,
     },
     Error, Result,
 };
@@ -231,6 +231,7 @@ impl StreamOps for MemoryBackend {
     async fn stream_info(&self, key: &str) -> Result<Option<StreamInfo>> {
         Ok(self.lock().stream(key)?.map(|s| StreamInfo {
             length: s.len(),
+            first_id: s.first_id(),
             last_id: s.last_id,
         }))
     }
@@ -412,6 +413,13 @@ impl GroupOps for MemoryBackend {
         with_group(&mut self.lock(), key, group, |g| {
             g.delete_consumer(consumer)
         })
+    }
+
+    async fn group_list(&self, key: &str) -> Result<Vec<GroupInfo>> {
+        Ok(self
+            .lock()
+            .stream(key)?
+            .map_or_else(Vec::new, |s| s.group_list()))
     }
 
     async fn group_destroy(&self, key: &str, group: &str) -> Result<bool> {

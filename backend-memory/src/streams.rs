@@ -6,13 +6,14 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    ops::Bound,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
 use pulse::backend::{
-    AutoClaim, ConsumerInfo, EntryId, Fields, PendingEntry, PendingSummary, StreamEntry,
+    AutoClaim, ConsumerInfo, EntryId, Fields, GroupInfo, PendingEntry, PendingSummary, StreamEntry,
 };
 use tokio::time::Instant;
 
@@ -63,6 +64,32 @@ impl StreamData {
     /// Number of entries.
     pub(crate) fn len(&self) -> u64 {
         self.entries.len() as u64
+    }
+
+    /// The oldest entry's ID.
+    pub(crate) fn first_id(&self) -> Option<EntryId> {
+        self.entries.keys().next().copied()
+    }
+
+    /// Every group, by name, with its lag counted exactly.
+    pub(crate) fn group_list(&self) -> Vec<GroupInfo> {
+        let mut out: Vec<GroupInfo> = self
+            .groups
+            .iter()
+            .map(|(name, g)| GroupInfo {
+                name: name.clone(),
+                consumers: g.consumers.len() as u64,
+                pending: g.pending.len() as u64,
+                last_delivered: g.last_delivered,
+                lag: Some(
+                    self.entries
+                        .range((Bound::Excluded(g.last_delivered), Bound::Unbounded))
+                        .count() as u64,
+                ),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// Appends each entry with a fresh ID (one clock reading for all), then trims to about

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pulse::{
-    backend::{ConsumerInfo, EntryId, PendingEntry, PendingSummary, StreamBatch, StreamEntry},
+    backend::{
+        ConsumerInfo, EntryId, GroupInfo, PendingEntry, PendingSummary, StreamBatch, StreamEntry,
+    },
     Result,
 };
 use redis::Value;
@@ -54,7 +56,7 @@ pub(crate) fn entry_id(v: Value) -> Result<EntryId> {
 }
 
 /// One `[id, [field, value, …]]` entry; `Nil` (deleted entry in old servers) is `None`.
-fn entry(v: Value) -> Result<Option<StreamEntry>> {
+pub(crate) fn entry(v: Value) -> Result<Option<StreamEntry>> {
     if v == Value::Nil {
         return Ok(None);
     }
@@ -170,6 +172,33 @@ pub(crate) fn pending_entries(v: Value) -> Result<Vec<PendingEntry>> {
 }
 
 /// The XINFO CONSUMERS reply.
+/// An `XINFO GROUPS` reply, sorted by name. A `lag` of nil (unknown) stays `None`.
+pub(crate) fn groups(v: Value) -> Result<Vec<GroupInfo>> {
+    let mut out = Vec::new();
+    for g in array("groups", v)? {
+        let mut info = GroupInfo {
+            name: String::new(),
+            consumers: 0,
+            pending: 0,
+            last_delivered: EntryId::ZERO,
+            lag: None,
+        };
+        for (k, v) in pairs("group", g)? {
+            match k.as_str() {
+                "name" => info.name = text(v).unwrap_or_default(),
+                "consumers" => info.consumers = int(&v).unwrap_or(0).max(0) as u64,
+                "pending" => info.pending = int(&v).unwrap_or(0).max(0) as u64,
+                "last-delivered-id" => info.last_delivered = entry_id(v)?,
+                "lag" => info.lag = int(&v).map(|n| n.max(0) as u64),
+                _ => {}
+            }
+        }
+        out.push(info);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
 pub(crate) fn consumers(v: Value) -> Result<Vec<ConsumerInfo>> {
     let mut out = Vec::new();
     for c in array("consumers", v)? {

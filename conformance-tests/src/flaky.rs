@@ -32,10 +32,10 @@ use pulse::async_trait;
 use pulse::{
     backend::{
         AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,
-        Fields, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome, KeyExpiry, KeyOps,
-        ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary, PubSubOps,
-        ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo, StreamOps,
-        Subscription, Ttl,
+        Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome, KeyExpiry,
+        KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary,
+        PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo,
+        StreamOps, Subscription, Ttl,
     },
     Backend, Error, Result,
 };
@@ -69,6 +69,7 @@ pub enum Op {
     GroupPendingSummary,
     GroupPending,
     GroupConsumers,
+    GroupList,
     GroupCreateConsumer,
     GroupDeleteConsumer,
     GroupDestroy,
@@ -540,6 +541,10 @@ impl GroupOps for FlakyBackend {
         let call = self.inner.group_consumers(key, group);
         self.call(Op::GroupConsumers, key, Exposure::Call, call)
             .await
+    }
+    async fn group_list(&self, key: &str) -> Result<Vec<GroupInfo>> {
+        let call = self.inner.group_list(key);
+        self.call(Op::GroupList, key, Exposure::Call, call).await
     }
     async fn group_create_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<bool> {
         let call = self.inner.group_create_consumer(key, group, consumer);

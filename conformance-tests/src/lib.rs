@@ -188,6 +188,8 @@ macro_rules! conformance_suite {
             group_claim_specific,
             group_pending,
             group_consumers_lifecycle,
+            group_list_reports_each_group,
+            stream_state_shows_sinks_and_lag,
             group_destroy,
             group_ops_on_missing_stream,
             // pub/sub

@@ -7,8 +7,8 @@ use std::time::Duration;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AutoClaim, ConsumerInfo, EntryId, GroupOps, GroupStart, PendingEntry, PendingSummary,
-        StreamBatch, StreamEntry,
+        AutoClaim, ConsumerInfo, EntryId, GroupInfo, GroupOps, GroupStart, PendingEntry,
+        PendingSummary, StreamBatch, StreamEntry,
     },
     Error, Result,
 };
@@ -252,6 +252,21 @@ impl GroupOps for RedisBackend {
 
     async fn group_consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
         parse::consumers(self.consumers_raw(key, group).await?)
+    }
+
+    async fn group_list(&self, key: &str) -> Result<Vec<GroupInfo>> {
+        let v = match self
+            .run_raw(redis::cmd("XINFO").arg("GROUPS").arg(key))
+            .await
+        {
+            Ok(v) => v,
+            // A missing key is a generic ERR: tell it apart from other failures by existence.
+            Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e.map(|e| crate::errors::map_err("XINFO GROUPS", key, e))),
+        };
+        parse::groups(v)
     }
 
     async fn group_create_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<bool> {

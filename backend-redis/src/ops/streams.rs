@@ -150,11 +150,13 @@ impl StreamOps for RedisBackend {
         };
         let mut info = StreamInfo {
             length: 0,
+            first_id: None,
             last_id: EntryId::ZERO,
         };
         for (k, v) in parse::pairs("XINFO STREAM", v)? {
             match k.as_str() {
                 "length" => info.length = int_reply("XINFO length", &v)?.max(0) as u64,
+                "first-entry" => info.first_id = parse::entry(v)?.map(|e| e.id),
                 "last-generated-id" => info.last_id = parse::entry_id(v)?,
                 _ => {}
             }

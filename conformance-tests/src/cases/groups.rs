@@ -427,6 +427,48 @@ pub async fn group_consumers_lifecycle(cx: Ctx) {
     assert_eq!(names, ["idle"]);
 }
 
+/// `group_list` gives every group of a stream with its consumers, pending count, cursor and
+/// lag; a missing stream has none; another type is `WrongType`.
+pub async fn group_list_reports_each_group(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    assert!(b.group_list(&s).await.unwrap().is_empty());
+    let ids = add_n(&cx, &s, 5).await;
+    b.group_create(&s, "g", GroupStart::After(EntryId::ZERO), false)
+        .await
+        .unwrap();
+    b.group_create(&s, "b", GroupStart::Newest, false)
+        .await
+        .unwrap();
+    read(&cx, &s, "c1", 2).await;
+    let groups = b.group_list(&s).await.unwrap();
+    let view: Vec<_> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.name.as_str(),
+                g.consumers,
+                g.pending,
+                g.last_delivered,
+                g.lag,
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        [("b", 0, 0, ids[4], Some(0)), ("g", 1, 2, ids[1], Some(3)),]
+    );
+    let hash = cx.key("h");
+    assert!(b
+        .lease_acquire(&hash, "x", std::time::Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert!(matches!(
+        b.group_list(&hash).await,
+        Err(pulse::Error::WrongType { .. })
+    ));
+}
+
 /// Destroying a group removes its cursor and pending list.
 pub async fn group_destroy(cx: Ctx) {
     let b = &cx.backend;

@@ -235,6 +235,9 @@ pub async fn rmap_increment(cx: Ctx) {
     ));
     eventually("the text arrived", || async { m.get("s").is_some() }).await;
     assert!(matches!(m.get_i64("s"), Err(Error::InvalidValue { .. })));
+    let state = m.state();
+    assert_eq!((state.name.as_str(), state.len), ("m", 2));
+    assert_eq!(state.revision, m.revision());
 }
 
 /// Test-and-reset clears only on a full match; no tests = unconditional.

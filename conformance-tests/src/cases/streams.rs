@@ -162,7 +162,8 @@ pub async fn stream_add_batch(cx: Ctx) {
     assert_eq!(missing, vec![None]);
 }
 
-/// `stream_info` reports length and the last generated ID, which survives deletion.
+/// `stream_info` reports length, the first entry and the last generated ID (which survives
+/// deletion).
 pub async fn stream_info_tracks_last_id(cx: Ctx) {
     let b = &cx.backend;
     let s = cx.key("s");
@@ -177,9 +178,17 @@ pub async fn stream_info_tracks_last_id(cx: Ctx) {
         .unwrap();
     let info = b.stream_info(&s).await.unwrap().unwrap();
     assert_eq!((info.length, info.last_id), (2, last));
+    let first = info.first_id.expect("a first entry");
+    assert!(first < last);
     b.stream_remove(&s, &[last]).await.unwrap();
     let info = b.stream_info(&s).await.unwrap().unwrap();
-    assert_eq!((info.length, info.last_id), (1, last));
+    assert_eq!(
+        (info.length, info.first_id, info.last_id),
+        (1, Some(first), last)
+    );
+    b.stream_remove(&s, &[first]).await.unwrap();
+    let info = b.stream_info(&s).await.unwrap().unwrap();
+    assert_eq!((info.length, info.first_id, info.last_id), (0, None, last));
 }
 
 /// `stream_remove` deletes the listed entries only.

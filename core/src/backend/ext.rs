@@ -68,6 +68,7 @@ mod tests {
             .returning(|_| {
                 Ok(Some(StreamInfo {
                     length: 0,
+                    first_id: None,
                     last_id: EntryId::new(5, 1),
                 }))
             });

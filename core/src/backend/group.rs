@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::types::{
-    AutoClaim, ConsumerInfo, EntryId, GroupStart, PendingEntry, PendingSummary, StreamBatch,
-    StreamEntry,
+    AutoClaim, ConsumerInfo, EntryId, GroupInfo, GroupStart, PendingEntry, PendingSummary,
+    StreamBatch, StreamEntry,
 };
 use crate::error::Result;
 
@@ -117,6 +117,11 @@ pub trait GroupOps: Send + Sync {
     ///
     /// Errors: `NoGroup`, `Connection`. Conformance: `group_consumers_lifecycle`.
     async fn group_delete_consumer(&self, key: &str, group: &str, consumer: &str) -> Result<u64>;
+
+    /// The stream's consumer groups, sorted by name; empty when the stream does not exist.
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `group_list_reports_each_group`.
+    async fn group_list(&self, key: &str) -> Result<Vec<GroupInfo>>;
 
     /// Destroys the group (cursor and pending list); returns `false` when the group or the
     /// stream did not exist.

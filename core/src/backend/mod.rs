@@ -69,8 +69,8 @@ pub use keyspace::{HashOps, KeyOps};
 pub use pubsub::{PubSubEvent, PubSubOps, Subscription};
 pub use stream::{Fields, StreamOps};
 pub use types::{
-    AddOptions, AutoClaim, ConsumerInfo, EntryId, GroupStart, HashChunk, KeyExpiry, PendingEntry,
-    PendingSummary, Revision, StreamBatch, StreamEntry, StreamInfo, Ttl,
+    AddOptions, AutoClaim, ConsumerInfo, EntryId, GroupInfo, GroupStart, HashChunk, KeyExpiry,
+    PendingEntry, PendingSummary, Revision, StreamBatch, StreamEntry, StreamInfo, Ttl,
 };
 
 /// A complete backend: every capability trait, usable as `Arc<dyn Backend>`.

@@ -53,7 +53,7 @@ pub trait StreamOps: Send + Sync {
         count: Option<usize>,
     ) -> Result<Vec<StreamEntry>>;
 
-    /// Length and last generated ID, or `None` when the stream does not exist.
+    /// Length, first entry and last generated ID, or `None` when the stream does not exist.
     ///
     /// Errors: `WrongType`, `Connection`. Conformance: `stream_info_tracks_last_id`.
     async fn stream_info(&self, key: &str) -> Result<Option<StreamInfo>>;

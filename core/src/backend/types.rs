@@ -192,11 +192,13 @@ impl AddOptions {
     }
 }
 
-/// Length and last generated ID of a stream.
+/// Length, first entry and last generated ID of a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamInfo {
     /// Number of entries.
     pub length: u64,
+    /// The ID of the oldest entry still in the stream; `None` when it is empty.
+    pub first_id: Option<EntryId>,
     /// The last ID ever generated in the stream (even if that entry was since deleted);
     /// `0-0` for a stream that never had an entry.
     pub last_id: EntryId,
@@ -234,6 +236,24 @@ pub struct PendingSummary {
     pub max: Option<EntryId>,
     /// Pending count per consumer (consumers with none are omitted), sorted by name.
     pub consumers: Vec<(String, u64)>,
+}
+
+/// One consumer group of a stream, as [`GroupOps::group_list`](super::GroupOps::group_list)
+/// reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group's name.
+    pub name: String,
+    /// Number of consumers.
+    pub consumers: u64,
+    /// Entries delivered to it and not acknowledged.
+    pub pending: u64,
+    /// The last entry delivered to the group (its cursor).
+    pub last_delivered: EntryId,
+    /// Entries after the cursor that the group has not been given yet; `None` when the
+    /// store cannot tell cheaply (Redis after entries in the middle of the stream were
+    /// deleted).
+    pub lag: Option<u64>,
 }
 
 /// One pending entry of a group.

@@ -49,6 +49,7 @@ mod notices;
 mod options;
 mod replica;
 mod snapshot;
+mod state;
 mod task;
 
 use std::{
@@ -67,6 +68,7 @@ use tracing::debug;
 
 pub use events::{EventKind, MapEvent, MapSubscriber};
 pub use options::MapOptions;
+pub use state::MapState;
 
 use crate::{
     backend::{

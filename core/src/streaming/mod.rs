@@ -31,6 +31,7 @@ mod health;
 mod liveness;
 mod reader;
 mod sink;
+mod state;
 mod stream;
 
 pub use delivery::EventReceiver;
@@ -38,6 +39,7 @@ pub use event::{Event, Filter};
 pub use health::ReadHealth;
 pub use reader::{Reader, ReaderOptions};
 pub use sink::{Sink, SinkOptions};
+pub use state::{SinkState, StreamState};
 pub use stream::{NewEvent, Start, Stream, StreamOptions};
 
 #[cfg(test)]

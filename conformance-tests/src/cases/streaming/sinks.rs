@@ -480,3 +480,53 @@ pub async fn sink_slow_subscriber_stays_alive(cx: Ctx) {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// `Stream::state` shows length, both ends and each sink with its pending count, cursor,
+/// lag and consumers; acknowledging lowers pending.
+pub async fn stream_state_shows_sinks_and_lag(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let empty = s.state().await.unwrap();
+    assert_eq!(
+        (empty.length, empty.first_id, empty.sinks.len()),
+        (0, None, 0)
+    );
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(s.add("e", format!("{i}")).await.unwrap());
+    }
+    let sink = s.new_sink("billing", sink_opts()).await.unwrap();
+    let mut rx = sink.subscribe().unwrap();
+    let first = next(&mut rx).await;
+    for _ in 0..2 {
+        next(&mut rx).await;
+    }
+    let state = s.state().await.unwrap();
+    assert_eq!(
+        (
+            state.name.as_str(),
+            state.length,
+            state.first_id,
+            state.last_id
+        ),
+        ("s", 3, Some(ids[0]), ids[2])
+    );
+    assert_eq!(state.sinks.len(), 1);
+    let billing = &state.sinks[0];
+    assert_eq!(
+        (
+            billing.name.as_str(),
+            billing.pending,
+            billing.last_delivered,
+            billing.lag
+        ),
+        ("billing", 3, ids[2], Some(0))
+    );
+    assert_eq!(billing.consumers.len(), 1);
+    assert_eq!(billing.consumers[0].pending, 3);
+    sink.ack(&first).await.unwrap();
+    eventually("the ack shows", || async {
+        s.state().await.unwrap().sinks[0].pending == 2
+    })
+    .await;
+    sink.close().await.unwrap();
+}
