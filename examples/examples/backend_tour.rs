@@ -21,6 +21,7 @@ use pulse::{
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     println!("backend: {}", backend.kind());
     // A unique prefix per run, so repeated runs against one Redis never collide.

@@ -32,6 +32,7 @@ fn show(node: &Node, names: &[(String, &str)]) {
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     println!("backend: {}", backend.kind());
     let pool = format!("demo-{}", pulse_examples::run_id());

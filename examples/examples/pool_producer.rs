@@ -9,6 +9,7 @@ use pulse::pool::{Node, NodeOptions};
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let args: Vec<String> = std::env::args().collect();
     let count: usize = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(10);
     let stop = args.get(2).is_some_and(|a| a == "stop");

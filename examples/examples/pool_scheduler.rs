@@ -40,6 +40,7 @@ impl Producer for Rotation {
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     let node = Node::join(backend, "demo-pool", NodeOptions::default()).await?;
     if std::env::var("PULSE_REDIS_URL").is_err() {

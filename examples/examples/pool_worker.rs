@@ -13,6 +13,7 @@ use pulse::pool::{Node, NodeOptions};
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     let options = NodeOptions::default().with_worker_ttl(Duration::from_secs(5));
     let node = Node::join(backend, "demo-pool", options).await?;

@@ -9,6 +9,7 @@ use pulse::rmap::{Map, MapOptions};
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     let name = format!("rmap-basics-{}", pulse_examples::run_id());
     let map = Map::join(backend.clone(), &name, MapOptions::default()).await?;

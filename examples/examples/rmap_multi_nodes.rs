@@ -53,6 +53,7 @@ async fn reader(map: Map, mut changes: MapSubscriber) -> pulse::Result<()> {
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("writer") {
         return writer(args.get(2).map_or("rmap-multi", String::as_str)).await;

@@ -6,6 +6,7 @@ use pulse::streaming::{SinkOptions, Start, Stream, StreamOptions};
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     let run = pulse_examples::run_id();
     let eu = Stream::new(

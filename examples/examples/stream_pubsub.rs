@@ -8,6 +8,7 @@ use pulse::streaming::{Filter, NewEvent, ReaderOptions, Start, Stream, StreamOpt
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     let stream = Stream::new(
         backend,

@@ -6,6 +6,7 @@ use pulse::streaming::{ReaderOptions, Start, Stream, StreamOptions};
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     let stream = Stream::new(
         backend,

@@ -8,6 +8,7 @@ use pulse::streaming::{SinkOptions, Start, Stream, StreamOptions};
 
 #[tokio::main]
 async fn main() -> pulse::Result<()> {
+    pulse_examples::init_logs();
     let backend = pulse_examples::backend_from_env().await?;
     let stream = Stream::new(
         backend,

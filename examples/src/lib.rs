@@ -7,6 +7,23 @@ use std::sync::Arc;
 
 use pulse::Backend;
 
+/// Prints the library's logs on standard error, filtered by `PULSE_LOG` (for example
+/// `pulse=debug`, or `pulse::pool=debug,warn`; default `warn`): the same thing an
+/// application does to see what Pulse is doing (see the README's "Logs, traces and
+/// metrics").
+pub fn init_logs() {
+    use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+    let spec = std::env::var("PULSE_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let filter: Targets = spec.parse().unwrap_or_else(|e| {
+        eprintln!("PULSE_LOG={spec:?} is not a filter ({e}); using `warn`");
+        Targets::new().with_default(tracing_subscriber::filter::LevelFilter::WARN)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .try_init();
+}
+
 /// The Redis backend when `PULSE_REDIS_URL` is set, the memory backend otherwise.
 pub async fn backend_from_env() -> pulse::Result<Arc<dyn Backend>> {
     match std::env::var("PULSE_REDIS_URL") {
