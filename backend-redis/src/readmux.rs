@@ -5,8 +5,8 @@
 //! A caller registers a *waiter* (its streams with their cursors, its count, its deadline)
 //! and awaits a one-shot answer. One driver task, spawned when the first waiter arrives and
 //! ending when none is left, loops: it builds one `XREAD COUNT c BLOCK t STREAMS …` over
-//! the union of the waiters' streams (per stream the lowest cursor and the highest count;
-//! `t` is the nearest deadline), answers every waiter that got entries past its own cursors
+//! the union of the waiters' streams (per stream the lowest cursor, `c` the highest count,
+//! `t` the nearest deadline), answers every waiter that got entries past its own cursors
 //! (at most its count per stream) and every waiter whose deadline passed (an empty answer),
 //! and goes round again with the rest.
 //!
@@ -156,7 +156,7 @@ impl Drop for DriverRunning<'_> {
     }
 }
 
-/// One round's merged command: per stream the lowest cursor and the highest count.
+/// One round's merged command and how long it may block.
 struct Round {
     cmd: Cmd,
     block: Duration,
@@ -224,15 +224,15 @@ fn next_round(mux: &ReadMux) -> Option<Round> {
     for w in &mut st.waiters {
         w.included = true;
     }
-    let mut union: BTreeMap<&str, (EntryId, usize)> = BTreeMap::new();
+    // Per stream the lowest cursor; `COUNT` applies to every stream, so the highest count.
+    let mut union: BTreeMap<&str, EntryId> = BTreeMap::new();
     for w in &st.waiters {
         for (key, cursor) in &w.streams {
-            let slot = union.entry(key).or_insert((*cursor, w.count));
-            slot.0 = slot.0.min(*cursor);
-            slot.1 = slot.1.max(w.count);
+            let lowest = union.entry(key).or_insert(*cursor);
+            *lowest = (*lowest).min(*cursor);
         }
     }
-    let count = union.values().map(|(_, c)| *c).max().unwrap_or(1);
+    let count = st.waiters.iter().map(|w| w.count).max().unwrap_or(1);
     let mut cmd = redis::cmd("XREAD");
     // At least 1 ms: `BLOCK 0` would wait forever.
     let block = (nearest - now).max(Duration::from_millis(1));
@@ -244,7 +244,7 @@ fn next_round(mux: &ReadMux) -> Option<Round> {
     for key in union.keys() {
         cmd.arg(*key);
     }
-    for (cursor, _) in union.values() {
+    for cursor in union.values() {
         cmd.arg(cursor.to_string());
     }
     Some(Round { cmd, block })
