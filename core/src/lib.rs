@@ -23,6 +23,7 @@ pub mod keys;
 pub mod pool;
 pub mod rmap;
 pub mod streaming;
+pub mod telemetry;
 
 pub use backend::Backend;
 

@@ -466,10 +466,21 @@ impl Node {
         payload: impl Into<Bytes>,
         options: DispatchOptions,
     ) -> Result<()> {
+        let started = tokio::time::Instant::now();
+        let out = self.dispatch_inner(key, payload.into(), options).await;
+        crate::telemetry::dispatched(&self.inner.pool, started.elapsed(), out.is_ok());
+        out
+    }
+
+    async fn dispatch_inner(
+        &self,
+        key: &str,
+        payload: Bytes,
+        options: DispatchOptions,
+    ) -> Result<()> {
         self.check_open()?;
         validate_map_key(key)?;
         let inner = &self.inner;
-        let payload: Bytes = payload.into();
         self.check_payload(&payload)?;
         let id = options.validated_id()?.unwrap_or_else(crate::ids::new_id);
         let waiter = inner.next_dispatch.fetch_add(1, Ordering::Relaxed);

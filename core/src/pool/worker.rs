@@ -336,6 +336,7 @@ pub(crate) async fn start(
                 retiring
             };
             info!(pool = %node.pool, worker = %w.id, job = %key, requeued, "started job");
+            crate::telemetry::job_started(&node.pool, &w.id);
             if won_tag.as_deref() != Some(w.tag().as_str()) {
                 // Fenced while starting: the record may already be someone else's.
                 warn!(pool = %node.pool, worker = %w.id, job = %key, "liveness lapsed during start: stopping the job");
@@ -389,6 +390,7 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
             warn!(pool = %node.pool, worker = %w.id, job = %key, "stop timed out; the job is considered stopped")
         }
     }
+    crate::telemetry::job_stopped(&node.pool, &w.id);
     let won = w
         .won_at
         .lock()

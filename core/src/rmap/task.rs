@@ -88,6 +88,7 @@ pub(crate) async fn run(
 
 /// Reloads the replica, retrying with back-off until it works or the map closes.
 async fn resync(map: &Arc<MapInner>, sub: &mut Subscription, shutdown: &mut watch::Receiver<bool>) {
+    crate::telemetry::map_resynced(&map.name);
     let mut delay = map.options.resync_delay;
     loop {
         let patience = snapshot::patience(map.options.check_interval);

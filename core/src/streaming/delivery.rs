@@ -61,6 +61,9 @@ impl Subscribers {
     /// The last subscriber gets `event` itself, the others a copy.
     pub(crate) async fn deliver(&self, event: Event, shutdown: &mut watch::Receiver<bool>) -> bool {
         let senders = self.senders().clone();
+        if !senders.is_empty() {
+            crate::telemetry::event_delivered(&event.stream, event.sink.as_deref());
+        }
         if let Some((last, others)) = senders.split_last() {
             for tx in others {
                 if !send(tx, event.clone(), shutdown).await {

@@ -142,6 +142,7 @@ async fn reclaim_stream(
         return Ok(Pass::NotMine);
     }
     let summary = b.group_pending_summary(&stream.key, name).await?;
+    crate::telemetry::sink_pending(&stream.name, name, summary.count);
     let full = pass % FULL_PASS_EVERY == 0;
     if summary.count == 0 && !full {
         return Ok(Pass::Idle);
@@ -172,6 +173,7 @@ async fn reclaim_stream(
                 .group_claim(&stream.key, name, me, Duration::ZERO, &ids)
                 .await?;
             info!(sink = %name, stream = %stream.name, from = %c, count = claimed.len(), "reclaimed events of a dead instance");
+            crate::telemetry::events_redelivered(&stream.name, name, claimed.len());
             if !inner.deliver(stream, claimed, shutdown).await {
                 return Ok(Pass::Stopped);
             }
@@ -196,6 +198,7 @@ async fn reclaim_stream(
         if !claim.deleted.is_empty() {
             warn!(sink = %name, stream = %stream.name, lost = claim.deleted.len(), "pending events were trimmed or deleted before being acknowledged");
         }
+        crate::telemetry::events_redelivered(&stream.name, name, claim.entries.len());
         if !inner.deliver(stream, claim.entries, shutdown).await {
             return Ok(Pass::Stopped);
         }

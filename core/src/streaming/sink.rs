@@ -379,7 +379,8 @@ impl Sink {
     /// Acknowledges several events in one round trip per stream (sent directly; a single
     /// event joins the flusher's batch of concurrent acknowledgements).
     pub async fn ack_many(&self, events: &[Event]) -> Result<()> {
-        let mut by_key: HashMap<String, Vec<EntryId>> = HashMap::new();
+        // Stream key -> (stream name, IDs).
+        let mut by_key: HashMap<String, (String, Vec<EntryId>)> = HashMap::new();
         {
             let keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
             for e in events
@@ -387,18 +388,23 @@ impl Sink {
                 .filter(|e| e.sink.as_deref() == Some(self.inner.name.as_str()))
             {
                 if let Some(key) = keys.get(&e.stream) {
-                    by_key.entry(key.clone()).or_default().push(e.id);
+                    let slot = by_key
+                        .entry(key.clone())
+                        .or_insert_with(|| (e.stream.clone(), Vec::new()));
+                    slot.1.push(e.id);
                 }
             }
         }
-        for (key, ids) in by_key {
+        for (key, (stream, ids)) in by_key {
+            let n = ids.len();
             // A batch is already one XACK: send it from here. Single acks go through the
             // flusher, which joins concurrent ones into one call.
-            if ids.len() > 1 {
+            if n > 1 {
                 self.inner
                     .backend
                     .group_ack(&key, &self.inner.name, &ids)
                     .await?;
+                crate::telemetry::events_acked(&stream, &self.inner.name, n);
                 continue;
             }
             let (tx, rx) = oneshot::channel();
@@ -418,6 +424,7 @@ impl Sink {
                     .await
                     .map(|_| ())?,
             }
+            crate::telemetry::events_acked(&stream, &self.inner.name, n);
         }
         Ok(())
     }

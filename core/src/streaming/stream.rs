@@ -180,18 +180,26 @@ impl Stream {
     /// Adds an event with its options (topic); returns its ID.
     pub async fn add_event(&self, event: NewEvent) -> Result<EntryId> {
         let fields = self.fields(event)?;
-        self.backend
+        let id = self
+            .backend
             .stream_add(&self.key, fields, &self.add_options(true))
             .await?
-            .ok_or_else(|| Error::malformed("stream add", "no ID returned"))
+            .ok_or_else(|| Error::malformed("stream add", "no ID returned"))?;
+        crate::telemetry::events_added(&self.name, 1);
+        Ok(id)
     }
 
     /// Adds an event only if the stream exists; `None` when it does not (nothing written).
     pub async fn add_if_exists(&self, event: NewEvent) -> Result<Option<EntryId>> {
         let fields = self.fields(event)?;
-        self.backend
+        let id = self
+            .backend
             .stream_add(&self.key, fields, &self.add_options(false))
-            .await
+            .await?;
+        if id.is_some() {
+            crate::telemetry::events_added(&self.name, 1);
+        }
+        Ok(id)
     }
 
     /// Adds a serialised value (versioned postcard frame); read it with
@@ -212,6 +220,7 @@ impl Stream {
             .backend
             .stream_add_batch(&self.key, fields, &self.add_options(true))
             .await?;
+        crate::telemetry::events_added(&self.name, ids.iter().flatten().count());
         ids.into_iter()
             .map(|id| id.ok_or_else(|| Error::malformed("stream add", "no ID returned")))
             .collect()
