@@ -85,3 +85,70 @@ impl pulse::pool::JobHandler for PrintingHandler {
         Ok(())
     }
 }
+
+/// What [`telemetry_workload`] keeps running: close it when done.
+#[derive(Debug)]
+pub struct Workload {
+    sink: pulse::streaming::Sink,
+    map: pulse::rmap::Map,
+    node: pulse::pool::Node,
+}
+
+impl Workload {
+    /// Closes the sink, the map and the node.
+    pub async fn close(&self) -> pulse::Result<()> {
+        self.sink.close().await?;
+        self.map.close().await?;
+        self.node.close().await
+    }
+}
+
+/// A little of everything that records metrics, under names prefixed by `tag`: events
+/// added, delivered to a sink and acknowledged (one of them only after its ack grace ran
+/// out and it was delivered again), a map joined and written, a job dispatched to a worker.
+/// Every series of `pulse::telemetry` then has a value except the map's resync counter,
+/// which needs a lost subscription.
+pub async fn telemetry_workload(backend: Arc<dyn Backend>, tag: &str) -> pulse::Result<Workload> {
+    use pulse::{
+        pool::{Node, NodeOptions},
+        rmap::{Map, MapOptions},
+        streaming::{SinkOptions, Start, Stream, StreamOptions},
+    };
+    let stream = Stream::new(
+        backend.clone(),
+        &format!("{tag}-events"),
+        StreamOptions::default(),
+    )?;
+    let options = SinkOptions::default()
+        .with_start(Start::Oldest)
+        .with_ack_grace(std::time::Duration::from_millis(300))
+        .with_check_interval(std::time::Duration::from_millis(50));
+    let sink = stream.new_sink("billing", options).await?;
+    let mut todo = sink.subscribe()?;
+    for i in 0..3 {
+        stream.add("created", format!("order {i}")).await?;
+    }
+    for i in 0..3 {
+        let event = got(todo.recv().await)?;
+        if i < 2 {
+            sink.ack(&event).await?;
+        }
+    }
+    // The third was not acknowledged: past the grace it comes again.
+    let again = got(todo.recv().await)?;
+    sink.ack(&again).await?;
+    let map = Map::join(
+        backend.clone(),
+        &format!("{tag}-settings"),
+        MapOptions::default(),
+    )
+    .await?;
+    map.set("mode", "fast").await?;
+    let node = Node::join(backend, &format!("{tag}-jobs"), NodeOptions::default()).await?;
+    node.add_worker(PrintingHandler {
+        label: "worker".to_owned(),
+    })
+    .await?;
+    node.dispatch_job("job-1", "payload").await?;
+    Ok(Workload { sink, map, node })
+}
