@@ -10,10 +10,12 @@
 //! ```
 //! Uses `PULSE_REDIS_URL` when set, else starts a private `redis-server` (the idle-cost
 //! rows S10 and S11 always use private ones: they count the server's commands).
-//! S1–S8 run in rounds; the scale rows (S8 with jobs running, S9–S11) once per run.
+//! S1–S8 run in rounds; the scale rows (S8 with jobs running, S9–S11) and S12 (the cost of
+//! a metrics recorder and info logs, last: it installs both for good) once per run.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod overhead;
 mod raw;
 mod scale;
 mod scenarios;
@@ -37,7 +39,7 @@ pub(crate) struct Size {
 /// Rounds of a full run.
 const ROUNDS: usize = 5;
 
-const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S11]
+const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S12]
   (no flags)  full run: every scenario, writes docs/BENCHMARKS.md and docs/benchmarks.svg
   --quick     every scenario briefly, writes nothing (CI)
   --only SN   one scenario, writes nothing (e.g. under a profiler)";
@@ -63,7 +65,7 @@ impl Args {
                 "--only" => {
                     let s = args.next()?;
                     let n: u8 = s.strip_prefix(['S', 's'])?.parse().ok()?;
-                    if !(1..=11).contains(&n) {
+                    if !(1..=12).contains(&n) {
                         return None;
                     }
                     out.only = Some(s);
@@ -127,6 +129,13 @@ async fn main() {
     }
     let mut rows = stats::median_rows(all);
     rows.extend(scale::run_all(&url, redis.clone(), size, quick, only.as_deref()).await);
+    // Last: it installs a global recorder and subscriber for the rest of the process.
+    if only
+        .as_deref()
+        .is_none_or(|o| o.eq_ignore_ascii_case("S12"))
+    {
+        rows.extend(overhead::s12(&redis, size).await);
+    }
     let table = stats::table(&rows);
     println!("{table}");
     let missed = rows.iter().filter(|r| r.met() == Some(false)).count();
@@ -187,7 +196,7 @@ mod tests {
                 only: Some("s3".into())
             })
         );
-        for bad in [&["--help"][..], &["--only"], &["--only", "S12"], &["-q"]] {
+        for bad in [&["--help"][..], &["--only"], &["--only", "S13"], &["-q"]] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

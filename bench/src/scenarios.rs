@@ -79,7 +79,7 @@ fn stream(b: &Arc<dyn Backend>, tag: &str) -> Stream {
     .expect("stream")
 }
 
-async fn s1_append_many(b: &Arc<dyn Backend>, size: Size) -> Figure {
+pub(crate) async fn s1_append_many(b: &Arc<dyn Backend>, size: Size) -> Figure {
     let s = stream(b, "s1");
     let per = size.events / 8 / 100;
     let start = Instant::now();
@@ -113,7 +113,7 @@ async fn s2_append_one(b: &Arc<dyn Backend>, size: Size) -> Figure {
     Figure::Latency(out)
 }
 
-async fn s3_sink(b: &Arc<dyn Backend>, size: Size) -> Figure {
+pub(crate) async fn s3_sink(b: &Arc<dyn Backend>, size: Size) -> Figure {
     let s = stream(b, "s3");
     for _ in 0..size.events / 1000 {
         s.add_batch((0..1000).map(|_| NewEvent::new("e", "payload")).collect())
