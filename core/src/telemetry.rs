@@ -1,6 +1,8 @@
-//! The metrics Pulse records, through the [`metrics`] facade: with no recorder installed a
-//! call costs about an atomic load; the application installs an exporter (Prometheus,
-//! StatsD, OpenTelemetry) and sees these series. Every name is in this table, and nowhere
+//! The metrics Pulse records, through the [`metrics`] facade: the application installs an
+//! exporter (Prometheus, StatsD, OpenTelemetry) and sees these series. Each recording
+//! builds its label strings and asks the recorder for the series, so a per-event call
+//! costs a few allocations even with no recorder installed (known; keeping one handle per
+//! stream, sink and pool is the planned fix, see bench row S12). Every name is in this table, and nowhere
 //! else — the building blocks call the functions below.
 //!
 //! | Name | Kind | Labels | What |

@@ -19,7 +19,7 @@
 //! `Arc<dyn Backend>`.
 //!
 //! This module holds the wrapper, its fault settings and the one place a call is failed or
-//! passed on ([`FlakyBackend::call`]); `delegate` holds the capability-trait methods, each a
+//! passed on (`FlakyBackend::call`); `delegate` holds the capability-trait methods, each a
 //! one-line route through it.
 
 use std::{
