@@ -193,6 +193,8 @@ struct Inner {
     scripts: Scripts,
     /// `host:port/db` only: credentials never reach logs or `Debug`.
     endpoint: String,
+    /// Latency and errors of the commands on the shared connection.
+    metrics: pulse::telemetry::BackendMetrics,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -285,6 +287,7 @@ impl RedisBackend {
                 hub,
                 scripts,
                 endpoint,
+                metrics: pulse::telemetry::BackendMetrics::new("redis"),
             }),
         })
     }

@@ -134,7 +134,7 @@ async fn main() {
         .as_deref()
         .is_none_or(|o| o.eq_ignore_ascii_case("S12"))
     {
-        rows.extend(overhead::s12(&redis, size).await);
+        rows.extend(overhead::s12(&url, size).await);
     }
     let table = stats::table(&rows);
     println!("{table}");

@@ -7,7 +7,8 @@
 //! A recorder and a subscriber can be installed once per process, so both are installed
 //! once behind switches: off, the recorder hands out no-op handles and the subscriber's
 //! filter is `off`, which costs what having none installed costs (one check per call).
-//! This row runs last, so no other row runs with them installed.
+//! This row runs last, so no other row runs with them installed. Each run connects its
+//! own backend: handles take their series from the recorder when they are created.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -71,16 +72,25 @@ fn median(mut rates: Vec<f64>) -> f64 {
     rates[rates.len() / 2]
 }
 
-async fn one(redis: &Arc<dyn Backend>, size: Size, s1: bool) -> f64 {
-    if s1 {
-        s1_append_many(redis, size).await.rate()
+/// One run on a backend connected for it: handles (the backend's own included) ask the
+/// recorder for their series when they are made, so they see the switch as it is now.
+async fn one(url: &str, size: Size, s1: bool) -> f64 {
+    let redis: Arc<dyn Backend> = Arc::new(
+        pulse_redis::RedisBackend::connect(url)
+            .await
+            .expect("connect"),
+    );
+    let rate = if s1 {
+        s1_append_many(&redis, size).await.rate()
     } else {
-        s3_sink(redis, size).await.rate()
-    }
+        s3_sink(&redis, size).await.rate()
+    };
+    drop(redis);
+    rate
 }
 
 /// The two S12 rows.
-pub(crate) async fn s12(redis: &Arc<dyn Backend>, size: Size) -> Vec<Row> {
+pub(crate) async fn s12(url: &str, size: Size) -> Vec<Row> {
     let on = Arc::new(AtomicBool::new(false));
     let recorder = Switch {
         on: on.clone(),
@@ -106,9 +116,9 @@ pub(crate) async fn s12(redis: &Arc<dyn Backend>, size: Size) -> Vec<Row> {
         let (mut bare, mut with) = (Vec::new(), Vec::new());
         for _ in 0..3 {
             switch(false);
-            bare.push(one(redis, size, s1).await);
+            bare.push(one(url, size, s1).await);
             switch(true);
-            with.push(one(redis, size, s1).await);
+            with.push(one(url, size, s1).await);
         }
         switch(false);
         let (bare, with) = (median(bare), median(with));

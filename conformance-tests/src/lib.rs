@@ -31,6 +31,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod captured_metrics;
 pub mod cases;
 pub mod flaky;
 pub mod redis_server;

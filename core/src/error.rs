@@ -382,6 +382,32 @@ impl Error {
         )
     }
 
+    /// A short, stable name of the variant (`"connection"`, `"timeout"`, `"denied"`, …):
+    /// the `error` label of Pulse's metrics and the `error.type` of its spans. Never
+    /// holds data from the error itself, so it is safe as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidName { .. } => "invalid_name",
+            Error::InvalidKey { .. } => "invalid_key",
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::Config(_) => "config",
+            Error::Closed { .. } => "closed",
+            Error::Connection { .. } => "connection",
+            Error::WrongType { .. } => "wrong_type",
+            Error::NoGroup { .. } => "no_group",
+            Error::InvalidValue { .. } => "invalid_value",
+            Error::Malformed { .. } => "malformed",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::JobExists { .. } => "job_exists",
+            Error::JobFailed { .. } => "job_failed",
+            Error::Timeout { .. } => "timeout",
+            Error::ShuttingDown { .. } => "shutting_down",
+            Error::Refused { .. } => "refused",
+            Error::Denied { .. } => "denied",
+            Error::Backend { .. } => "backend",
+        }
+    }
+
     /// True for [`Error::JobExists`] when the existing job was admitted by the dispatch
     /// with ID `dispatch_id`: a retried dispatch whose earlier attempt was applied.
     pub fn is_admitted_by(&self, dispatch_id: &str) -> bool {
@@ -480,10 +506,16 @@ mod tests {
             ),
             (Error::backend("op", "boom"), false),
         ];
+        let mut kinds = std::collections::HashSet::new();
+        let count = cases.len();
         for (e, retryable) in cases {
             assert_eq!(e.is_retryable(), retryable, "{e:?}");
             assert_eq!(e.for_each_waiter().is_retryable(), retryable, "{e:?}");
+            assert_eq!(e.for_each_waiter().kind(), e.kind(), "{e:?}");
+            kinds.insert(e.kind());
         }
+        // One case per variant, and one kind per variant.
+        assert_eq!(kinds.len(), count);
     }
 
     #[test]

@@ -20,8 +20,11 @@ pub mod codec;
 pub mod error;
 mod ids;
 pub mod keys;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
 pub mod pool;
 pub mod rmap;
+mod spans;
 pub mod streaming;
 pub mod telemetry;
 

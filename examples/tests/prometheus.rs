@@ -4,6 +4,7 @@
 //! in the table of `pulse::telemetry` (read from its source, so the docs and the series
 //! cannot drift apart) is on `/metrics` once the workload ran.
 
+use pulse::backend::HashOps;
 use std::{
     io::{Read, Write},
     sync::Arc,
@@ -46,13 +47,39 @@ async fn every_documented_series_is_on_the_endpoint() {
         .await
         .unwrap();
     memory.interrupt_subscriptions(); // the map resyncs
-                                      // Job stops show once the node closes and stops its job.
-    let (stops, running): (Vec<String>, Vec<String>) = names
+                                      // The backend series come from the Redis backend: the same workload on a private server.
+    let server = pulse_conformance::redis_server::private_server(&[]);
+    let on_redis = match &server {
+        Some(server) => {
+            let redis = pulse_redis::RedisBackend::connect(&server.url())
+                .await
+                .unwrap();
+            let work = pulse_examples::telemetry_workload(Arc::new(redis.clone()), "redis")
+                .await
+                .unwrap();
+            // A hash read of the workload's stream: an error reply, for the error series.
+            let stream = pulse::streaming::Stream::new(
+                Arc::new(redis.clone()),
+                "redis-events",
+                Default::default(),
+            )
+            .unwrap();
+            assert!(redis.hash_get(stream.key(), "f").await.is_err());
+            Some(work)
+        }
+        None => None,
+    };
+    let (later, now): (Vec<String>, Vec<String>) = names
         .into_iter()
+        .filter(|n| on_redis.is_some() || !n.starts_with("pulse_backend_"))
         .partition(|n| n == "pulse_pool_job_stops_total");
-    wait_for(addr, running).await;
+    wait_for(addr, now).await;
+    // Job stops show once the node closes and stops its job.
     work.close().await.unwrap();
-    let body = wait_for(addr, stops).await;
+    if let Some(work) = on_redis {
+        work.close().await.unwrap();
+    }
+    let body = wait_for(addr, later).await;
     assert!(body.contains("stream=\"scrape-events\""), "{body}");
 }
 

@@ -30,7 +30,7 @@ impl RedisBackend {
         group: &str,
         cmd: &Cmd,
     ) -> Result<Value> {
-        match self.run_raw(cmd).await {
+        match self.run_raw(op, cmd).await {
             Ok(v) => Ok(v),
             Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
                 Err(no_group(key, group))
@@ -70,7 +70,7 @@ impl GroupOps for RedisBackend {
         if create_stream {
             cmd.arg("MKSTREAM");
         }
-        match self.run_raw(&cmd).await {
+        match self.run_raw("XGROUP CREATE", &cmd).await {
             Ok(_) => Ok(true),
             Err(CmdError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(false),
             Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
@@ -140,7 +140,7 @@ impl GroupOps for RedisBackend {
         for id in ids {
             cmd.arg(id.to_string());
         }
-        match self.run_raw(&cmd).await {
+        match self.run_raw("XACK", &cmd).await {
             Ok(v) => Ok(int_reply("XACK", &v)?.max(0) as u64),
             // Acking in a missing group is a no-op by contract.
             Err(CmdError::Redis(e)) if e.code() == Some("NOGROUP") => Ok(0),
@@ -256,7 +256,7 @@ impl GroupOps for RedisBackend {
 
     async fn group_list(&self, key: &str) -> Result<Vec<GroupInfo>> {
         let v = match self
-            .run_raw(redis::cmd("XINFO").arg("GROUPS").arg(key))
+            .run_raw("XINFO GROUPS", redis::cmd("XINFO").arg("GROUPS").arg(key))
             .await
         {
             Ok(v) => v,

@@ -5,6 +5,8 @@ mod groups;
 mod keys;
 mod streams;
 
+use std::time::Instant;
+
 use pulse::{Error, Result};
 use redis::{Cmd, Value};
 
@@ -13,16 +15,33 @@ use crate::{conn::CmdError, errors::map_err, RedisBackend};
 impl RedisBackend {
     /// Runs a command on the shared connection, mapping errors for `key`.
     pub(crate) async fn run(&self, op: &'static str, key: &str, cmd: &Cmd) -> Result<Value> {
-        self.inner
+        let started = Instant::now();
+        let out = self
+            .inner
             .commands
             .cmd(cmd)
             .await
-            .map_err(|e| e.map(|e| map_err(op, key, e)))
+            .map_err(|e| e.map(|e| map_err(op, key, e)));
+        self.inner.metrics.record(op, started, out.as_ref().err());
+        out
     }
 
-    /// Runs a command on the shared connection, keeping the raw Redis error.
-    pub(crate) async fn run_raw(&self, cmd: &Cmd) -> std::result::Result<Value, CmdError> {
-        self.inner.commands.cmd(cmd).await
+    /// Runs command `op` on the shared connection, keeping the raw Redis error for the
+    /// caller to classify (an error reply may be an expected answer, so only failures to
+    /// get a reply count as errors here).
+    pub(crate) async fn run_raw(
+        &self,
+        op: &'static str,
+        cmd: &Cmd,
+    ) -> std::result::Result<Value, CmdError> {
+        let started = Instant::now();
+        let out = self.inner.commands.cmd(cmd).await;
+        let failed = match &out {
+            Err(CmdError::Pulse(e)) => Some(e),
+            _ => None,
+        };
+        self.inner.metrics.record(op, started, failed);
+        out
     }
 
     /// Runs a script invocation on the shared connection.
@@ -32,11 +51,17 @@ impl RedisBackend {
         key: &str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<Value> {
-        let mut conn = self.inner.commands.get().await?;
-        inv.invoke_async::<Value>(&mut conn).await.map_err(|e| {
-            self.inner.commands.invalidate(&e);
-            map_err(op, key, e)
-        })
+        let started = Instant::now();
+        let out = async {
+            let mut conn = self.inner.commands.get().await?;
+            inv.invoke_async::<Value>(&mut conn).await.map_err(|e| {
+                self.inner.commands.invalidate(&e);
+                map_err(op, key, e)
+            })
+        }
+        .await;
+        self.inner.metrics.record(op, started, out.as_ref().err());
+        out
     }
 
     /// True when `key` exists; used to classify generic `ERR` replies of group commands.

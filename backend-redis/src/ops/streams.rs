@@ -138,7 +138,7 @@ impl StreamOps for RedisBackend {
 
     async fn stream_info(&self, key: &str) -> Result<Option<StreamInfo>> {
         let v = match self
-            .run_raw(redis::cmd("XINFO").arg("STREAM").arg(key))
+            .run_raw("XINFO STREAM", redis::cmd("XINFO").arg("STREAM").arg(key))
             .await
         {
             Ok(v) => v,

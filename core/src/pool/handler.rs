@@ -25,6 +25,9 @@ pub struct Job {
     /// This run's lease: check [`JobLease::is_held`] before each side effect so the job's
     /// code never acts once another worker may run it (see [`JobLease`]).
     pub lease: JobLease,
+    /// The W3C `traceparent` of the span that dispatched it (feature `opentelemetry`);
+    /// the `start` span links to it.
+    pub trace_parent: Option<String>,
 }
 
 /// The code a worker runs for its jobs. Jobs are long-running: `start` sets a job going

@@ -16,7 +16,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::watch, time::Instant};
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use super::{
     node::{owner_node, NodeInner},
@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     backend::EntryId,
-    codec,
+    codec, spans,
     streaming::{Event, NewEvent, Stream, StreamOptions},
     Result,
 };
@@ -160,7 +160,8 @@ async fn handle_inbox(inner: &Arc<NodeInner>, event: Event) {
                 .find(|w| w.slots().get(&key) == Some(&Slot::Running));
             match local {
                 Some(w) => {
-                    if let Err(e) = w.handler.notify(&key, payload).await {
+                    let span = spans::job(&inner.pool, &w.id, "notify", &key);
+                    if let Err(e) = w.handler.notify(&key, payload).instrument(span).await {
                         warn!(job = %key, error = %e, "notification handler failed");
                     }
                 }

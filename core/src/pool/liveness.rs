@@ -164,6 +164,7 @@ pub(crate) async fn fence_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<
 
 /// Stops every job of `w` without touching owner records: they may belong to others now.
 async fn fence(inner: &Arc<NodeInner>, w: &Arc<LocalWorker>) {
+    inner.metrics.fences.increment(1);
     let keys = w.stopping_all_running();
     if !keys.is_empty() {
         warn!(worker = %w.id, jobs = keys.len(), "liveness may have lapsed: stopping this worker's jobs");

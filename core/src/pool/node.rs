@@ -30,7 +30,7 @@ use tokio::{
     task::JoinHandle,
     time::Instant,
 };
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::{
     handler::JobHandler,
@@ -48,9 +48,13 @@ use crate::{
     codec,
     keys::{validate_map_key, validate_name},
     rmap::{Map, MapOptions},
+    spans::{self, traced},
     streaming::{Reader, ReaderOptions, Start, Stream, StreamOptions},
+    telemetry::PoolMetrics,
     Backend, Error, Result,
 };
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 pub(crate) const SHUTDOWN: &str = "shutdown";
 
@@ -79,6 +83,7 @@ pub(crate) struct NodeInner {
     pub(crate) shut_down: AtomicBool,
     pub(crate) stop_tasks: watch::Sender<bool>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) metrics: PoolMetrics,
 }
 
 /// A node of a pool. Cheap to clone; clones share the node.
@@ -126,6 +131,7 @@ impl Node {
     ///
     /// Errors: [`Error::InvalidName`]; [`Error::ShuttingDown`] while the pool's shutdown flag
     /// is set; backend errors (nothing is left running).
+    #[tracing::instrument(level = "debug", name = "pulse.pool.join", skip_all, fields(pool = name))]
     pub async fn join(backend: Arc<dyn Backend>, name: &str, options: NodeOptions) -> Result<Node> {
         validate_name("pool", name)?;
         // `max_payload` is the one limit a user sets: records and inbox messages carry a
@@ -196,6 +202,7 @@ impl Node {
             shut_down: AtomicBool::new(false),
             stop_tasks,
             tasks: Mutex::new(Vec::new()),
+            metrics: PoolMetrics::new(name),
         });
         let node = Node { inner };
         node.start_tasks()?;
@@ -205,19 +212,23 @@ impl Node {
 
     fn start_tasks(&self) -> Result<()> {
         let inner = &self.inner;
+        let stop = || inner.stop_tasks.subscribe();
+        // Each loop runs in one `info` span for its whole life.
+        let spawn = |name: &'static str, task: BoxFuture<'static, ()>| {
+            let span = tracing::info_span!("pulse.pool.loop", otel.name = name, pool = %inner.pool, node = %inner.id);
+            tokio::spawn(task.instrument(span))
+        };
         let mut tasks = Vec::new();
         let inbox = inner.reader.subscribe()?;
-        tasks.push(tokio::spawn(inbox_loop(
-            inner.clone(),
-            inbox,
-            inner.stop_tasks.subscribe(),
-        )));
+        tasks.push(spawn(
+            "inbox",
+            Box::pin(inbox_loop(inner.clone(), inbox, stop())),
+        ));
         let control = inner.control.subscribe()?;
-        tasks.push(tokio::spawn(control_loop(
-            inner.clone(),
-            control,
-            inner.stop_tasks.subscribe(),
-        )));
+        tasks.push(spawn(
+            "control",
+            Box::pin(control_loop(inner.clone(), control, stop())),
+        ));
         if !inner.options.client_only {
             // What a map change touched is marked for reconciliation right where the replica
             // applies it: the key of a job or owner record, everything for membership
@@ -234,21 +245,18 @@ impl Node {
                     }
                 }));
             }
-            tasks.push(tokio::spawn(reconcile_loop(
-                inner.clone(),
-                inner.stop_tasks.subscribe(),
-            )));
-            tasks.push(tokio::spawn(fence_loop(
-                inner.clone(),
-                inner.stop_tasks.subscribe(),
-            )));
+            tasks.push(spawn(
+                "reconcile",
+                Box::pin(reconcile_loop(inner.clone(), stop())),
+            ));
+            tasks.push(spawn("fence", Box::pin(fence_loop(inner.clone(), stop()))));
         }
         // Every node keeps its inbox alive, client-only ones too: a dispatcher hears back
         // through it.
-        tasks.push(tokio::spawn(keepalive_loop(
-            inner.clone(),
-            inner.stop_tasks.subscribe(),
-        )));
+        tasks.push(spawn(
+            "keepalive",
+            Box::pin(keepalive_loop(inner.clone(), stop())),
+        ));
         inner
             .tasks
             .lock()
@@ -323,6 +331,7 @@ impl Node {
     ///
     /// Errors: [`Error::Closed`]; [`Error::InvalidArgument`] on a client-only node; backend
     /// errors.
+    #[tracing::instrument(level = "debug", name = "pulse.pool.op", skip_all, fields(op = "add_worker", pool = %self.inner.pool, node = %self.inner.id))]
     pub async fn add_worker(&self, handler: impl JobHandler) -> Result<Worker> {
         self.check_open()?;
         if self.inner.options.client_only {
@@ -330,8 +339,10 @@ impl Node {
                 "a client-only node hosts no workers".into(),
             ));
         }
-        let w = Arc::new(LocalWorker::new(crate::ids::new_id(), Arc::new(handler)));
         let inner = &self.inner;
+        let id = crate::ids::new_id();
+        let running = inner.metrics.running(&id);
+        let w = Arc::new(LocalWorker::new(id, Arc::new(handler), running));
         let (tag, alive) = (w.tag(), inner.alive_key(&w.tag())?);
         let record = codec::encode(&w.record(&inner.id))?;
         // Liveness first, then the record: a listed worker is always alive at first.
@@ -371,6 +382,7 @@ impl Node {
     /// Errors: [`Error::Timeout`] when jobs were still starting or being released at that
     /// bound (the worker is stopped anyway; its liveness is left to lapse so other
     /// workers take what is left after `worker_ttl`); backend errors of the withdrawal.
+    #[tracing::instrument(level = "debug", name = "pulse.pool.op", skip_all, fields(op = "remove_worker", pool = %self.inner.pool, node = %self.inner.id))]
     pub async fn remove_worker(&self, worker: &Worker) -> Result<()> {
         let w = self
             .inner
@@ -467,8 +479,11 @@ impl Node {
         options: DispatchOptions,
     ) -> Result<()> {
         let started = tokio::time::Instant::now();
-        let out = self.dispatch_inner(key, payload.into(), options).await;
-        crate::telemetry::dispatched(&self.inner.pool, started.elapsed(), out.is_ok());
+        let span = spans::pool_op(&self.inner.pool, &self.inner.id, "dispatch", key);
+        let out = traced(span, self.dispatch_inner(key, payload.into(), options)).await;
+        self.inner
+            .metrics
+            .dispatched(started.elapsed(), out.is_ok());
         out
     }
 
@@ -492,8 +507,9 @@ impl Node {
                 waiter,
                 id,
             }),
+            trace_parent: spans::current_trace_parent(),
         };
-        let encoded = Bytes::from(codec::encode(&record)?);
+        let encoded = Bytes::from(record.encode()?);
         let (tx, rx) = oneshot::channel();
         inner
             .waiters
@@ -571,14 +587,19 @@ impl Node {
 
     /// Stops a job: deletes its record; its worker stops it. Returns whether it existed.
     pub async fn stop_job(&self, key: &str) -> Result<bool> {
-        self.check_open()?;
-        validate_map_key(key)?;
-        Ok(self.inner.jobs.delete(key).await?.is_some())
+        let span = spans::pool_op(&self.inner.pool, &self.inner.id, "stop", key);
+        traced(span, async {
+            self.check_open()?;
+            validate_map_key(key)?;
+            Ok(self.inner.jobs.delete(key).await?.is_some())
+        })
+        .await
     }
 
     /// Sends `payload` to the handler of the worker running `key`. Returns false when the
     /// job has no running owner right now (nothing sent). Delivery is at most once: a
     /// notification racing with a move may be dropped (logged).
+    #[tracing::instrument(level = "debug", name = "pulse.pool.op", skip_all, fields(op = "notify", pool = %self.inner.pool, node = %self.inner.id, job = key))]
     pub async fn notify_worker(&self, key: &str, payload: impl Into<Bytes>) -> Result<bool> {
         self.check_open()?;
         validate_map_key(key)?;
@@ -622,6 +643,7 @@ impl Node {
     /// withdraws its workers, stops its tasks. Returns once every owner record its workers
     /// are responsible for is released, bounded as for `remove_worker`; errors as
     /// [`remove_worker`](Self::remove_worker). Idempotent.
+    #[tracing::instrument(level = "debug", name = "pulse.pool.op", skip_all, fields(op = "close", pool = %self.inner.pool, node = %self.inner.id))]
     pub async fn close(&self) -> Result<()> {
         close(&self.inner, Release::Handoff).await
     }
@@ -651,6 +673,7 @@ impl Node {
     ///
     /// Errors: [`Error::Closed`]; [`Error::Timeout`] if jobs were still running at the
     /// deadline (the state is removed anyway).
+    #[tracing::instrument(level = "debug", name = "pulse.pool.op", skip_all, fields(op = "shutdown", pool = %self.inner.pool, node = %self.inner.id))]
     pub async fn shutdown(&self) -> Result<()> {
         self.check_open()?;
         leave::shutdown(&self.inner).await

@@ -235,6 +235,17 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             .is_some_and(|r| format!("{id}#{}", r.generation) != owner);
         dead.contains(id) || !members.contains_key(id) || stale_generation
     };
+    if let Some(all) = &jobs {
+        // Waiting: dispatched, and nobody (alive) holds it.
+        let waiting = all
+            .keys()
+            .filter(|k| match owner_of(k) {
+                None => true,
+                Some(o) => o == RELEASED || presumed_gone(&o),
+            })
+            .count();
+        inner.metrics.waiting.set(waiting as f64);
+    }
     // The jobs this pass may start, each with the worker it routes to (computed once: each
     // local worker takes those routed to it).
     let candidates: Vec<(String, Bytes, Option<&str>)> = match &jobs {

@@ -4,12 +4,26 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// A job's durable record, in the `jobs` map under its key. Its existence *is* the job.
+///
+/// A record without a trace parent is written in the layout before trace parents
+/// ([`JobRecordV2`]), byte for byte: only traced dispatches write the new layout, which
+/// nodes of earlier releases cannot read (upgrade every node before tracing dispatches).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct JobRecord {
     pub(crate) payload: Bytes,
     pub(crate) created_ms: u64,
     /// The dispatch that admitted the job.
     pub(crate) dispatch: Option<Dispatch>,
+    /// The W3C `traceparent` of the dispatching span (feature `opentelemetry`).
+    pub(crate) trace_parent: Option<String>,
+}
+
+/// The record layout before trace parents, still read and still written for untraced jobs.
+#[derive(Serialize, Deserialize)]
+struct JobRecordV2 {
+    payload: Bytes,
+    created_ms: u64,
+    dispatch: Option<Dispatch>,
 }
 
 /// Who admitted a job and waits for its first start's outcome.
@@ -32,22 +46,44 @@ struct JobRecordV1 {
 }
 
 impl JobRecord {
-    /// Decodes a stored job record, of this layout or the one before it.
+    /// Encodes the record: in the layout before trace parents when it has none.
+    pub(crate) fn encode(&self) -> crate::Result<Vec<u8>> {
+        match self.trace_parent {
+            Some(_) => crate::codec::encode(self),
+            None => crate::codec::encode(&JobRecordV2 {
+                payload: self.payload.clone(),
+                created_ms: self.created_ms,
+                dispatch: self.dispatch.clone(),
+            }),
+        }
+    }
+
+    /// Decodes a stored job record, of this layout or one before it.
     pub(crate) fn decode(bytes: &[u8]) -> crate::Result<JobRecord> {
-        match crate::codec::decode::<JobRecord>("job record", bytes) {
-            Ok(r) => Ok(r),
-            Err(e) => match crate::codec::decode::<JobRecordV1>("job record", bytes) {
-                Ok(old) => Ok(JobRecord {
-                    payload: old.payload,
-                    created_ms: old.created_ms,
-                    dispatch: old.dispatch.map(|(node, waiter)| Dispatch {
-                        node,
-                        waiter,
-                        id: String::new(),
-                    }),
+        let e = match crate::codec::decode::<JobRecord>("job record", bytes) {
+            Ok(r) => return Ok(r),
+            Err(e) => e,
+        };
+        if let Ok(v2) = crate::codec::decode::<JobRecordV2>("job record", bytes) {
+            return Ok(JobRecord {
+                payload: v2.payload,
+                created_ms: v2.created_ms,
+                dispatch: v2.dispatch,
+                trace_parent: None,
+            });
+        }
+        match crate::codec::decode::<JobRecordV1>("job record", bytes) {
+            Ok(old) => Ok(JobRecord {
+                payload: old.payload,
+                created_ms: old.created_ms,
+                dispatch: old.dispatch.map(|(node, waiter)| Dispatch {
+                    node,
+                    waiter,
+                    id: String::new(),
                 }),
-                Err(_) => Err(e),
-            },
+                trace_parent: None,
+            }),
+            Err(_) => Err(e),
         }
     }
 
@@ -127,9 +163,26 @@ mod tests {
             }),
             ..r
         };
-        let back = JobRecord::decode(&crate::codec::encode(&new).unwrap()).unwrap();
+        let untraced = new.encode().unwrap();
+        let back = JobRecord::decode(&untraced).unwrap();
         assert_eq!(back, new);
         assert_eq!(back.dispatch_id(), Some("order-17"));
+        // Untraced records keep the layout before trace parents, byte for byte.
+        let v2 = JobRecordV2 {
+            payload: new.payload.clone(),
+            created_ms: new.created_ms,
+            dispatch: new.dispatch.clone(),
+        };
+        assert_eq!(untraced, crate::codec::encode(&v2).unwrap());
+        let traced = JobRecord {
+            trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            ..new.clone()
+        };
+        assert_ne!(traced.encode().unwrap(), untraced);
+        assert_eq!(
+            JobRecord::decode(&traced.encode().unwrap()).unwrap(),
+            traced
+        );
         assert!(JobRecord::decode(b"\x01garbage").is_err());
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use super::{ticker::Ticker, Node};
 use crate::{
@@ -153,13 +153,17 @@ impl Node {
         )
         .await?;
         let last_error = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(run(
-            self.clone(),
-            Arc::new(producer),
-            ticker,
-            map,
-            last_error.clone(),
-        ));
+        let span = tracing::info_span!("pulse.pool.schedule", pool = %self.pool(), node = %self.id(), schedule = name);
+        let task = tokio::spawn(
+            run(
+                self.clone(),
+                Arc::new(producer),
+                ticker,
+                map,
+                last_error.clone(),
+            )
+            .instrument(span),
+        );
         Ok(Schedule { task, last_error })
     }
 }

@@ -18,7 +18,7 @@ use std::{
 };
 
 use tokio::{sync::mpsc, task::JoinHandle};
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use super::retry::until_agreed;
 
@@ -82,15 +82,20 @@ impl Ticker {
         let (tx, rx) = mpsc::channel(16);
         let missed = Arc::new(AtomicU64::new(0));
         let lease_prefix = keyspace.pool(pool, &format!("tick:{name}"))?;
-        let task = tokio::spawn(run(
-            backend,
-            map.clone(),
-            name.to_owned(),
-            node.to_owned(),
-            lease_prefix,
-            tx,
-            missed.clone(),
-        ));
+        let span =
+            tracing::info_span!("pulse.pool.ticker", pool = pool, node = node, ticker = name);
+        let task = tokio::spawn(
+            run(
+                backend,
+                map.clone(),
+                name.to_owned(),
+                node.to_owned(),
+                lease_prefix,
+                tx,
+                missed.clone(),
+            )
+            .instrument(span),
+        );
         Ok(Ticker {
             name: name.to_owned(),
             map,

@@ -19,7 +19,7 @@ use std::{
 };
 
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::{
     handler::{Job, JobHandler},
@@ -28,6 +28,7 @@ use super::{
     records::{now_ms, InboxMessage, JobRecord, WorkerRecord},
     retry::{retryable, Backoff},
 };
+use crate::spans;
 
 /// Owner-record value of a job released for a move (the next start is a requeue).
 pub(crate) const RELEASED: &str = "~released";
@@ -79,10 +80,12 @@ pub(crate) struct LocalWorker {
     pub(crate) slot_freed: tokio::sync::Notify,
     /// The lease handed to the user code of each job started here, released on stop.
     leases: Mutex<HashMap<String, Arc<LeaseState>>>,
+    /// The `pulse_pool_jobs_running` series of this worker.
+    pub(crate) running: metrics::Gauge,
 }
 
 impl LocalWorker {
-    pub(crate) fn new(id: String, handler: Arc<dyn JobHandler>) -> Self {
+    pub(crate) fn new(id: String, handler: Arc<dyn JobHandler>, running: metrics::Gauge) -> Self {
         LocalWorker {
             id,
             created: SystemTime::now(),
@@ -97,6 +100,7 @@ impl LocalWorker {
             generation: std::sync::atomic::AtomicU64::new(1),
             slot_freed: tokio::sync::Notify::new(),
             leases: Mutex::new(HashMap::new()),
+            running,
         }
     }
 
@@ -317,8 +321,11 @@ pub(crate) async fn start(
         requeued,
         worker: w.id.clone(),
         lease: w.grant(&key, won_generation, node.options.worker_ttl * 2 / 3),
+        trace_parent: record.trace_parent.clone(),
     };
-    let outcome = w.handler.start(&job).await;
+    let span = spans::job(&node.pool, &w.id, "start", &key);
+    spans::link_producer(&span, job.trace_parent.as_deref());
+    let outcome = w.handler.start(&job).instrument(span).await;
     let error = match outcome {
         Ok(()) => {
             w.succeed(&key);
@@ -336,7 +343,8 @@ pub(crate) async fn start(
                 retiring
             };
             info!(pool = %node.pool, worker = %w.id, job = %key, requeued, "started job");
-            crate::telemetry::job_started(&node.pool, &w.id);
+            node.metrics.starts.increment(1);
+            w.running.increment(1.0);
             if won_tag.as_deref() != Some(w.tag().as_str()) {
                 // Fenced while starting: the record may already be someone else's.
                 warn!(pool = %node.pool, worker = %w.id, job = %key, "liveness lapsed during start: stopping the job");
@@ -379,7 +387,11 @@ pub(crate) async fn start(
 /// Runs the handler's `stop` (bounded by the stop timeout), then updates the owner record.
 pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String, how: Release) {
     w.revoke(&key);
-    match tokio::time::timeout(node.options.stop_timeout, w.handler.stop(&key)).await {
+    let stopping = w
+        .handler
+        .stop(&key)
+        .instrument(spans::job(&node.pool, &w.id, "stop", &key));
+    match tokio::time::timeout(node.options.stop_timeout, stopping).await {
         Ok(Ok(())) => {
             info!(pool = %node.pool, worker = %w.id, job = %key, release = ?how, "stopped job")
         }
@@ -390,7 +402,11 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
             warn!(pool = %node.pool, worker = %w.id, job = %key, "stop timed out; the job is considered stopped")
         }
     }
-    crate::telemetry::job_stopped(&node.pool, &w.id);
+    node.metrics.stops.increment(1);
+    w.running.decrement(1.0);
+    if how == Release::Handoff {
+        node.metrics.moves.increment(1);
+    }
     let won = w
         .won_at
         .lock()

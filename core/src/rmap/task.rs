@@ -88,7 +88,7 @@ pub(crate) async fn run(
 
 /// Reloads the replica, retrying with back-off until it works or the map closes.
 async fn resync(map: &Arc<MapInner>, sub: &mut Subscription, shutdown: &mut watch::Receiver<bool>) {
-    crate::telemetry::map_resynced(&map.name);
+    map.metrics.resyncs.increment(1);
     let mut delay = map.options.resync_delay;
     loop {
         let patience = snapshot::patience(map.options.check_interval);
@@ -120,6 +120,12 @@ async fn probe(map: &MapInner, suspect: &mut Option<u64>) -> bool {
         }
     };
     let local: Revision = map.revision();
+    let behind = if epoch == local.epoch {
+        rev.saturating_sub(local.rev)
+    } else {
+        0
+    };
+    map.metrics.lag.set(behind as f64);
     if epoch != local.epoch {
         // Gone (expired, flushed) or re-created: the replica is of another generation.
         return epoch != 0 || local.epoch != 0 || !map.is_locally_empty();

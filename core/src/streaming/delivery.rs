@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use metrics::Counter;
 use tokio::sync::{mpsc, watch};
 
 use super::Event;
@@ -59,10 +60,16 @@ impl Subscribers {
 
     /// Delivers `event` to every subscriber, waiting for room; false if shut down meanwhile.
     /// The last subscriber gets `event` itself, the others a copy.
-    pub(crate) async fn deliver(&self, event: Event, shutdown: &mut watch::Receiver<bool>) -> bool {
+    /// Counts the delivery in `delivered` (once, however many subscribers).
+    pub(crate) async fn deliver(
+        &self,
+        event: Event,
+        delivered: &Counter,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
         let senders = self.senders().clone();
         if !senders.is_empty() {
-            crate::telemetry::event_delivered(&event.stream, event.sink.as_deref());
+            delivered.increment(1);
         }
         if let Some((last, others)) = senders.split_last() {
             for tx in others {

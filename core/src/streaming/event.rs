@@ -1,7 +1,7 @@
 //! Events as stored in a stream, and the filters readers and sinks apply to them.
 //!
 //! An event is a stream entry with fields `n` (name, text), `p` (payload, bytes) and,
-//! optionally, `t` (topic, text). Entries without `n` or `p` (foreign writers) are not
+//! optionally, `t` (topic, text) and `tp` (the producer's W3C `traceparent`). Entries without `n` or `p` (foreign writers) are not
 //! events: [`Event::from_entry`] rejects them and readers and sinks skip them with a warning.
 
 use std::{fmt, sync::Arc, time::SystemTime};
@@ -20,6 +20,8 @@ pub(crate) const NAME: &str = "n";
 pub(crate) const PAYLOAD: &str = "p";
 /// Field holding the optional topic.
 pub(crate) const TOPIC: &str = "t";
+/// Field holding the optional W3C `traceparent` of the producer.
+pub(crate) const TRACE_PARENT: &str = "tp";
 
 /// One event read from a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +38,10 @@ pub struct Event {
     pub topic: Option<String>,
     /// The payload.
     pub payload: Bytes,
+    /// The W3C `traceparent` of the span that added it, if it was traced (see
+    /// `pulse::otel`, feature `opentelemetry`) or given one
+    /// ([`NewEvent::with_trace_parent`](super::NewEvent::with_trace_parent)).
+    pub trace_parent: Option<String>,
 }
 
 impl Event {
@@ -63,6 +69,11 @@ impl Event {
                 .map(|t| text(t, "event topic"))
                 .transpose()?,
             payload: payload.clone(),
+            // Only propagated context: a value that is not text is dropped, not an error.
+            trace_parent: entry
+                .field(TRACE_PARENT)
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .map(str::to_owned),
         })
     }
 

@@ -24,7 +24,10 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::{sink::SinkInner, Stream};
+use super::{
+    sink::{Member, SinkInner},
+    Stream,
+};
 use crate::{
     backend::{EntryId, Ttl},
     Error, Result,
@@ -104,7 +107,7 @@ pub(super) async fn reclaim_loop(inner: Arc<SinkInner>, mut shutdown: watch::Rec
         pass += 1;
         let mut all_idle = true;
         for m in inner.members() {
-            match reclaim_stream(&inner, &m.stream, pass, &mut shutdown).await {
+            match reclaim_stream(&inner, &m, pass, &mut shutdown).await {
                 Ok(Pass::Stopped) => return,
                 Ok(p) => all_idle &= p == Pass::Idle,
                 Err(Error::NoGroup { .. }) => all_idle = false,
@@ -128,10 +131,11 @@ const FULL_PASS_EVERY: u64 = 12;
 /// (held until just after its next pass, however long it waits).
 async fn reclaim_stream(
     inner: &SinkInner,
-    stream: &Stream,
+    member: &Member,
     pass: u64,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Pass> {
+    let stream = &member.stream;
     let b = &inner.backend;
     let (name, me) = (&inner.name, &inner.consumer);
     let hold = idle_delay(inner) + inner.options.check_interval;
@@ -142,7 +146,20 @@ async fn reclaim_stream(
         return Ok(Pass::NotMine);
     }
     let summary = b.group_pending_summary(&stream.key, name).await?;
-    crate::telemetry::sink_pending(&stream.name, name, summary.count);
+    member.metrics.pending.set(summary.count as f64);
+    // The lag is only reported: a failed read of it does not fail the pass.
+    match b.group_list(&stream.key).await {
+        Ok(groups) => {
+            if let Some(lag) = groups
+                .into_iter()
+                .find(|g| g.name == *name)
+                .and_then(|g| g.lag)
+            {
+                member.metrics.lag.set(lag as f64);
+            }
+        }
+        Err(e) => debug!(sink = %name, stream = %stream.name, error = %e, "reading the lag failed"),
+    }
     let full = pass % FULL_PASS_EVERY == 0;
     if summary.count == 0 && !full {
         return Ok(Pass::Idle);
@@ -173,8 +190,8 @@ async fn reclaim_stream(
                 .group_claim(&stream.key, name, me, Duration::ZERO, &ids)
                 .await?;
             info!(sink = %name, stream = %stream.name, from = %c, count = claimed.len(), "reclaimed events of a dead instance");
-            crate::telemetry::events_redelivered(&stream.name, name, claimed.len());
-            if !inner.deliver(stream, claimed, shutdown).await {
+            member.metrics.redelivered.increment(claimed.len() as u64);
+            if !inner.deliver(member, claimed, shutdown).await {
                 return Ok(Pass::Stopped);
             }
         }
@@ -198,8 +215,11 @@ async fn reclaim_stream(
         if !claim.deleted.is_empty() {
             warn!(sink = %name, stream = %stream.name, lost = claim.deleted.len(), "pending events were trimmed or deleted before being acknowledged");
         }
-        crate::telemetry::events_redelivered(&stream.name, name, claim.entries.len());
-        if !inner.deliver(stream, claim.entries, shutdown).await {
+        member
+            .metrics
+            .redelivered
+            .increment(claim.entries.len() as u64);
+        if !inner.deliver(member, claim.entries, shutdown).await {
             return Ok(Pass::Stopped);
         }
         if claim.next == EntryId::ZERO {

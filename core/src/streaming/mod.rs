@@ -31,6 +31,7 @@ mod health;
 mod liveness;
 mod reader;
 mod sink;
+mod sink_options;
 mod state;
 mod stream;
 
@@ -38,7 +39,8 @@ pub use delivery::EventReceiver;
 pub use event::{Event, Filter};
 pub use health::ReadHealth;
 pub use reader::{Reader, ReaderOptions};
-pub use sink::{Sink, SinkOptions};
+pub use sink::Sink;
+pub use sink_options::SinkOptions;
 pub use state::{SinkState, StreamState};
 pub use stream::{NewEvent, Start, Stream, StreamOptions};
 

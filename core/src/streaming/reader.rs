@@ -19,14 +19,14 @@ use std::{
 };
 
 use tokio::{sync::watch, task::JoinHandle};
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use super::{
     delivery::{EventReceiver, Subscribers},
     health::{ReadHealth, Tracker},
     Event, Filter, Start, Stream,
 };
-use crate::{backend::EntryId, Error, Result};
+use crate::{backend::EntryId, spans, Error, Result};
 
 /// Options of a reader. Defaults are documented on each field.
 #[derive(Clone, Debug)]
@@ -198,7 +198,10 @@ impl Reader {
         let mut task = self.inner.task.lock().unwrap_or_else(|p| p.into_inner());
         if task.is_none() {
             let shutdown = self.inner.shutdown.subscribe();
-            *task = Some(tokio::spawn(run(self.inner.clone(), shutdown)));
+            let span = tracing::info_span!("pulse.reader", streams = ?self.streams());
+            *task = Some(tokio::spawn(
+                run(self.inner.clone(), shutdown).instrument(span),
+            ));
         }
         Ok(rx)
     }
@@ -316,12 +319,15 @@ async fn run(inner: Arc<ReaderInner>, mut shutdown: watch::Receiver<bool>) {
             let Some(last) = batch.entries.last().map(|e| e.id) else {
                 continue;
             };
-            let name = {
+            let (name, delivered) = {
                 let mut c = inner.cursors.lock().unwrap_or_else(|p| p.into_inner());
                 match c.iter_mut().find(|c| c.stream.key == batch.stream) {
                     Some(cursor) => {
                         cursor.after = cursor.after.max(last);
-                        cursor.stream.name.clone()
+                        (
+                            cursor.stream.name.clone(),
+                            cursor.stream.metrics.read.clone(),
+                        )
                     }
                     None => continue, // removed meanwhile
                 }
@@ -335,8 +341,16 @@ async fn run(inner: Arc<ReaderInner>, mut shutdown: watch::Receiver<bool>) {
                         continue;
                     }
                 };
-                if opts.filter.matches(&event)
-                    && !inner.subscribers.deliver(event, &mut shutdown).await
+                if !opts.filter.matches(&event) {
+                    continue;
+                }
+                let span = spans::receive(&name, None, "", id);
+                spans::link_producer(&span, event.trace_parent.as_deref());
+                if !inner
+                    .subscribers
+                    .deliver(event, &delivered, &mut shutdown)
+                    .instrument(span)
+                    .await
                 {
                     return;
                 }

@@ -38,129 +38,29 @@ use tokio::{
     sync::{mpsc, oneshot, watch, Notify},
     task::JoinHandle,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::{
     delivery::{EventReceiver, Subscribers},
     health::{ReadHealth, Tracker},
     liveness::{alive_key, keepalive, reclaim_key, reclaim_loop},
-    Event, Filter, Start, Stream,
+    sink_options::SinkOptions,
+    Event, Start, Stream,
 };
 use crate::{
     backend::{EntryId, GroupStart, StreamEntry},
     keys::validate_name,
+    spans::{self, traced},
+    telemetry::SinkMetrics,
     Backend, Error, Result,
 };
-
-/// Options of a sink instance. All instances of one sink must use the same `ack_grace`.
-/// Defaults are documented on each field.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct SinkOptions {
-    /// Where a *new* group starts. Default [`Start::Newest`] (resolved by the backend when
-    /// the group is created). Ignored (and reported) when the group exists.
-    pub start: Start,
-    /// Longest a single blocking read waits. Default 5 s (close interrupts it at once).
-    pub block: Duration,
-    /// Most events read per stream per round trip. Default 1000.
-    pub max_polled: usize,
-    /// Capacity of each subscriber's queue. Default 1000.
-    pub buffer: usize,
-    /// Which events are delivered; the others are acknowledged at once. Default all.
-    pub filter: Filter,
-    /// Read without acknowledgement: events never become pending (at-most-once).
-    /// Default false.
-    pub no_ack: bool,
-    /// How long a delivered event may stay unacknowledged before it is redelivered, and
-    /// how long an instance may go without renewing its liveness. Default 20 s.
-    pub ack_grace: Duration,
-    /// How often instances look for events to reclaim (one instance per stream does it):
-    /// an unacknowledged event is redelivered between `ack_grace` and
-    /// `ack_grace + check_interval` after its delivery, and so are the events of an
-    /// instance that died. Default 5 s (an idle sink then costs under one command per
-    /// second).
-    pub check_interval: Duration,
-    /// First delay before retrying after a read error (doubling up to 5 s). Default 100 ms.
-    pub retry_delay: Duration,
-    /// How long reads may keep failing before [`Sink::health`] says so. Default 10 s.
-    pub read_patience: Duration,
-}
-
-impl Default for SinkOptions {
-    fn default() -> Self {
-        SinkOptions {
-            start: Start::Newest,
-            block: Duration::from_secs(5),
-            max_polled: 1000,
-            buffer: 1000,
-            filter: Filter::All,
-            no_ack: false,
-            ack_grace: Duration::from_secs(20),
-            check_interval: Duration::from_secs(5),
-            retry_delay: Duration::from_millis(100),
-            read_patience: Duration::from_secs(10),
-        }
-    }
-}
-
-impl SinkOptions {
-    /// Sets [`SinkOptions::start`].
-    pub fn with_start(mut self, start: Start) -> Self {
-        self.start = start;
-        self
-    }
-    /// Sets [`SinkOptions::block`] (at least 1 ms).
-    pub fn with_block(mut self, d: Duration) -> Self {
-        self.block = d.max(Duration::from_millis(1));
-        self
-    }
-    /// Sets [`SinkOptions::max_polled`] (at least 1).
-    pub fn with_max_polled(mut self, n: usize) -> Self {
-        self.max_polled = n.max(1);
-        self
-    }
-    /// Sets [`SinkOptions::buffer`] (at least 1).
-    pub fn with_buffer(mut self, n: usize) -> Self {
-        self.buffer = n.max(1);
-        self
-    }
-    /// Sets [`SinkOptions::filter`].
-    pub fn with_filter(mut self, filter: Filter) -> Self {
-        self.filter = filter;
-        self
-    }
-    /// Sets [`SinkOptions::no_ack`].
-    pub fn with_no_ack(mut self, no_ack: bool) -> Self {
-        self.no_ack = no_ack;
-        self
-    }
-    /// Sets [`SinkOptions::ack_grace`] (at least 4 ms).
-    pub fn with_ack_grace(mut self, d: Duration) -> Self {
-        self.ack_grace = d.max(Duration::from_millis(4));
-        self
-    }
-    /// Sets [`SinkOptions::check_interval`] (at least 1 ms).
-    pub fn with_check_interval(mut self, d: Duration) -> Self {
-        self.check_interval = d.max(Duration::from_millis(1));
-        self
-    }
-    /// Sets [`SinkOptions::retry_delay`].
-    pub fn with_retry_delay(mut self, d: Duration) -> Self {
-        self.retry_delay = d.max(Duration::from_millis(1));
-        self
-    }
-    /// Sets [`SinkOptions::read_patience`].
-    pub fn with_read_patience(mut self, d: Duration) -> Self {
-        self.read_patience = d;
-        self
-    }
-}
 
 /// One stream a sink instance consumes.
 #[derive(Clone)]
 pub(super) struct Member {
     pub(super) stream: Stream,
     joined_existing: bool,
+    pub(super) metrics: SinkMetrics,
 }
 
 struct AckRequest {
@@ -175,8 +75,9 @@ pub(super) struct SinkInner {
     pub(super) backend: Arc<dyn Backend>,
     pub(super) options: SinkOptions,
     members: Mutex<Vec<Member>>,
-    /// Stream name → key, for every stream ever consumed (acks of removed streams work).
-    keys: Mutex<HashMap<String, String>>,
+    /// Stream name → key and series, for every stream ever consumed (acks of removed
+    /// streams work).
+    keys: Mutex<HashMap<String, (String, SinkMetrics)>>,
     pub(super) subscribers: Subscribers,
     acks: mpsc::UnboundedSender<AckRequest>,
     changed: Notify,
@@ -245,15 +146,14 @@ impl Stream {
         let sink = Sink { inner };
         let start = sink.inner.options.start;
         sink.join_stream(self, start).await?;
-        tokio::spawn(flush_acks(
-            sink.inner.backend.clone(),
-            sink.inner.name.clone(),
-            ack_rx,
-        ));
-        let keepalive = tokio::spawn(keepalive(
-            sink.inner.clone(),
-            sink.inner.shutdown.subscribe(),
-        ));
+        tokio::spawn(
+            flush_acks(sink.inner.backend.clone(), sink.inner.name.clone(), ack_rx)
+                .instrument(sink.loop_span("pulse.sink.acks")),
+        );
+        let keepalive = tokio::spawn(
+            keepalive(sink.inner.clone(), sink.inner.shutdown.subscribe())
+                .instrument(sink.loop_span("pulse.sink.keepalive")),
+        );
         sink.tasks().push(keepalive);
         Ok(sink)
     }
@@ -298,19 +198,35 @@ impl Sink {
             self.inner.options.ack_grace,
         )
         .await?;
-        self.inner
+        let metrics = self
+            .inner
             .keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(stream.name.clone(), stream.key.clone());
+            .entry(stream.name.clone())
+            .or_insert_with(|| (stream.key.clone(), SinkMetrics::new(&stream.name, name)))
+            .1
+            .clone();
         let mut members = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
         if !members.iter().any(|m| m.stream.name == stream.name) {
             members.push(Member {
                 stream: stream.clone(),
                 joined_existing: !created,
+                metrics,
             });
         }
         Ok(())
+    }
+
+    /// The span a background loop of this instance runs in.
+    fn loop_span(&self, name: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "pulse.sink.loop",
+            otel.name = name,
+            messaging.system = "pulse",
+            messaging.consumer.group.name = %self.inner.name,
+            messaging.client.id = %self.inner.consumer,
+        )
     }
 
     /// The sink's name (the consumer group).
@@ -352,17 +268,17 @@ impl Sink {
         self.check_open()?;
         let rx = self.inner.subscribers.add(self.inner.options.buffer);
         if !self.inner.started.swap(true, Ordering::SeqCst) {
-            let read = tokio::spawn(read_loop(
-                self.inner.clone(),
-                self.inner.shutdown.subscribe(),
-            ));
+            let read = tokio::spawn(
+                read_loop(self.inner.clone(), self.inner.shutdown.subscribe())
+                    .instrument(self.loop_span("pulse.sink.read")),
+            );
             let mut tasks = self.tasks();
             tasks.push(read);
             if !self.inner.options.no_ack {
-                tasks.push(tokio::spawn(reclaim_loop(
-                    self.inner.clone(),
-                    self.inner.shutdown.subscribe(),
-                )));
+                tasks.push(tokio::spawn(
+                    reclaim_loop(self.inner.clone(), self.inner.shutdown.subscribe())
+                        .instrument(self.loop_span("pulse.sink.reclaim")),
+                ));
             }
         }
         Ok(rx)
@@ -379,54 +295,54 @@ impl Sink {
     /// Acknowledges several events in one round trip per stream (sent directly; a single
     /// event joins the flusher's batch of concurrent acknowledgements).
     pub async fn ack_many(&self, events: &[Event]) -> Result<()> {
-        // Stream key -> (stream name, IDs).
-        let mut by_key: HashMap<String, (String, Vec<EntryId>)> = HashMap::new();
+        // Stream key -> (stream name, series, IDs).
+        let mut by_key: HashMap<String, (String, SinkMetrics, Vec<EntryId>)> = HashMap::new();
         {
             let keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
             for e in events
                 .iter()
                 .filter(|e| e.sink.as_deref() == Some(self.inner.name.as_str()))
             {
-                if let Some(key) = keys.get(&e.stream) {
+                if let Some((key, metrics)) = keys.get(&e.stream) {
                     let slot = by_key
                         .entry(key.clone())
-                        .or_insert_with(|| (e.stream.clone(), Vec::new()));
-                    slot.1.push(e.id);
+                        .or_insert_with(|| (e.stream.clone(), metrics.clone(), Vec::new()));
+                    slot.2.push(e.id);
                 }
             }
         }
-        for (key, (stream, ids)) in by_key {
+        for (key, (stream, metrics, ids)) in by_key {
             let n = ids.len();
-            // A batch is already one XACK: send it from here. Single acks go through the
-            // flusher, which joins concurrent ones into one call.
-            if n > 1 {
-                self.inner
-                    .backend
-                    .group_ack(&key, &self.inner.name, &ids)
-                    .await?;
-                crate::telemetry::events_acked(&stream, &self.inner.name, n);
-                continue;
-            }
-            let (tx, rx) = oneshot::channel();
-            let req = AckRequest {
-                key: key.clone(),
-                ids,
-                done: Some(tx),
-            };
-            match self.inner.acks.send(req) {
-                Ok(()) => rx
-                    .await
-                    .unwrap_or_else(|_| Err(Error::connection("ack flusher stopped")))?,
-                Err(mpsc::error::SendError(req)) => self
-                    .inner
-                    .backend
-                    .group_ack(&key, &self.inner.name, &req.ids)
-                    .await
-                    .map(|_| ())?,
-            }
-            crate::telemetry::events_acked(&stream, &self.inner.name, n);
+            let span = spans::ack(&stream, &self.inner.name, n);
+            traced(span, self.ack_one_stream(key, ids)).await?;
+            metrics.acked.increment(n as u64);
         }
         Ok(())
+    }
+
+    /// Acknowledges `ids` of the stream at `key`.
+    async fn ack_one_stream(&self, key: String, ids: Vec<EntryId>) -> Result<()> {
+        let b = &self.inner.backend;
+        // A batch is already one XACK: send it from here. Single acks go through the
+        // flusher, which joins concurrent ones into one call.
+        if ids.len() > 1 {
+            return b.group_ack(&key, &self.inner.name, &ids).await.map(|_| ());
+        }
+        let (tx, rx) = oneshot::channel();
+        let req = AckRequest {
+            key: key.clone(),
+            ids,
+            done: Some(tx),
+        };
+        match self.inner.acks.send(req) {
+            Ok(()) => rx
+                .await
+                .unwrap_or_else(|_| Err(Error::connection("ack flusher stopped"))),
+            Err(mpsc::error::SendError(req)) => b
+                .group_ack(&key, &self.inner.name, &req.ids)
+                .await
+                .map(|_| ()),
+        }
     }
 
     /// Consumes another stream (no-op if one with the same name is consumed), creating the
@@ -585,10 +501,11 @@ impl SinkInner {
     /// Parses, filters and delivers entries of `stream`; false if shut down meanwhile.
     pub(super) async fn deliver(
         &self,
-        stream: &Stream,
+        member: &Member,
         entries: Vec<StreamEntry>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
+        let stream = &member.stream;
         for entry in entries {
             let id = entry.id;
             match Event::from_entry(&stream.name, Some(&self.name), entry) {
@@ -604,7 +521,14 @@ impl SinkInner {
                     }
                 }
                 Ok(event) => {
-                    if !self.subscribers.deliver(event, shutdown).await {
+                    let span = spans::receive(&stream.name, Some(&self.name), &self.consumer, id);
+                    spans::link_producer(&span, event.trace_parent.as_deref());
+                    if !self
+                        .subscribers
+                        .deliver(event, &member.metrics.delivered, shutdown)
+                        .instrument(span)
+                        .await
+                    {
                         return false;
                     }
                 }
@@ -645,7 +569,7 @@ async fn read_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
                     let Some(m) = current.iter().find(|m| m.stream.key == batch.stream) else {
                         continue;
                     };
-                    if !inner.deliver(&m.stream, batch.entries, &mut shutdown).await {
+                    if !inner.deliver(m, batch.entries, &mut shutdown).await {
                         return;
                     }
                 }

@@ -5,11 +5,13 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::event::{NAME, PAYLOAD, TOPIC};
+use super::event::{NAME, PAYLOAD, TOPIC, TRACE_PARENT};
 use crate::{
     backend::{AddOptions, EntryId, Fields, Ttl},
     codec,
     keys::{validate_name, Keyspace, MAX_NAME_LEN},
+    spans::{self, traced},
+    telemetry::StreamMetrics,
     Backend, Error, Result,
 };
 
@@ -72,6 +74,9 @@ pub struct NewEvent {
     pub payload: Bytes,
     /// Optional topic, for topic filters.
     pub topic: Option<String>,
+    /// The W3C `traceparent` to store with it. `None`: with the `opentelemetry` feature,
+    /// the current span's, if it has an OpenTelemetry context; else none.
+    pub trace_parent: Option<String>,
 }
 
 impl NewEvent {
@@ -81,7 +86,15 @@ impl NewEvent {
             name: name.into(),
             payload: payload.into(),
             topic: None,
+            trace_parent: None,
         }
+    }
+
+    /// Sets the `traceparent` to store (propagating a context by hand, or from another
+    /// tracing system). At most 256 visible ASCII characters.
+    pub fn with_trace_parent(mut self, trace_parent: impl Into<String>) -> Self {
+        self.trace_parent = Some(trace_parent.into());
+        self
     }
 
     /// Sets the topic.
@@ -98,6 +111,7 @@ pub struct Stream {
     pub(crate) name: String,
     pub(crate) key: String,
     pub(crate) options: StreamOptions,
+    pub(crate) metrics: StreamMetrics,
 }
 
 impl std::fmt::Debug for Stream {
@@ -120,6 +134,7 @@ impl Stream {
             name: name.to_owned(),
             key,
             options,
+            metrics: StreamMetrics::new(name),
         })
     }
 
@@ -159,6 +174,15 @@ impl Stream {
         if let Some(t) = event.topic {
             fields.push((TOPIC.to_owned(), Bytes::from(t)));
         }
+        match event.trace_parent.or_else(spans::current_trace_parent) {
+            Some(tp) if tp.len() > 256 || !tp.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(Error::InvalidArgument(
+                    "a trace parent is at most 256 visible ASCII characters".into(),
+                ));
+            }
+            Some(tp) => fields.push((TRACE_PARENT.to_owned(), Bytes::from(tp))),
+            None => {}
+        }
         Ok(fields)
     }
 
@@ -179,27 +203,37 @@ impl Stream {
 
     /// Adds an event with its options (topic); returns its ID.
     pub async fn add_event(&self, event: NewEvent) -> Result<EntryId> {
-        let fields = self.fields(event)?;
-        let id = self
-            .backend
-            .stream_add(&self.key, fields, &self.add_options(true))
-            .await?
-            .ok_or_else(|| Error::malformed("stream add", "no ID returned"))?;
-        crate::telemetry::events_added(&self.name, 1);
-        Ok(id)
+        let span = spans::send(&self.name, 1);
+        traced(span.clone(), async {
+            let fields = self.fields(event)?;
+            let id = self
+                .backend
+                .stream_add(&self.key, fields, &self.add_options(true))
+                .await?
+                .ok_or_else(|| Error::malformed("stream add", "no ID returned"))?;
+            self.metrics.added.increment(1);
+            span.record("messaging.message.id", tracing::field::display(id));
+            Ok(id)
+        })
+        .await
     }
 
     /// Adds an event only if the stream exists; `None` when it does not (nothing written).
     pub async fn add_if_exists(&self, event: NewEvent) -> Result<Option<EntryId>> {
-        let fields = self.fields(event)?;
-        let id = self
-            .backend
-            .stream_add(&self.key, fields, &self.add_options(false))
-            .await?;
-        if id.is_some() {
-            crate::telemetry::events_added(&self.name, 1);
-        }
-        Ok(id)
+        let span = spans::send(&self.name, 1);
+        traced(span.clone(), async {
+            let fields = self.fields(event)?;
+            let id = self
+                .backend
+                .stream_add(&self.key, fields, &self.add_options(false))
+                .await?;
+            if let Some(id) = id {
+                self.metrics.added.increment(1);
+                span.record("messaging.message.id", tracing::field::display(id));
+            }
+            Ok(id)
+        })
+        .await
     }
 
     /// Adds a serialised value (versioned postcard frame); read it with
@@ -212,18 +246,23 @@ impl Stream {
     /// validated before anything is sent. Not atomic: on a connection failure a prefix may
     /// have been written.
     pub async fn add_batch(&self, events: Vec<NewEvent>) -> Result<Vec<EntryId>> {
-        let fields = events
-            .into_iter()
-            .map(|e| self.fields(e))
-            .collect::<Result<Vec<_>>>()?;
-        let ids = self
-            .backend
-            .stream_add_batch(&self.key, fields, &self.add_options(true))
-            .await?;
-        crate::telemetry::events_added(&self.name, ids.iter().flatten().count());
-        ids.into_iter()
-            .map(|id| id.ok_or_else(|| Error::malformed("stream add", "no ID returned")))
-            .collect()
+        traced(spans::send(&self.name, events.len()), async {
+            let fields = events
+                .into_iter()
+                .map(|e| self.fields(e))
+                .collect::<Result<Vec<_>>>()?;
+            let ids = self
+                .backend
+                .stream_add_batch(&self.key, fields, &self.add_options(true))
+                .await?;
+            self.metrics
+                .added
+                .increment(ids.iter().flatten().count() as u64);
+            ids.into_iter()
+                .map(|id| id.ok_or_else(|| Error::malformed("stream add", "no ID returned")))
+                .collect()
+        })
+        .await
     }
 
     /// Deletes events by ID; returns how many existed.

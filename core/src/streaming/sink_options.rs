@@ -1,0 +1,109 @@
+//! The options of a sink instance, with their defaults and builders.
+
+use std::time::Duration;
+
+use super::{Filter, Start};
+
+/// Options of a sink instance. All instances of one sink must use the same `ack_grace`.
+/// Defaults are documented on each field.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SinkOptions {
+    /// Where a *new* group starts. Default [`Start::Newest`] (resolved by the backend when
+    /// the group is created). Ignored (and reported) when the group exists.
+    pub start: Start,
+    /// Longest a single blocking read waits. Default 5 s (close interrupts it at once).
+    pub block: Duration,
+    /// Most events read per stream per round trip. Default 1000.
+    pub max_polled: usize,
+    /// Capacity of each subscriber's queue. Default 1000.
+    pub buffer: usize,
+    /// Which events are delivered; the others are acknowledged at once. Default all.
+    pub filter: Filter,
+    /// Read without acknowledgement: events never become pending (at-most-once).
+    /// Default false.
+    pub no_ack: bool,
+    /// How long a delivered event may stay unacknowledged before it is redelivered, and
+    /// how long an instance may go without renewing its liveness. Default 20 s.
+    pub ack_grace: Duration,
+    /// How often instances look for events to reclaim (one instance per stream does it):
+    /// an unacknowledged event is redelivered between `ack_grace` and
+    /// `ack_grace + check_interval` after its delivery, and so are the events of an
+    /// instance that died. Default 5 s (an idle sink then costs under one command per
+    /// second).
+    pub check_interval: Duration,
+    /// First delay before retrying after a read error (doubling up to 5 s). Default 100 ms.
+    pub retry_delay: Duration,
+    /// How long reads may keep failing before [`Sink::health`] says so. Default 10 s.
+    pub read_patience: Duration,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            start: Start::Newest,
+            block: Duration::from_secs(5),
+            max_polled: 1000,
+            buffer: 1000,
+            filter: Filter::All,
+            no_ack: false,
+            ack_grace: Duration::from_secs(20),
+            check_interval: Duration::from_secs(5),
+            retry_delay: Duration::from_millis(100),
+            read_patience: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SinkOptions {
+    /// Sets [`SinkOptions::start`].
+    pub fn with_start(mut self, start: Start) -> Self {
+        self.start = start;
+        self
+    }
+    /// Sets [`SinkOptions::block`] (at least 1 ms).
+    pub fn with_block(mut self, d: Duration) -> Self {
+        self.block = d.max(Duration::from_millis(1));
+        self
+    }
+    /// Sets [`SinkOptions::max_polled`] (at least 1).
+    pub fn with_max_polled(mut self, n: usize) -> Self {
+        self.max_polled = n.max(1);
+        self
+    }
+    /// Sets [`SinkOptions::buffer`] (at least 1).
+    pub fn with_buffer(mut self, n: usize) -> Self {
+        self.buffer = n.max(1);
+        self
+    }
+    /// Sets [`SinkOptions::filter`].
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+    /// Sets [`SinkOptions::no_ack`].
+    pub fn with_no_ack(mut self, no_ack: bool) -> Self {
+        self.no_ack = no_ack;
+        self
+    }
+    /// Sets [`SinkOptions::ack_grace`] (at least 4 ms).
+    pub fn with_ack_grace(mut self, d: Duration) -> Self {
+        self.ack_grace = d.max(Duration::from_millis(4));
+        self
+    }
+    /// Sets [`SinkOptions::check_interval`] (at least 1 ms).
+    pub fn with_check_interval(mut self, d: Duration) -> Self {
+        self.check_interval = d.max(Duration::from_millis(1));
+        self
+    }
+    /// Sets [`SinkOptions::retry_delay`].
+    pub fn with_retry_delay(mut self, d: Duration) -> Self {
+        self.retry_delay = d.max(Duration::from_millis(1));
+        self
+    }
+    /// Sets [`SinkOptions::read_patience`].
+    pub fn with_read_patience(mut self, d: Duration) -> Self {
+        self.read_patience = d;
+        self
+    }
+}
