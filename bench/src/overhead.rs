@@ -1,8 +1,10 @@
 //! S12: what observability costs. S1 (stream append) and S3 (sink consume + ack) on the
 //! Redis backend with a Prometheus recorder (`metrics-exporter-prometheus`, no HTTP
 //! listener) and a `tracing` subscriber at `info` (formatting into a discarded writer)
-//! switched on, against the same switched off, in alternating rounds (three each); the
-//! ratio of the medians must be at least 0.95.
+//! switched on, against the same switched off, in back-to-back pairs ([`PAIRS`]): the
+//! median of the pairs' client-CPU ratios (off / on) must be at least 0.95, that is at most
+//! 5% more CPU per event. Throughput is reported beside it; on this machine its noise is
+//! larger than the 5% being measured.
 //!
 //! A recorder and a subscriber can be installed once per process, so both are installed
 //! once behind switches: off, the recorder hands out no-op handles and the subscriber's
@@ -10,9 +12,12 @@
 //! This row runs last, so no other row runs with them installed. Each run connects its
 //! own backend: handles take their series from the recorder when they are created.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
@@ -67,26 +72,50 @@ impl Recorder for Switch {
     }
 }
 
+/// Measured pairs (off, on) per row: enough that an A/A run (both sides off) reports
+/// within a few percent of 1 on this noisy 2-core machine.
+const PAIRS: usize = 10;
+
 fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
 }
 
-/// One run on a backend connected for it: handles (the backend's own included) ask the
-/// recorder for their series when they are made, so they see the switch as it is now.
-async fn one(url: &str, size: Size, s1: bool) -> f64 {
+/// CPU time this process has used so far (every thread's, from
+/// `/proc/self/task/*/schedstat`, in nanoseconds); the Redis server is another process.
+fn cpu_used() -> Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// One run on a backend connected for it (handles, the backend's own included, ask the
+/// recorder for their series when they are made, so they see the switch as it is now):
+/// its rate and the client CPU it used.
+async fn one(url: &str, size: Size, s1: bool) -> (f64, Duration) {
     let redis: Arc<dyn Backend> = Arc::new(
         pulse_redis::RedisBackend::connect(url)
             .await
             .expect("connect"),
     );
+    let cpu = cpu_used();
     let rate = if s1 {
         s1_append_many(&redis, size).await.rate()
     } else {
         s3_sink(&redis, size).await.rate()
     };
+    let cpu = cpu_used().saturating_sub(cpu);
     drop(redis);
-    rate
+    (rate, cpu)
 }
 
 /// The two S12 rows.
@@ -110,24 +139,46 @@ pub(crate) async fn s12(url: &str, size: Size) -> Vec<Row> {
     };
     let mut rows = Vec::new();
     for (name, s1) in [
-        ("S12 S1 with a metrics recorder and info logs", true),
-        ("S12 S3 with a metrics recorder and info logs", false),
+        (
+            "S12 S1 client CPU with a metrics recorder and info logs",
+            true,
+        ),
+        (
+            "S12 S3 client CPU with a metrics recorder and info logs",
+            false,
+        ),
     ] {
-        let (mut bare, mut with) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
-            switch(false);
-            bare.push(one(url, size, s1).await);
-            switch(true);
-            with.push(one(url, size, s1).await);
+        // Pairs run back to back, in alternating order (so neither side always runs
+        // second, on a warmer server). The ratio is of client CPU per run (off / on): what
+        // the recorder and the subscriber add is CPU in this process, and CPU does not
+        // swing with the scheduling of the server the way throughput does (an A/A run of
+        // throughput ratios spread from 1.02x to 1.40x here). Rates are reported beside it.
+        let (mut bare, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for pair in 0..PAIRS {
+            let run = |on: bool| {
+                switch(on);
+                one(url, size, s1)
+            };
+            let (off, on) = if pair % 2 == 0 {
+                let off = run(false).await;
+                (off, run(true).await)
+            } else {
+                let on = run(true).await;
+                (run(false).await, on)
+            };
+            bare.push(off.0);
+            with.push(on.0);
+            ratios.push(off.1.as_secs_f64() / on.1.as_secs_f64().max(1e-9));
         }
         switch(false);
+        let ratio = median(ratios);
         let (bare, with) = (median(bare), median(with));
         rows.push(Row {
             scenario: name.into(),
             backend: "redis",
-            figure: fmt_rate(with),
+            figure: format!("{} ({:.2}x of off)", fmt_rate(with), with / bare.max(1e-9)),
             baseline: format!("switched off {}", fmt_rate(bare)),
-            ratio: Some(with / bare.max(1e-9)),
+            ratio: Some(ratio),
             target: Target::AtLeast(0.95),
             latency: None,
         });
