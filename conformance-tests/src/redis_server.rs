@@ -136,6 +136,14 @@ impl RedisServer {
         self.port
     }
 
+    /// True unless the server was stopped (and not restarted since).
+    pub fn is_running(&self) -> bool {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// Kills the server (SIGKILL: like a crash). Idempotent.
     pub fn stop(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {

@@ -98,6 +98,48 @@ pub struct MapKeys {
     pub channel: String,
 }
 
+/// Number of hash slots of a Redis Cluster.
+pub const CLUSTER_SLOTS: u16 = 16384;
+
+/// The Redis Cluster hash slot of `key`: CRC-16 (XMODEM) of its hash tag — the part between
+/// the first `{` and the next `}`, when that part is not empty — or of the whole key, modulo
+/// 16384. Every key Pulse builds has a tag, so the keys of one map, one stream (with its
+/// sinks' bookkeeping) and one pool share a slot.
+///
+/// ```
+/// use pulse::keys::{hash_slot, Keyspace};
+/// assert_eq!(hash_slot("123456789"), 12739);
+/// let ks = Keyspace::default();
+/// let map = ks.map("orders")?;
+/// assert_eq!(hash_slot(&map.hash), hash_slot(&map.channel));
+/// # Ok::<(), pulse::Error>(())
+/// ```
+pub fn hash_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &bytes[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16(tagged.unwrap_or(bytes)) % CLUSTER_SLOTS
+}
+
+/// CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster uses.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 /// Builds every backend key from validated names under one prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Keyspace {
@@ -210,5 +252,83 @@ mod tests {
         assert!(jobs.hash.contains("{p1}") && stream.contains("{p1}"));
         assert!(Keyspace::new("bad{prefix}").is_err());
         assert!(ks.map("a}b").is_err());
+    }
+
+    #[test]
+    fn hash_slots_follow_the_cluster_rules() {
+        assert_eq!(hash_slot("123456789"), 12739); // the spec's test vector
+        assert_eq!(
+            hash_slot("{user1000}.following"),
+            hash_slot("{user1000}.followers")
+        );
+        assert_eq!(hash_slot("foo{}{bar}"), hash_slot("foo{}{bar}")); // empty tag: whole key
+        assert_ne!(hash_slot("foo{}{bar}"), hash_slot("bar"));
+        assert_eq!(hash_slot("foo{{bar}}zap"), hash_slot("{bar"));
+        assert_eq!(hash_slot("foo{bar}{zap}"), hash_slot("bar"));
+        assert_eq!(hash_slot("no tag"), crc16(b"no tag") % CLUSTER_SLOTS);
+    }
+
+    /// Everything one operation touches is in one slot: a map's hash and channel; a
+    /// stream and its sinks' liveness and reclaim keys (`Stream::sub_key` appends after the
+    /// key, so after its tag); a pool's maps, their channels, worker liveness keys and
+    /// ticker leases. A pool node's inbox is a stream of its own, used alone.
+    #[test]
+    fn every_key_of_one_thing_is_in_one_slot() {
+        for ks in [Keyspace::default(), Keyspace::new("app-1:eu").unwrap()] {
+            for name in ["orders", "a", "x:y:z", "ü-1", "with.dots", &"n".repeat(512)] {
+                let map = ks.map(name).unwrap();
+                assert_eq!(hash_slot(&map.hash), hash_slot(&map.channel), "{name}");
+                let stream = ks.stream(name).unwrap();
+                for part in [
+                    "sink:billing:alive:01J0000000000000000000000",
+                    "sink:billing:reclaimer",
+                ] {
+                    assert_eq!(hash_slot(&stream), hash_slot(&format!("{stream}:{part}")));
+                }
+                let pool = hash_slot(&ks.pool(name, "x").unwrap());
+                for part in [
+                    "jobs",
+                    "owners",
+                    "workers",
+                    "control",
+                    "tickers",
+                    "schedule:s",
+                ] {
+                    let m = ks.pool_map(name, part).unwrap();
+                    assert_eq!(hash_slot(&m.hash), pool, "{name} {part}");
+                    assert_eq!(hash_slot(&m.channel), pool, "{name} {part}");
+                }
+                for part in ["alive:w1#3", "tick:t1:lease"] {
+                    assert_eq!(
+                        hash_slot(&ks.pool(name, part).unwrap()),
+                        pool,
+                        "{name} {part}"
+                    );
+                }
+                // The tag is the name itself, whatever the prefix.
+                assert_eq!(hash_slot(&map.hash), hash_slot(name));
+            }
+        }
+    }
+
+    /// Different maps, streams and pools spread over the slots (so over the masters).
+    #[test]
+    fn different_things_spread_over_slots() {
+        let ks = Keyspace::default();
+        let slots: std::collections::HashSet<u16> = (0..1000)
+            .map(|i| hash_slot(&ks.stream(&format!("stream-{i}")).unwrap()))
+            .collect();
+        assert!(
+            slots.len() > 950,
+            "{} distinct slots of 1000 streams",
+            slots.len()
+        );
+        // A 3-master cluster splits the slots in thirds: each third gets its share.
+        let mut thirds = [0usize; 3];
+        for i in 0..999 {
+            let slot = hash_slot(&ks.map(&format!("map-{i}")).unwrap().hash);
+            thirds[usize::from(slot) * 3 / usize::from(CLUSTER_SLOTS)] += 1;
+        }
+        assert!(thirds.iter().all(|&n| n > 250), "{thirds:?}");
     }
 }

@@ -1,0 +1,188 @@
+//! A private Redis Cluster for tests: masters (and optionally one replica each) on free
+//! loopback ports, each a [`RedisServer`] with cluster mode on (so each has its own
+//! temporary directory, is killed when dropped or when the test process exits, and can be
+//! stopped and restarted — it rejoins with the node id kept in its `nodes.conf`).
+//! [`RedisCluster::start`] returns once every node reports `cluster_state:ok` and sees
+//! every slot served.
+//!
+//! Environment: `PULSE_REDIS_CLUSTER_URL` points [`cluster_url`] at an existing cluster
+//! instead; `PULSE_REQUIRE_REDIS=1` turns a cluster that cannot be started into a failure
+//! instead of a visible skip.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::redis_server::{redis_required, RedisServer};
+
+/// How long a new cluster may take to agree on its slots.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// A running private cluster.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    masters: usize,
+}
+
+/// The answer of `redis-cli -p <port> <args…>`, or why there is none.
+fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "redis-cli {args:?} on port {port}: {}",
+            out.status
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl RedisCluster {
+    /// Starts `masters` masters (at least 3, as Redis requires) with `replicas` replicas
+    /// each (0 or more), creates the cluster and waits until it is ready.
+    pub fn start(masters: usize, replicas: usize) -> std::io::Result<Self> {
+        if masters < 3 {
+            return Err(std::io::Error::other("a cluster needs at least 3 masters"));
+        }
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            nodes.push(RedisServer::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ])?);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(addresses.iter().map(String::as_str));
+        let replicas_arg = replicas.to_string();
+        create.extend(["--cluster-replicas", &replicas_arg, "--cluster-yes"]);
+        cli(nodes[0].port(), &create)?;
+        let cluster = RedisCluster { nodes, masters };
+        cluster.wait_ready()?;
+        Ok(cluster)
+    }
+
+    /// Waits until every running node says `cluster_state:ok` with all 16384 slots served.
+    pub fn wait_ready(&self) -> std::io::Result<()> {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let ready = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                cli(n.port(), &["cluster", "info"]).is_ok_and(|info| {
+                    info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                })
+            });
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "cluster not ready within {READY_WITHIN:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The seed URL of every node: `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,…/`.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis+cluster://{}/", seeds.join(","))
+    }
+
+    /// The nodes, in creation order (the first `masters` were created as masters).
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// How many masters the cluster was created with.
+    pub fn masters(&self) -> usize {
+        self.masters
+    }
+
+    /// The port of the master that serves `slot` now, as node `via` sees it.
+    pub fn owner_of_slot(&self, slot: u16, via: usize) -> std::io::Result<u16> {
+        let nodes = cli(self.nodes[via].port(), &["cluster", "nodes"])?;
+        owner_in_nodes(&nodes, slot)
+            .ok_or_else(|| std::io::Error::other(format!("no master serves slot {slot}")))
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`, asked of the first node).
+    pub fn slot_of(&self, key: &str) -> std::io::Result<u16> {
+        cli(self.nodes[0].port(), &["cluster", "keyslot", key])?
+            .trim()
+            .parse()
+            .map_err(|_| std::io::Error::other("CLUSTER KEYSLOT did not answer a number"))
+    }
+}
+
+/// The master port serving `slot` in `CLUSTER NODES` output (lines of `id ip:port@bus
+/// flags master ping pong epoch link slot…`, slots as `a-b` or `a`).
+fn owner_in_nodes(text: &str, slot: u16) -> Option<u16> {
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 9 || !fields[2].split(',').any(|f| f == "master") {
+            return None;
+        }
+        let serves = fields[8..].iter().any(|range| {
+            let mut ends = range.splitn(2, '-');
+            match (
+                ends.next().map(str::parse::<u16>),
+                ends.next().map(str::parse::<u16>),
+            ) {
+                (Some(Ok(a)), Some(Ok(b))) => (a..=b).contains(&slot),
+                (Some(Ok(a)), None) => a == slot,
+                _ => false, // `[slot->-node]` migration markers
+            }
+        });
+        let port = fields[1]
+            .split('@')
+            .next()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()?;
+        serves.then_some(port)
+    })
+}
+
+/// The URL of the cluster shared by every test of this test binary:
+/// `PULSE_REDIS_CLUSTER_URL` if set, else a private 3-master cluster started on first use.
+/// `None` (after printing why) when none can be started; panics instead when
+/// [`redis_required`].
+pub fn cluster_url() -> Option<String> {
+    if let Ok(url) = std::env::var("PULSE_REDIS_CLUSTER_URL") {
+        return Some(url);
+    }
+    static CLUSTER: std::sync::OnceLock<Option<RedisCluster>> = std::sync::OnceLock::new();
+    let cluster = CLUSTER.get_or_init(|| match RedisCluster::start(3, 0) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("SKIPPING Redis Cluster tests: cannot start a cluster ({e}); set PULSE_REQUIRE_REDIS=1 to fail instead");
+            None
+        }
+    });
+    match cluster {
+        Some(c) => Some(c.url()),
+        None if redis_required() => {
+            panic!("PULSE_REQUIRE_REDIS=1 but a Redis Cluster could not be started")
+        }
+        None => None,
+    }
+}
