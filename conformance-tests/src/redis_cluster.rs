@@ -123,6 +123,47 @@ impl RedisCluster {
             .ok_or_else(|| std::io::Error::other(format!("no master serves slot {slot}")))
     }
 
+    /// The roles the cluster gives its nodes now, as node `via` sees them: per node
+    /// index, `true` for a master.
+    pub fn masters_now(&self, via: usize) -> std::io::Result<Vec<bool>> {
+        let nodes = cli(self.nodes[via].port(), &["cluster", "nodes"])?;
+        Ok(self
+            .nodes
+            .iter()
+            .map(|n| {
+                nodes.lines().any(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.len() > 2
+                        && fields[1].starts_with(&format!("127.0.0.1:{}@", n.port()))
+                        && fields[2].split(',').any(|f| f == "master")
+                })
+            })
+            .collect())
+    }
+
+    /// Promotes replica `node` with `CLUSTER FAILOVER` (a coordinated failover: its master
+    /// hands over without losing writes) and waits until it is a master, its old master a
+    /// replica, and the cluster ready.
+    pub fn failover(&self, node: usize) -> std::io::Result<()> {
+        let answer = cli(self.nodes[node].port(), &["cluster", "failover"])?;
+        if !answer.trim().eq_ignore_ascii_case("ok") {
+            return Err(std::io::Error::other(format!("CLUSTER FAILOVER: {answer}")));
+        }
+        let deadline = Instant::now() + READY_WITHIN;
+        // Done when the node is a master and its old master is seen as a replica.
+        let settled = |roles: Vec<bool>| {
+            roles.get(node).copied().unwrap_or(false)
+                && roles.iter().filter(|m| **m).count() == self.masters
+        };
+        while !settled(self.masters_now(node)?) {
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other("the replica did not become a master"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_ready()
+    }
+
     /// The slot of `key` (`CLUSTER KEYSLOT`, asked of the first node).
     pub fn slot_of(&self, key: &str) -> std::io::Result<u16> {
         cli(self.nodes[0].port(), &["cluster", "keyslot", key])?

@@ -59,3 +59,31 @@ fn a_private_cluster_comes_up_serves_every_slot_and_takes_a_restart() {
     cluster.wait_ready().unwrap();
     assert!(ports.contains(&cluster.owner_of_slot(0, 0).unwrap()));
 }
+
+#[test]
+fn a_cluster_with_replicas_fails_over_on_request() {
+    let cluster = match RedisCluster::start(3, 1) {
+        Ok(c) => c,
+        Err(e) if !redis_required() => {
+            eprintln!("SKIPPING: cannot start a Redis Cluster ({e})");
+            return;
+        }
+        Err(e) => panic!("PULSE_REQUIRE_REDIS=1 but the cluster failed: {e}"),
+    };
+    assert_eq!(cluster.nodes().len(), 6);
+    // Replicas attach in the background after creation: wait for three of each.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let roles = loop {
+        let roles = cluster.masters_now(0).unwrap();
+        if roles.iter().filter(|m| **m).count() == 3 && roles.iter().filter(|m| !**m).count() == 3 {
+            break roles;
+        }
+        assert!(std::time::Instant::now() < deadline, "roles: {roles:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let replica = roles.iter().position(|m| !m).unwrap();
+    cluster.failover(replica).unwrap();
+    let after = cluster.masters_now(replica).unwrap();
+    assert!(after[replica], "the replica was promoted: {after:?}");
+    assert_eq!(after.iter().filter(|m| **m).count(), 3, "{after:?}");
+}
