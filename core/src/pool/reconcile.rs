@@ -235,13 +235,15 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             .is_some_and(|r| format!("{id}#{}", r.generation) != owner);
         dead.contains(id) || !members.contains_key(id) || stale_generation
     };
-    if let Some(all) = &jobs {
-        // Waiting: dispatched, and nobody (alive) holds it.
+    if let (Some(all), Some(held)) = (&jobs, &owners) {
+        // Waiting: dispatched, and nobody (alive) holds it. Read in place: a full pass
+        // of a big pool must not copy every owner to count them.
         let waiting = all
             .keys()
-            .filter(|k| match owner_of(k) {
+            .filter(|k| match held.get(*k).map(|v| std::str::from_utf8(v)) {
                 None => true,
-                Some(o) => o == RELEASED || presumed_gone(&o),
+                Some(Ok(o)) => o == RELEASED || presumed_gone(o),
+                Some(Err(_)) => true,
             })
             .count();
         inner.metrics.waiting.set(waiting as f64);
