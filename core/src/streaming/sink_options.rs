@@ -34,7 +34,7 @@ pub struct SinkOptions {
     pub check_interval: Duration,
     /// First delay before retrying after a read error (doubling up to 5 s). Default 100 ms.
     pub retry_delay: Duration,
-    /// How long reads may keep failing before [`Sink::health`] says so. Default 10 s.
+    /// How long reads may keep failing before [`Sink::health`](super::Sink::health) says so. Default 10 s.
     pub read_patience: Duration,
 }
 
