@@ -91,7 +91,8 @@ impl NewEvent {
     }
 
     /// Sets the `traceparent` to store (propagating a context by hand, or from another
-    /// tracing system). At most 256 visible ASCII characters.
+    /// tracing system): 1 to 256 visible ASCII characters, else the add fails with
+    /// [`Error::InvalidArgument`].
     pub fn with_trace_parent(mut self, trace_parent: impl Into<String>) -> Self {
         self.trace_parent = Some(trace_parent.into());
         self
@@ -175,9 +176,11 @@ impl Stream {
             fields.push((TOPIC.to_owned(), Bytes::from(t)));
         }
         match event.trace_parent.or_else(spans::current_trace_parent) {
-            Some(tp) if tp.len() > 256 || !tp.bytes().all(|b| b.is_ascii_graphic()) => {
+            Some(tp)
+                if tp.is_empty() || tp.len() > 256 || !tp.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
                 return Err(Error::InvalidArgument(
-                    "a trace parent is at most 256 visible ASCII characters".into(),
+                    "a trace parent is 1 to 256 visible ASCII characters".into(),
                 ));
             }
             Some(tp) => fields.push((TRACE_PARENT.to_owned(), Bytes::from(tp))),

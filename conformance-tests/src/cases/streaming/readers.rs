@@ -33,6 +33,33 @@ pub async fn reader_receives_events(cx: Ctx) {
     reader.close().await.unwrap();
 }
 
+/// A `traceparent` given with an event comes back with it (field `tp`); one that is not
+/// 1 to 256 visible ASCII characters is refused before anything is written.
+pub async fn events_keep_a_given_trace_parent(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let reader = s.new_reader(reader_opts()).await.unwrap();
+    let mut rx = reader.subscribe().unwrap();
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    s.add_event(NewEvent::new("traced", "x").with_trace_parent(tp))
+        .await
+        .unwrap();
+    s.add("untraced", "y").await.unwrap();
+    assert_eq!(next(&mut rx).await.trace_parent.as_deref(), Some(tp));
+    assert_eq!(next(&mut rx).await.trace_parent, None);
+    for bad in ["has space", "", &"x".repeat(257), "tab\there"] {
+        let e = s
+            .add_event(NewEvent::new("bad", "z").with_trace_parent(bad))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, pulse::Error::InvalidArgument(_)),
+            "{bad:?}: {e:?}"
+        );
+    }
+    assert_eq!(s.len().await.unwrap(), 2, "a refused event wrote nothing");
+    reader.close().await.unwrap();
+}
+
 /// `Newest` is resolved when the reader is created: events added before the first read
 /// are delivered (W3); `At` is inclusive (W6); `After` is exclusive.
 pub async fn reader_start_positions(cx: Ctx) {
