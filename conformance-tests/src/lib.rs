@@ -267,6 +267,7 @@ macro_rules! conformance_suite {
             streaming_event_metadata,
             reader_receives_events,
             events_keep_a_given_trace_parent,
+            readers_and_sinks_filter_by_subject,
             reader_start_positions,
             reader_subscribers_and_filters,
             reader_add_and_remove_streams,

@@ -17,7 +17,7 @@
 //!
 //! | Rule | Applies to | Allows | Why |
 //! |---|---|---|---|
-//! | [`validate_name`] | names of maps, streams, pools, sinks, workers; event topics | 1–512 bytes; no whitespace, control characters, `* ? [ ] { }` | a name goes into backend keys inside a hash tag and a topic is matched by filters, so glob, tag and separator characters must never be part of one |
+//! | [`validate_name`] | names of maps, streams, pools, sinks, workers; event topics (which are also dotted subjects, see [`validate_subject`](crate::streaming::validate_subject)) | 1–512 bytes; no whitespace, control characters, `* ? [ ] { }` | a name goes into backend keys inside a hash tag and a topic is matched by filters, so glob, tag and separator characters must never be part of one |
 //! | [`validate_map_key`] | keys inside a map; job keys (checked at dispatch, `Error::InvalidKey`) | 1–65,536 bytes, anything but `=` | a key is data — a tenant id, a URL, a file path with spaces — only ever compared for equality and hashed, never part of a backend key or matched by a pattern; `=` marks the map's own bookkeeping fields |
 //!
 //! So a job key with a space is valid, and a topic built from it is not: to publish events

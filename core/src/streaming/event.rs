@@ -97,6 +97,9 @@ pub enum Filter {
     All,
     /// Events whose topic is exactly this.
     Topic(String),
+    /// Events whose topic (a dotted subject) matches this pattern: `*` one segment, `>`
+    /// one or more trailing segments (see [`SubjectPattern`](super::SubjectPattern)).
+    Subject(super::SubjectPattern),
     /// Events whose topic matches this regular expression (unanchored).
     Pattern(regex_lite::Regex),
     /// Events for which the function returns true.
@@ -108,6 +111,7 @@ impl fmt::Debug for Filter {
         match self {
             Filter::All => f.write_str("All"),
             Filter::Topic(t) => f.debug_tuple("Topic").field(t).finish(),
+            Filter::Subject(p) => f.debug_tuple("Subject").field(&p.as_str()).finish(),
             Filter::Pattern(p) => f.debug_tuple("Pattern").field(&p.as_str()).finish(),
             Filter::Custom(_) => f.write_str("Custom(..)"),
         }
@@ -126,6 +130,13 @@ impl Filter {
             })
     }
 
+    /// A subject pattern filter (`orders.*.created`, `orders.>`).
+    ///
+    /// Errors: [`Error::InvalidArgument`] naming the subject rule that failed.
+    pub fn subject(pattern: &str) -> Result<Filter> {
+        super::SubjectPattern::new(pattern).map(Filter::Subject)
+    }
+
     /// A filter from a predicate.
     pub fn custom(f: impl Fn(&Event) -> bool + Send + Sync + 'static) -> Filter {
         Filter::Custom(Arc::new(f))
@@ -136,6 +147,7 @@ impl Filter {
         match self {
             Filter::All => true,
             Filter::Topic(t) => event.topic.as_deref() == Some(t.as_str()),
+            Filter::Subject(p) => event.topic.as_deref().is_some_and(|t| p.matches(t)),
             Filter::Pattern(p) => event.topic.as_deref().is_some_and(|t| p.is_match(t)),
             Filter::Custom(f) => f(event),
         }

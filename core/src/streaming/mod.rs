@@ -34,6 +34,7 @@ mod sink;
 mod sink_options;
 mod state;
 mod stream;
+mod subject;
 
 pub use delivery::EventReceiver;
 pub use event::{Event, Filter};
@@ -43,6 +44,7 @@ pub use sink::Sink;
 pub use sink_options::SinkOptions;
 pub use state::{SinkState, StreamState};
 pub use stream::{NewEvent, Start, Stream, StreamOptions};
+pub use subject::{validate_subject, SubjectPattern};
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use super::event::{NAME, PAYLOAD, TOPIC, TRACE_PARENT};
 use crate::{
     backend::{AddOptions, EntryId, Fields, Ttl},
     codec,
-    keys::{validate_name, Keyspace, MAX_NAME_LEN},
+    keys::{Keyspace, MAX_NAME_LEN},
     spans::{self, traced},
     telemetry::StreamMetrics,
     Backend, Error, Result,
@@ -166,7 +166,7 @@ impl Stream {
             });
         }
         if let Some(t) = &event.topic {
-            validate_name("topic", t)?;
+            super::validate_subject(t)?;
         }
         let mut fields = vec![
             (NAME.to_owned(), Bytes::from(event.name)),

@@ -60,6 +60,90 @@ pub async fn events_keep_a_given_trace_parent(cx: Ctx) {
     reader.close().await.unwrap();
 }
 
+/// Subject patterns: a reader and a sink each get exactly the events whose dotted topic
+/// matches (`*` one segment, `>` one or more, not the bare prefix); the sink acknowledges
+/// what it filters out. A topic or a pattern that breaks the subject rule is refused.
+pub async fn readers_and_sinks_filter_by_subject(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let reader = s
+        .new_reader(reader_opts().with_filter(Filter::subject("orders.*.created").unwrap()))
+        .await
+        .unwrap();
+    let sink = s
+        .new_sink(
+            "g",
+            sink_opts().with_filter(Filter::subject("orders.>").unwrap()),
+        )
+        .await
+        .unwrap();
+    let (mut read, mut sunk) = (reader.subscribe().unwrap(), sink.subscribe().unwrap());
+    for topic in [
+        "orders",
+        "orders.eu.created",
+        "orders.eu.paid",
+        "billing.eu.created",
+        "orders.eu.west.created",
+    ] {
+        s.add_event(NewEvent::new("e", topic).with_topic(topic))
+            .await
+            .unwrap();
+    }
+    s.add_event(NewEvent::new("last", "").with_topic("end"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut read).await.topic.as_deref(),
+        Some("orders.eu.created")
+    );
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let e = next(&mut sunk).await;
+        sink.ack(&e).await.unwrap();
+        got.push(e.topic.unwrap());
+    }
+    assert_eq!(
+        got,
+        [
+            "orders.eu.created",
+            "orders.eu.paid",
+            "orders.eu.west.created"
+        ]
+    );
+    // Nothing else comes, and nothing is left pending (filtered events were acknowledged).
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), read.recv())
+            .await
+            .is_err()
+    );
+    eventually("filtered events acknowledged", || async {
+        let p = cx
+            .backend
+            .group_pending_summary(s.key(), "g")
+            .await
+            .unwrap();
+        p.count == 0
+    })
+    .await;
+    for bad in ["orders..eu", "orders.>", ".orders", "orders."] {
+        let e = s
+            .add_event(NewEvent::new("e", "").with_topic(bad))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, pulse::Error::InvalidName { what: "topic", .. }),
+            "{bad:?}: {e:?}"
+        );
+    }
+    for bad in ["orders.>.eu", "orders.e*", ""] {
+        assert!(
+            matches!(Filter::subject(bad), Err(pulse::Error::InvalidArgument(_))),
+            "{bad:?}"
+        );
+    }
+    reader.close().await.unwrap();
+    sink.close().await.unwrap();
+}
+
 /// `Newest` is resolved when the reader is created: events added before the first read
 /// are delivered (W3); `At` is inclusive (W6); `After` is exclusive.
 pub async fn reader_start_positions(cx: Ctx) {
