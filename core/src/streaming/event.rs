@@ -38,6 +38,10 @@ pub struct Event {
     pub topic: Option<String>,
     /// The payload.
     pub payload: Bytes,
+    /// How many times a sink has delivered this event, this delivery included: 1 the first
+    /// time, more when it is redelivered (not acknowledged in time, or its instance died).
+    /// Always 1 for reader events.
+    pub deliveries: u64,
     /// The W3C `traceparent` of the span that added it, if it was traced (see
     /// `pulse::otel`, feature `opentelemetry`) or given one
     /// ([`NewEvent::with_trace_parent`](super::NewEvent::with_trace_parent)).
@@ -69,6 +73,7 @@ impl Event {
                 .map(|t| text(t, "event topic"))
                 .transpose()?,
             payload: payload.clone(),
+            deliveries: 1,
             // Only propagated context: a value that is not text is dropped, not an error.
             trace_parent: entry
                 .field(TRACE_PARENT)

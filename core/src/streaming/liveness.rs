@@ -19,7 +19,7 @@
 //! Contract with `sink`: it starts these loops per instance and delivers what they claim
 //! through [`SinkInner::deliver`].
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -191,7 +191,13 @@ async fn reclaim_stream(
                 .await?;
             info!(sink = %name, stream = %stream.name, from = %c, count = claimed.len(), "reclaimed events of a dead instance");
             member.metrics.redelivered.increment(claimed.len() as u64);
-            if !inner.deliver(member, claimed, shutdown).await {
+            // The claim counted one more delivery than the pending list showed.
+            let counts: HashMap<EntryId, u64> =
+                pending.iter().map(|p| (p.id, p.deliveries + 1)).collect();
+            if !inner
+                .deliver(member, claimed, Some(&counts), shutdown)
+                .await
+            {
                 return Ok(Pass::Stopped);
             }
         }
@@ -219,12 +225,57 @@ async fn reclaim_stream(
             .metrics
             .redelivered
             .increment(claim.entries.len() as u64);
-        if !inner.deliver(member, claim.entries, shutdown).await {
+        let counts = delivery_counts(inner, stream, &claim.entries).await;
+        if !inner
+            .deliver(member, claim.entries, Some(&counts), shutdown)
+            .await
+        {
             return Ok(Pass::Stopped);
         }
         if claim.next == EntryId::ZERO {
             return Ok(Pass::Busy);
         }
         cursor = claim.next;
+    }
+}
+
+/// The delivery counts of entries this instance just claimed (the claim counted the
+/// delivery), read from its pending list in pages from the first claimed ID; empty on a
+/// failed read (the events are then delivered with a lower bound, see `deliver`).
+async fn delivery_counts(
+    inner: &SinkInner,
+    stream: &Stream,
+    claimed: &[crate::backend::StreamEntry],
+) -> HashMap<EntryId, u64> {
+    let (Some(first), Some(last)) = (claimed.first(), claimed.last()) else {
+        return HashMap::new();
+    };
+    let wanted: std::collections::HashSet<EntryId> = claimed.iter().map(|e| e.id).collect();
+    let mut counts = HashMap::new();
+    let mut start = first.id;
+    loop {
+        let page = match inner
+            .backend
+            .group_pending(&stream.key, &inner.name, Some(&inner.consumer), start, 100)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                debug!(sink = %inner.name, stream = %stream.name, error = %e, "reading delivery counts failed");
+                return counts;
+            }
+        };
+        let Some(end) = page.last().map(|p| p.id) else {
+            return counts;
+        };
+        counts.extend(
+            page.into_iter()
+                .filter(|p| wanted.contains(&p.id))
+                .map(|p| (p.id, p.deliveries)),
+        );
+        match end.next() {
+            Some(next) if end < last.id && counts.len() < wanted.len() => start = next,
+            _ => return counts,
+        }
     }
 }

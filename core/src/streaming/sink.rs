@@ -498,11 +498,13 @@ impl SinkInner {
         });
     }
 
-    /// Parses, filters and delivers entries of `stream`; false if shut down meanwhile.
+    /// Parses, filters and delivers entries of `stream`, each with its delivery count from
+    /// `deliveries` (first deliveries: none given, so 1); false if shut down meanwhile.
     pub(super) async fn deliver(
         &self,
         member: &Member,
         entries: Vec<StreamEntry>,
+        deliveries: Option<&HashMap<EntryId, u64>>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
         let stream = &member.stream;
@@ -520,7 +522,12 @@ impl SinkInner {
                         self.ack_later(&stream.key, id);
                     }
                 }
-                Ok(event) => {
+                Ok(mut event) => {
+                    if let Some(counts) = deliveries {
+                        // A claimed entry whose count could not be read was delivered
+                        // before: at least twice now.
+                        event.deliveries = counts.get(&id).copied().unwrap_or(2);
+                    }
                     let span = spans::receive(&stream.name, Some(&self.name), &self.consumer, id);
                     spans::link_producer(&span, event.trace_parent.as_deref());
                     if !self
@@ -569,7 +576,7 @@ async fn read_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
                     let Some(m) = current.iter().find(|m| m.stream.key == batch.stream) else {
                         continue;
                     };
-                    if !inner.deliver(m, batch.entries, &mut shutdown).await {
+                    if !inner.deliver(m, batch.entries, None, &mut shutdown).await {
                         return;
                     }
                 }

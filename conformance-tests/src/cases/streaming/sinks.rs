@@ -200,6 +200,50 @@ pub async fn sink_crash_redelivers_to_another(cx: Ctx) {
     b.close().await.unwrap();
 }
 
+/// Every sink delivery says how many times the event was delivered: 1, then one more per
+/// redelivery past the grace period (120 events, so the counts are read in pages), and one
+/// more when another instance takes over a crashed one's events.
+pub async fn sink_events_carry_their_delivery_count(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let a = s.new_sink("g", sink_opts()).await.unwrap();
+    let mut ra = a.subscribe().unwrap();
+    s.add_batch(
+        (0..120)
+            .map(|i| NewEvent::new("e", i.to_string()))
+            .collect(),
+    )
+    .await
+    .unwrap();
+    for round in 1..=3u64 {
+        let mut seen = HashSet::new();
+        while seen.len() < 120 {
+            let e = next(&mut ra).await;
+            assert_eq!(e.deliveries, round, "event {} in round {round}", e.id);
+            seen.insert(e.id);
+        }
+    }
+    let mut rest = Vec::new();
+    while rest.len() < 120 {
+        let e = next(&mut ra).await;
+        assert_eq!(e.deliveries, 4);
+        rest.push(e);
+    }
+    a.ack_many(&rest[1..]).await.unwrap();
+    // One left, delivered 4 times: the instance dies, another takes it over.
+    a.simulate_crash().await;
+    let b = s.new_sink("g", sink_opts()).await.unwrap();
+    let mut rb = b.subscribe().unwrap();
+    let e = next(&mut rb).await;
+    assert_eq!((e.id, e.deliveries), (rest[0].id, 5));
+    b.ack(&e).await.unwrap();
+    // Reader events are always first deliveries.
+    let reader = s.new_reader(reader_opts()).await.unwrap();
+    let mut rr = reader.subscribe().unwrap();
+    assert_eq!(next(&mut rr).await.deliveries, 1);
+    reader.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
 /// A sink filter acknowledges what it filters out: nothing stays pending (W1).
 pub async fn sink_filter_acks_filtered_events(cx: Ctx) {
     let s = stream(&cx, "s");
