@@ -10,8 +10,8 @@
 //!   `<stream key>:sink:<name>:reclaimer`) claims (a) every pending event of instances whose
 //!   liveness lapsed, deleting such a consumer only once nothing is pending on it, and
 //!   (b) events pending on any instance for longer than `ack_grace`. A failed pass is
-//!   repeated at the next interval. A pass starts with the group's pending summary and
-//!   stops there when nothing is pending; the reclaimer then waits `ack_grace / 2` (at
+//!   repeated at the next interval. A pass starts with one read of the group's pending count
+//!   and lag, and stops there when nothing is pending; the reclaimer then waits `ack_grace / 2` (at
 //!   least `check_interval`) before its next pass, since nothing delivered after an empty
 //!   pass can be due sooner, and holds the lease that long. Dead instances that hold
 //!   nothing are deleted every twelfth pass. Leaving releases the lease.
@@ -145,23 +145,24 @@ async fn reclaim_stream(
     {
         return Ok(Pass::NotMine);
     }
-    let summary = b.group_pending_summary(&stream.key, name).await?;
-    member.metrics.pending.set(summary.count as f64);
-    // The lag is only reported: a failed read of it does not fail the pass.
-    match b.group_list(&stream.key).await {
-        Ok(groups) => {
-            if let Some(lag) = groups
-                .into_iter()
-                .find(|g| g.name == *name)
-                .and_then(|g| g.lag)
-            {
-                member.metrics.lag.set(lag as f64);
-            }
-        }
-        Err(e) => debug!(sink = %name, stream = %stream.name, error = %e, "reading the lag failed"),
+    // One read gives the pending count and the lag (an idle pass costs this and the
+    // lease); the per-consumer summary is read only when something is pending.
+    let listed = b
+        .group_list(&stream.key)
+        .await?
+        .into_iter()
+        .find(|g| g.name == *name);
+    let pending = match &listed {
+        Some(g) => g.pending,
+        // Not listed: the summary reports why (`NoGroup`), or the group just appeared.
+        None => b.group_pending_summary(&stream.key, name).await?.count,
+    };
+    member.metrics.pending.set(pending as f64);
+    if let Some(lag) = listed.and_then(|g| g.lag) {
+        member.metrics.lag.set(lag as f64);
     }
     let full = pass % FULL_PASS_EVERY == 0;
-    if summary.count == 0 && !full {
+    if pending == 0 && !full {
         return Ok(Pass::Idle);
     }
     let holders: Vec<String> = if full {
@@ -171,7 +172,12 @@ async fn reclaim_stream(
             .map(|c| c.name)
             .collect()
     } else {
-        summary.consumers.into_iter().map(|(c, _)| c).collect()
+        b.group_pending_summary(&stream.key, name)
+            .await?
+            .consumers
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect()
     };
     // (a) Instances whose liveness lapsed: take everything they hold, then delete them.
     for c in holders {
@@ -209,7 +215,7 @@ async fn reclaim_stream(
             debug!(sink = %name, stream = %stream.name, consumer = %c, "deleted a dead instance");
         }
     }
-    if summary.count == 0 {
+    if pending == 0 {
         return Ok(Pass::Idle);
     }
     // (b) Events unacknowledged for longer than the grace period, on any instance.
