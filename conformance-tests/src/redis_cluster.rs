@@ -5,9 +5,8 @@
 //! [`RedisCluster::start`] returns once every node reports `cluster_state:ok` and sees
 //! every slot served.
 //!
-//! Environment: `PULSE_REDIS_CLUSTER_URL` points [`cluster_url`] at an existing cluster
-//! instead; `PULSE_REQUIRE_REDIS=1` turns a cluster that cannot be started into a failure
-//! instead of a visible skip.
+//! Environment: `PULSE_REQUIRE_REDIS=1` turns a cluster that cannot be started into a
+//! failure instead of a visible skip ([`private_cluster`]).
 
 use std::{
     process::{Command, Stdio},
@@ -111,11 +110,6 @@ impl RedisCluster {
         &self.nodes
     }
 
-    /// How many masters the cluster was created with.
-    pub fn masters(&self) -> usize {
-        self.masters
-    }
-
     /// The port of the master that serves `slot` now, as node `via` sees it.
     pub fn owner_of_slot(&self, slot: u16, via: usize) -> std::io::Result<u16> {
         let nodes = cli(self.nodes[via].port(), &["cluster", "nodes"])?;
@@ -203,27 +197,17 @@ fn owner_in_nodes(text: &str, slot: u16) -> Option<u16> {
     })
 }
 
-/// The URL of the cluster shared by every test of this test binary:
-/// `PULSE_REDIS_CLUSTER_URL` if set, else a private 3-master cluster started on first use.
-/// `None` (after printing why) when none can be started; panics instead when
-/// [`redis_required`].
-pub fn cluster_url() -> Option<String> {
-    if let Ok(url) = std::env::var("PULSE_REDIS_CLUSTER_URL") {
-        return Some(url);
-    }
-    static CLUSTER: std::sync::OnceLock<Option<RedisCluster>> = std::sync::OnceLock::new();
-    let cluster = CLUSTER.get_or_init(|| match RedisCluster::start(3, 0) {
+/// A private cluster for one test; `None` (after printing why) when none can be started,
+/// panicking instead when [`redis_required`].
+pub fn private_cluster(masters: usize, replicas: usize) -> Option<RedisCluster> {
+    match RedisCluster::start(masters, replicas) {
         Ok(c) => Some(c),
+        Err(e) if redis_required() => {
+            panic!("PULSE_REQUIRE_REDIS=1 but the Redis Cluster failed: {e}")
+        }
         Err(e) => {
-            eprintln!("SKIPPING Redis Cluster tests: cannot start a cluster ({e}); set PULSE_REQUIRE_REDIS=1 to fail instead");
+            eprintln!("SKIPPING: cannot start a Redis Cluster ({e})");
             None
         }
-    });
-    match cluster {
-        Some(c) => Some(c.url()),
-        None if redis_required() => {
-            panic!("PULSE_REQUIRE_REDIS=1 but a Redis Cluster could not be started")
-        }
-        None => None,
     }
 }

@@ -5,17 +5,12 @@
 //! and survives a master restart (it rejoins with its
 //! node id and the cluster is ready again).
 
-use pulse_conformance::{redis_cluster::RedisCluster, redis_server::redis_required};
+use pulse_conformance::redis_cluster::private_cluster;
 
 #[test]
 fn a_private_cluster_comes_up_serves_every_slot_and_takes_a_restart() {
-    let cluster = match RedisCluster::start(3, 0) {
-        Ok(c) => c,
-        Err(e) if !redis_required() => {
-            eprintln!("SKIPPING: cannot start a Redis Cluster ({e})");
-            return;
-        }
-        Err(e) => panic!("PULSE_REQUIRE_REDIS=1 but the cluster failed: {e}"),
+    let Some(cluster) = private_cluster(3, 0) else {
+        return;
     };
     assert_eq!(cluster.nodes().len(), 3);
     let url = cluster.url();
@@ -62,13 +57,8 @@ fn a_private_cluster_comes_up_serves_every_slot_and_takes_a_restart() {
 
 #[test]
 fn a_cluster_with_replicas_fails_over_on_request() {
-    let cluster = match RedisCluster::start(3, 1) {
-        Ok(c) => c,
-        Err(e) if !redis_required() => {
-            eprintln!("SKIPPING: cannot start a Redis Cluster ({e})");
-            return;
-        }
-        Err(e) => panic!("PULSE_REQUIRE_REDIS=1 but the cluster failed: {e}"),
+    let Some(cluster) = private_cluster(3, 1) else {
+        return;
     };
     assert_eq!(cluster.nodes().len(), 6);
     // Replicas attach in the background after creation: wait for three of each.

@@ -182,6 +182,36 @@ async fn producers_store_their_context_and_consumers_link_to_it() {
         billed.recv().await.unwrap().trace_parent.as_deref(),
         Some(given)
     );
+
+    // A failed operation says why on its span.
+    stream
+        .add_event(NewEvent::new("created", "x").with_topic("bad..topic"))
+        .await
+        .unwrap_err();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let spans = exporter.get_finished_spans().unwrap();
+        if let Some(s) = spans
+            .iter()
+            .find(|s| s.name == "send orders" && attribute(s, "error.type").is_some())
+        {
+            break s.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed send span"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        attribute(&failed, "error.type").as_deref(),
+        Some("invalid_name")
+    );
+    assert!(
+        matches!(failed.status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        failed.status
+    );
     sink.close().await.unwrap();
     reader.close().await.unwrap();
 

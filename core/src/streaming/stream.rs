@@ -206,29 +206,24 @@ impl Stream {
 
     /// Adds an event with its options (topic); returns its ID.
     pub async fn add_event(&self, event: NewEvent) -> Result<EntryId> {
-        let span = spans::send(&self.name, 1);
-        traced(span.clone(), async {
-            let fields = self.fields(event)?;
-            let id = self
-                .backend
-                .stream_add(&self.key, fields, &self.add_options(true))
-                .await?
-                .ok_or_else(|| Error::malformed("stream add", "no ID returned"))?;
-            self.metrics.added.increment(1);
-            span.record("messaging.message.id", tracing::field::display(id));
-            Ok(id)
-        })
-        .await
+        self.add_one(event, true)
+            .await?
+            .ok_or_else(|| Error::malformed("stream add", "no ID returned"))
     }
 
     /// Adds an event only if the stream exists; `None` when it does not (nothing written).
     pub async fn add_if_exists(&self, event: NewEvent) -> Result<Option<EntryId>> {
+        self.add_one(event, false).await
+    }
+
+    /// One traced, counted append; `create` makes the stream if it is missing.
+    async fn add_one(&self, event: NewEvent, create: bool) -> Result<Option<EntryId>> {
         let span = spans::send(&self.name, 1);
         traced(span.clone(), async {
             let fields = self.fields(event)?;
             let id = self
                 .backend
-                .stream_add(&self.key, fields, &self.add_options(false))
+                .stream_add(&self.key, fields, &self.add_options(create))
                 .await?;
             if let Some(id) = id {
                 self.metrics.added.increment(1);
