@@ -1,5 +1,7 @@
 //! Connections: one shared multiplexed connection for commands and scripts, re-established
-//! after a failure; and a pool of dedicated, timeout-free connections for blocking reads.
+//! after a failure (on a cluster, the cluster connection of [`crate::cluster`], one socket
+//! per node); and a pool of dedicated, timeout-free connections for blocking reads (on a
+//! cluster, one pool per node).
 //!
 //! A blocking `XREAD`/`XREADGROUP` never runs on the shared connection (it would stall every
 //! request queued behind it) and never under the shared connection's response timeout
@@ -19,18 +21,60 @@ use std::{
 
 use pulse::{error::Refusal, Error, Result};
 use redis::{
-    aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, ConnectionAddr, Pipeline,
-    RedisError, Value,
+    aio::{ConnectionLike, MultiplexedConnection},
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, Pipeline, RedisError, RedisFuture, Value,
 };
 use tokio::sync::Semaphore;
 
 use crate::{
+    cluster::{ClusterLink, Topology},
     errors::{denied, is_connection_failure, is_refusal},
     RedisOptions,
 };
 
-/// The shared command connection.
-pub(crate) struct Commands {
+/// The shared command connection: to one server, or to a cluster.
+pub(crate) enum Commands {
+    Server(Box<ServerCommands>),
+    Cluster(ClusterLink),
+}
+
+/// A handle on the shared command connection, for one request.
+#[derive(Clone)]
+pub(crate) enum Shared {
+    Server(MultiplexedConnection),
+    Cluster(ClusterLink),
+}
+
+impl ConnectionLike for Shared {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Shared::Server(c) => c.req_packed_command(cmd),
+            Shared::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Shared::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Shared::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Shared::Server(c) => c.get_db(),
+            Shared::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The shared connection to one server.
+pub(crate) struct ServerCommands {
     client: Client,
     config: AsyncConnectionConfig,
     connect_timeout: Duration,
@@ -38,12 +82,12 @@ pub(crate) struct Commands {
     connecting: tokio::sync::Mutex<()>,
 }
 
-impl Commands {
+impl ServerCommands {
     pub(crate) fn new(client: Client, options: &RedisOptions) -> Self {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.command_timeout));
-        Commands {
+        ServerCommands {
             client,
             config,
             connect_timeout: options.connect_timeout,
@@ -86,12 +130,30 @@ impl Commands {
     }
 
     /// Forgets the connection after a connection-level failure.
-    pub(crate) fn invalidate(&self, e: &redis::RedisError) {
+    fn invalidate(&self, e: &redis::RedisError) {
         if is_connection_failure(e) {
             self.current
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
+        }
+    }
+}
+
+impl Commands {
+    /// The live connection, establishing one if needed (a cluster connection re-establishes
+    /// its node connections by itself).
+    pub(crate) async fn get(&self) -> Result<Shared> {
+        match self {
+            Commands::Server(s) => s.get().await.map(Shared::Server),
+            Commands::Cluster(c) => Ok(Shared::Cluster(c.clone())),
+        }
+    }
+
+    /// Forgets the connection after a connection-level failure.
+    pub(crate) fn invalidate(&self, e: &redis::RedisError) {
+        if let Commands::Server(s) = self {
+            s.invalidate(e);
         }
     }
 
@@ -380,6 +442,32 @@ impl Blocking {
         // A connection-level failure leaves the connection useless: drop it.
         guard.finished = !matches!(&out, Err(e) if is_connection_failure(e));
         out.map_err(CmdError::Redis)
+    }
+}
+
+/// Where blocking commands run: one pool for a single server, one per node of a cluster.
+pub(crate) enum Dedicated {
+    Server(Box<Blocking>),
+    Cluster(Arc<Topology>),
+}
+
+impl Dedicated {
+    /// Runs a blocking command about `key` (the first key it names) on a dedicated
+    /// connection to the server that holds `key`.
+    pub(crate) async fn cmd(&self, key: &str, cmd: &Cmd) -> std::result::Result<Value, CmdError> {
+        match self {
+            Dedicated::Server(pool) => pool.cmd(cmd).await,
+            Dedicated::Cluster(topology) => topology.blocking(key, cmd).await,
+        }
+    }
+
+    /// The pool of a single server (the shared reads of [`crate::readmux`] use it; they
+    /// are off on a cluster).
+    pub(crate) fn server(&self) -> Option<&Blocking> {
+        match self {
+            Dedicated::Server(pool) => Some(pool),
+            Dedicated::Cluster(_) => None,
+        }
     }
 }
 

@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 mod conn;
 mod errors;
 mod ops;
@@ -36,14 +37,16 @@ mod scripts;
 use std::{fmt, sync::Arc, time::Duration};
 
 use pulse::{Error, Result};
-use redis::{aio::MultiplexedConnection, ProtocolVersion, Value};
+use redis::{aio::MultiplexedConnection, ConnectionInfo, ProtocolVersion, Value};
 use tracing::warn;
 
 use crate::{
-    conn::{Blocking, Commands},
-    errors::{is_connection_failure, map_err},
+    cluster::{ClusterLink, Topology},
+    conn::{Blocking, Commands, Dedicated, ServerCommands},
+    errors::{denied, is_connection_failure, map_err},
     pubsub::Hub,
     readmux::ReadMux,
+    redis_url::Target,
     scripts::Scripts,
 };
 
@@ -185,7 +188,7 @@ pub struct RedisBackend {
 
 struct Inner {
     commands: Commands,
-    blocking: Blocking,
+    blocking: Dedicated,
     /// Merged blocking stream reads, used when `share_reads` is on.
     reads: ReadMux,
     share_reads: bool,
@@ -230,36 +233,25 @@ impl RedisBackend {
     /// only: over TLS the server gives no reason, and that is a `Connection`) or cannot
     /// load the scripts now (out of memory, loading its data set).
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self> {
-        let mut info = redis_url::connection_info(url)?;
-        if options.tls_root_cert.is_some() || options.tls_client_cert.is_some() {
-            let certs = redis::TlsCertificates {
-                client_tls: options
-                    .tls_client_cert
-                    .as_ref()
-                    .map(|(c, k)| redis::ClientTlsConfig {
-                        client_cert: c.0.clone(),
-                        client_key: k.0.clone(),
-                    }),
-                root_cert: options.tls_root_cert.as_ref().map(|p| p.0.clone()),
-            };
-            // The TLS parameters travel inside the connection info from here on.
-            info = redis::Client::build_with_tls(info, certs)
-                .map_err(|e| Error::Config(format!("invalid TLS settings ({})", e.category())))?
-                .get_connection_info()
-                .clone();
+        match redis_url::target(url)? {
+            Target::Server(info) => Self::connect_server(with_tls(*info, &options)?, options).await,
+            Target::Cluster(seeds) => {
+                let seeds = seeds
+                    .into_iter()
+                    .map(|info| with_tls(info, &options))
+                    .collect::<Result<Vec<_>>>()?;
+                Self::connect_cluster(seeds, options).await
+            }
         }
+    }
+
+    async fn connect_server(info: ConnectionInfo, options: RedisOptions) -> Result<Self> {
         let endpoint = format!("{}/{}", info.addr(), info.redis_settings().db());
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let pubsub_client = redis::Client::open(info.clone().set_redis_settings(resp3))
-            .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
+        let pubsub_client = pubsub_client(&info)?;
         let client = redis::Client::open(info.clone())
             .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
-        let commands = Commands::new(client, &options);
-        let blocking = Blocking::new(info, &options)?;
-        let scripts = Scripts::new();
+        let commands = Commands::Server(Box::new(ServerCommands::new(client, &options)));
+        let blocking = Dedicated::Server(Box::new(Blocking::new(info, &options)?));
         let mut conn = commands.get().await?;
         // The login is checked here: a server that wants a password we did not give
         // accepts the connection and refuses its first command (`NOAUTH`).
@@ -267,17 +259,106 @@ impl RedisBackend {
             .query_async::<Value>(&mut conn)
             .await
             .map_err(|e| map_err("connect", "", e))?;
+        if cluster_enabled(&mut conn, false).await? {
+            return Err(Error::Config(format!(
+                "the server at {endpoint} is a Redis Cluster node: connect to the cluster with \
+                 a redis+cluster://host:port[,host:port…]/ URL"
+            )));
+        }
         if !options.allow_eviction {
             check_eviction_policy(&mut conn, &endpoint).await?;
         }
+        let share_reads = options.share_blocking_reads;
+        let hub = Hub::start(vec![pubsub_client], options);
+        Self::finish(commands, blocking, share_reads, hub, endpoint).await
+    }
+
+    async fn connect_cluster(seeds: Vec<ConnectionInfo>, options: RedisOptions) -> Result<Self> {
+        let endpoint = seeds
+            .iter()
+            .map(|s| s.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        // A seed that answers must be a cluster node: a URL that mixes in a single server
+        // would otherwise half work.
+        for seed in &seeds {
+            if let Ok(mut conn) = plain_connection(seed, &options).await {
+                if !cluster_enabled(&mut conn, true).await? {
+                    return Err(Error::Config(format!(
+                        "the server at {} is not a Redis Cluster node (cluster support is \
+                         disabled): list only cluster nodes in a redis+cluster:// URL, or use \
+                         redis://host:port for a single server",
+                        seed.addr()
+                    )));
+                }
+            }
+        }
+        let template = seeds[0].clone();
+        let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+            .retries(0)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.command_timeout);
+        if let Some(certs) = certificates(&options) {
+            builder = builder.certs(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Config(format!("invalid cluster settings ({e})")))?;
+        let conn = client.get_async_connection().await.map_err(|e| {
+            denied("connect", &e).unwrap_or_else(|| Error::Connection {
+                message: format!(
+                    "cannot reach the cluster through any of its seeds ({endpoint}): {e}"
+                ),
+                source: Some(Box::new(e)),
+            })
+        })?;
+        let link = ClusterLink::new(conn, options.command_timeout);
+        let commands = Commands::Cluster(link.clone());
+        let topology = Arc::new(Topology::new(link, template, options.clone()).await?);
+        let mut conn = commands.get().await?;
+        redis::cmd("PING")
+            .query_async::<Value>(&mut conn)
+            .await
+            .map_err(|e| map_err("connect", "", e))?;
+        if !options.allow_eviction {
+            for node in topology.masters() {
+                let info = topology.info_for(&node);
+                let mut conn = plain_connection(&info, &options).await?;
+                check_eviction_policy(&mut conn, &info.addr().to_string()).await?;
+            }
+        }
+        let pubsub = seeds
+            .iter()
+            .map(pubsub_client)
+            .collect::<Result<Vec<_>>>()?;
+        let hub = Hub::start(pubsub, options);
+        let blocking = Dedicated::Cluster(topology);
+        Self::finish(
+            commands,
+            blocking,
+            false,
+            hub,
+            format!("cluster {endpoint}"),
+        )
+        .await
+    }
+
+    /// Loads the scripts (on every node of a cluster) and assembles the handle.
+    async fn finish(
+        commands: Commands,
+        blocking: Dedicated,
+        share_reads: bool,
+        hub: Arc<Hub>,
+        endpoint: String,
+    ) -> Result<Self> {
+        let scripts = Scripts::new();
+        let mut conn = commands.get().await?;
         for script in scripts.all() {
             script
                 .load_async(&mut conn)
                 .await
                 .map_err(|e| map_err("load scripts", "", e))?;
         }
-        let share_reads = options.share_blocking_reads;
-        let hub = Hub::start(pubsub_client, options);
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 commands,
@@ -292,6 +373,17 @@ impl RedisBackend {
         })
     }
 
+    /// Whether this handle is connected to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.commands, Commands::Cluster(_))
+    }
+
+    /// The `host:port` of the node the shared pub/sub connection is on (diagnostics and
+    /// fault-injection tests; on a cluster it is one of the seeds).
+    pub fn pubsub_node(&self) -> String {
+        self.inner.hub.node()
+    }
+
     /// The server-side client ID of the shared pub/sub connection, once it exists
     /// (diagnostics and fault-injection tests: `CLIENT KILL ID <id>`).
     pub fn pubsub_client_id(&self) -> Option<i64> {
@@ -299,10 +391,88 @@ impl RedisBackend {
     }
 }
 
+/// The TLS certificates of `options`, if any.
+fn certificates(options: &RedisOptions) -> Option<redis::TlsCertificates> {
+    if options.tls_root_cert.is_none() && options.tls_client_cert.is_none() {
+        return None;
+    }
+    Some(redis::TlsCertificates {
+        client_tls: options
+            .tls_client_cert
+            .as_ref()
+            .map(|(c, k)| redis::ClientTlsConfig {
+                client_cert: c.0.clone(),
+                client_key: k.0.clone(),
+            }),
+        root_cert: options.tls_root_cert.as_ref().map(|p| p.0.clone()),
+    })
+}
+
+/// `info` with the TLS parameters of `options` folded in, so every connection made from
+/// it (commands, pub/sub, blocking reads) uses them.
+fn with_tls(info: ConnectionInfo, options: &RedisOptions) -> Result<ConnectionInfo> {
+    let Some(certs) = certificates(options) else {
+        return Ok(info);
+    };
+    Ok(redis::Client::build_with_tls(info, certs)
+        .map_err(|e| Error::Config(format!("invalid TLS settings ({})", e.category())))?
+        .get_connection_info()
+        .clone())
+}
+
+/// A client for a RESP3 pub/sub connection to `info`.
+fn pubsub_client(info: &ConnectionInfo) -> Result<redis::Client> {
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    redis::Client::open(info.clone().set_redis_settings(resp3))
+        .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))
+}
+
+/// A short-lived connection to one node (checks at connect).
+async fn plain_connection(
+    info: &ConnectionInfo,
+    options: &RedisOptions,
+) -> Result<MultiplexedConnection> {
+    let client = redis::Client::open(info.clone())
+        .map_err(|e| Error::Config(format!("invalid Redis URL ({})", e.category())))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(options.connect_timeout))
+        .set_response_timeout(Some(options.command_timeout));
+    match client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+    {
+        Ok(conn) => Ok(conn),
+        Err(e) => Err(conn::connect_error("connect", info, options.connect_timeout, e).await),
+    }
+}
+
+/// Whether the server runs in cluster mode (`INFO cluster`). A server that will not say
+/// (an ACL without `INFO`, a proxy) is taken at its URL's word.
+async fn cluster_enabled(
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
+    url_says: bool,
+) -> Result<bool> {
+    match redis::cmd("INFO")
+        .arg("cluster")
+        .query_async::<Value>(conn)
+        .await
+    {
+        Ok(info) => Ok(parse::text(info).is_some_and(|text| text.contains("cluster_enabled:1"))),
+        Err(e) if is_connection_failure(&e) => Err(map_err("INFO cluster", "", e)),
+        Err(_) => Ok(url_says),
+    }
+}
+
 /// Refuses a server that may evict keys (see [`RedisOptions::allow_eviction`]); one
 /// round trip. A server that will not tell (ACL without `CONFIG`, `CONFIG` renamed away,
 /// a proxy that does not know the parameter) is connected to with a warning.
-async fn check_eviction_policy(conn: &mut MultiplexedConnection, endpoint: &str) -> Result<()> {
+async fn check_eviction_policy(
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
+    endpoint: &str,
+) -> Result<()> {
     let reply = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory-policy")

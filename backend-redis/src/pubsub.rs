@@ -7,12 +7,16 @@
 //! - every connection carries a generation; pushes from an older connection are ignored;
 //! - a lost connection (closed by the server, failed health-check PING) is reported to every
 //!   subscription as `Lost`; the hub reconnects with capped exponential back-off,
-//!   re-subscribes every channel, and only then reports `Restored`.
+//!   re-subscribes every channel, and only then reports `Restored`;
+//! - on a cluster the hub knows several nodes (the URL's seeds) and holds a connection to
+//!   one of them: a script's `PUBLISH` reaches the subscribers of every node once. A node
+//!   that cannot be reached is skipped for the next one, so a subscription survives the loss
+//!   of the node it was on (`Lost`, then `Restored` from another node).
 
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, Weak,
     },
 };
@@ -45,7 +49,10 @@ struct Link {
 }
 
 pub(crate) struct Hub {
-    client: Client,
+    /// One client per node the hub may connect to (one for a single server); at least one.
+    clients: Vec<Client>,
+    /// The index in `clients` of the node to connect to next (or connected to).
+    node: AtomicUsize,
     options: RedisOptions,
     link: tokio::sync::Mutex<Link>,
     registry: Mutex<Registry>,
@@ -57,11 +64,12 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// A hub; its task runs until the hub is dropped.
-    pub(crate) fn start(client: Client, options: RedisOptions) -> Arc<Hub> {
+    pub(crate) fn start(clients: Vec<Client>, options: RedisOptions) -> Arc<Hub> {
         let (pushes, push_rx) = mpsc::unbounded_channel();
         let (unsubscribe, unsub_rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
-            client,
+            clients,
+            node: AtomicUsize::new(0),
             options,
             link: tokio::sync::Mutex::new(Link { conn: None }),
             registry: Mutex::new(Registry::default()),
@@ -83,8 +91,56 @@ impl Hub {
         Some(self.client_id.load(Ordering::Relaxed)).filter(|id| *id >= 0)
     }
 
-    /// Opens a connection (generation + 1) and subscribes every registered channel.
+    /// The address of the node the hub connects to (diagnostics, fault tests).
+    pub(crate) fn node(&self) -> String {
+        self.current()
+            .map(|c| c.get_connection_info().addr().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The host and port of the node the hub connects to, when it is a TCP address.
+    pub(crate) fn node_addr(&self) -> Option<(String, u16)> {
+        match self.current()?.get_connection_info().addr() {
+            redis::ConnectionAddr::Tcp(host, port)
+            | redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+            _ => None,
+        }
+    }
+
+    fn current(&self) -> Option<&Client> {
+        let i = self.node.load(Ordering::Relaxed) % self.clients.len().max(1);
+        self.clients.get(i)
+    }
+
+    /// Opens a connection (generation + 1) to the first node that answers, starting with
+    /// the current one, and subscribes every registered channel.
     async fn connect(&self, link: &mut Link) -> Result<()> {
+        let start = self.node.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..self.clients.len() {
+            let node = (start + i) % self.clients.len();
+            match self.connect_to(node, link).await {
+                Ok(()) => {
+                    self.node.store(node, Ordering::Relaxed);
+                    return Ok(());
+                }
+                // A refused subscription or login is the same on every node.
+                Err(e @ (Error::Denied { .. } | Error::Refused { .. })) => return Err(e),
+                Err(e) => {
+                    if self.clients.len() > 1 {
+                        debug!(error = %e, "pub/sub node unreachable; trying the next one");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::connection("no node to subscribe on")))
+    }
+
+    async fn connect_to(&self, node: usize, link: &mut Link) -> Result<()> {
+        let Some(client) = self.clients.get(node) else {
+            return Err(Error::connection("no node to subscribe on"));
+        };
         let generation = self.generation.load(Ordering::SeqCst) + 1;
         let tx = self.pushes.clone();
         let sender = move |info: PushInfo| tx.send((generation, info)).map_err(|_| ());
@@ -92,14 +148,13 @@ impl Hub {
             .set_connection_timeout(Some(self.options.connect_timeout))
             .set_response_timeout(Some(self.options.command_timeout))
             .set_push_sender(sender);
-        let mut conn = match self
-            .client
+        let mut conn = match client
             .get_multiplexed_async_connection_with_config(&config)
             .await
         {
             Ok(conn) => conn,
             Err(e) => {
-                let info = self.client.get_connection_info();
+                let info = client.get_connection_info();
                 let timeout = self.options.connect_timeout;
                 return Err(connect_error("pub/sub connection", info, timeout, e).await);
             }

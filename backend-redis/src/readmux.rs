@@ -302,8 +302,12 @@ async fn unblock(inner: &Inner, client_id: i64, bound: Duration) {
 }
 
 async fn connect(inner: &Inner) -> Result<(MultiplexedConnection, i64)> {
-    let mut conn = inner
-        .blocking
+    let Some(pool) = inner.blocking.server() else {
+        return Err(Error::Config(
+            "shared blocking reads need a single server".into(),
+        ));
+    };
+    let mut conn = pool
         .connect()
         .await
         .map_err(|e| e.map(|e| map_err("connect", "", e)))?;

@@ -211,3 +211,18 @@ pub fn private_cluster(masters: usize, replicas: usize) -> Option<RedisCluster> 
         }
     }
 }
+
+/// The URL of the cluster shared by every test of this test binary:
+/// `PULSE_REDIS_CLUSTER_URL` if set, else a private 3-master cluster started on first use.
+/// `None` (after printing why) when none can be started; panics instead when
+/// [`redis_required`].
+pub fn shared_cluster_url() -> Option<String> {
+    if let Ok(url) = std::env::var("PULSE_REDIS_CLUSTER_URL") {
+        return Some(url);
+    }
+    static CLUSTER: std::sync::OnceLock<Option<RedisCluster>> = std::sync::OnceLock::new();
+    CLUSTER
+        .get_or_init(|| private_cluster(3, 0))
+        .as_ref()
+        .map(RedisCluster::url)
+}

@@ -95,40 +95,25 @@ impl GroupOps for RedisBackend {
         if count == 0 {
             return Err(Error::InvalidArgument("count must be at least 1".into()));
         }
-        let build = |block: Option<Duration>| {
-            let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP")
-                .arg(group)
-                .arg(consumer)
-                .arg("COUNT")
-                .arg(count);
-            if let Some(d) = block {
-                cmd.arg("BLOCK").arg(millis(d));
+        if self.is_cluster() {
+            let groups = crate::cluster::by_slot(keys, |key| key);
+            if groups.len() > 1 {
+                let (backend, group, consumer) =
+                    (self.clone(), group.to_owned(), consumer.to_owned());
+                return super::read_across_slots(groups, block, move |keys, block| {
+                    let (backend, group, consumer) =
+                        (backend.clone(), group.clone(), consumer.clone());
+                    async move {
+                        backend
+                            .group_read_one_slot(&group, &consumer, &keys, count, block, no_ack)
+                            .await
+                    }
+                })
+                .await;
             }
-            if no_ack {
-                cmd.arg("NOACK");
-            }
-            cmd.arg("STREAMS").arg(keys);
-            for _ in keys {
-                cmd.arg(">");
-            }
-            cmd
-        };
-        let key = &keys[0];
-        // Non-blocking: the shared connection; blocking: one round trip on a dedicated one.
-        let Some(block) = block.filter(|d| !d.is_zero()) else {
-            return parse::batches(
-                self.group_cmd("XREADGROUP", key, group, &build(None))
-                    .await?,
-            );
-        };
-        let v = self
-            .inner
-            .blocking
-            .cmd(&build(Some(block)))
+        }
+        self.group_read_one_slot(group, consumer, keys, count, block, no_ack)
             .await
-            .map_err(|e| e.map(|e| map_group_err("XREADGROUP", key, group, e)))?;
-        parse::batches(v)
     }
 
     async fn group_ack(&self, key: &str, group: &str, ids: &[EntryId]) -> Result<u64> {
@@ -311,5 +296,53 @@ impl GroupOps for RedisBackend {
             Err(Error::NoGroup { .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl RedisBackend {
+    /// `XREADGROUP` over streams that share one slot (all of them, on a single server).
+    async fn group_read_one_slot(
+        &self,
+        group: &str,
+        consumer: &str,
+        keys: &[String],
+        count: usize,
+        block: Option<Duration>,
+        no_ack: bool,
+    ) -> Result<Vec<StreamBatch>> {
+        let build = |block: Option<Duration>| {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(group)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count);
+            if let Some(d) = block {
+                cmd.arg("BLOCK").arg(millis(d));
+            }
+            if no_ack {
+                cmd.arg("NOACK");
+            }
+            cmd.arg("STREAMS").arg(keys);
+            for _ in keys {
+                cmd.arg(">");
+            }
+            cmd
+        };
+        let key = &keys[0];
+        // Non-blocking: the shared connection; blocking: one round trip on a dedicated one.
+        let Some(block) = block.filter(|d| !d.is_zero()) else {
+            return parse::batches(
+                self.group_cmd("XREADGROUP", key, group, &build(None))
+                    .await?,
+            );
+        };
+        let v = self
+            .inner
+            .blocking
+            .cmd(key, &build(Some(block)))
+            .await
+            .map_err(|e| e.map(|e| map_group_err("XREADGROUP", key, group, e)))?;
+        parse::batches(v)
     }
 }

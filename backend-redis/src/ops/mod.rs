@@ -87,17 +87,76 @@ pub(crate) fn int_reply(what: &'static str, v: &Value) -> Result<i64> {
 #[pulse::async_trait]
 impl pulse::backend::PubSubOps for RedisBackend {
     async fn publish(&self, channel: &str, payload: bytes::Bytes) -> Result<u64> {
-        let v = self
-            .run(
-                "PUBLISH",
-                channel,
-                redis::cmd("PUBLISH").arg(channel).arg(payload.as_ref()),
-            )
-            .await?;
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(payload.as_ref());
+        // On a cluster, to the node this handle subscribes on: its count then covers this
+        // process's subscriptions, and one handle's messages keep their order.
+        if let (crate::conn::Commands::Cluster(link), Some(node)) =
+            (&self.inner.commands, self.inner.hub.node_addr())
+        {
+            let started = Instant::now();
+            let out = link.clone().on_node(node, &cmd).await;
+            if !matches!(&out, Err(e) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound) {
+                let out = out.map_err(|e| map_err("PUBLISH", channel, e));
+                self.inner
+                    .metrics
+                    .record("PUBLISH", started, out.as_ref().err());
+                return Ok(int_reply("PUBLISH", &out?)?.max(0) as u64);
+            }
+        }
+        let v = self.run("PUBLISH", channel, &cmd).await?;
         Ok(int_reply("PUBLISH", &v)?.max(0) as u64)
     }
 
     async fn subscribe(&self, channels: &[String]) -> Result<pulse::backend::Subscription> {
         self.inner.hub.subscribe(channels).await
     }
+}
+
+/// Reads over streams in several slots of a cluster (one `XREAD`/`XREADGROUP` cannot span
+/// slots): each slot's streams are read without blocking in turn, and when none had
+/// entries and `block` is set, every slot's read blocks at once on its own connection; the
+/// first to find entries answers, with any other that finished by then, and the rest are
+/// cancelled (a cancelled read closes its connection; a group read cancelled after the
+/// server answered leaves its entries pending, redelivered after the sink's grace period).
+pub(crate) async fn read_across_slots<T, F, Fut>(
+    groups: Vec<Vec<T>>,
+    block: Option<std::time::Duration>,
+    read: F,
+) -> Result<Vec<pulse::backend::StreamBatch>>
+where
+    T: Clone,
+    F: Fn(Vec<T>, Option<std::time::Duration>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<pulse::backend::StreamBatch>>> + Send + 'static,
+{
+    let mut found = Vec::new();
+    for group in &groups {
+        found.extend(read(group.clone(), None).await?);
+    }
+    let Some(block) = block.filter(|d| !d.is_zero()) else {
+        return Ok(found);
+    };
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for group in groups {
+        reads.spawn(read(group, Some(block)));
+    }
+    let lost = |e: tokio::task::JoinError| Error::connection(format!("a slot's read failed: {e}"));
+    while let Some(done) = reads.join_next().await {
+        let batches = done.map_err(lost)??;
+        if batches.is_empty() {
+            continue;
+        }
+        found.extend(batches);
+        // Others that finished meanwhile; a failed one is read again next time.
+        while let Some(done) = reads.try_join_next() {
+            if let Ok(Ok(batches)) = done {
+                found.extend(batches);
+            }
+        }
+        return Ok(found);
+    }
+    Ok(found)
 }

@@ -188,6 +188,29 @@ impl StreamOps for RedisBackend {
         if count == 0 {
             return Err(Error::InvalidArgument("count must be at least 1".into()));
         }
+        if self.is_cluster() {
+            let groups = crate::cluster::by_slot(streams, |(key, _)| key);
+            if groups.len() > 1 {
+                let backend = self.clone();
+                return super::read_across_slots(groups, block, move |group, block| {
+                    let backend = backend.clone();
+                    async move { backend.read_one_slot(&group, count, block).await }
+                })
+                .await;
+            }
+        }
+        self.read_one_slot(streams, count, block).await
+    }
+}
+
+impl RedisBackend {
+    /// `XREAD` over streams that share one slot (all of them, on a single server).
+    async fn read_one_slot(
+        &self,
+        streams: &[(String, EntryId)],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<StreamBatch>> {
         let build = |block: Option<Duration>| {
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT").arg(count);
@@ -218,7 +241,7 @@ impl StreamOps for RedisBackend {
                 let v = self
                     .inner
                     .blocking
-                    .cmd(&build(None))
+                    .cmd(key, &build(None))
                     .await
                     .map_err(|e| e.map(|e| map_err("XREAD", key, e)))?;
                 let ready = parse::batches(v)?;
@@ -233,7 +256,7 @@ impl StreamOps for RedisBackend {
         let v = self
             .inner
             .blocking
-            .cmd(&build(Some(block)))
+            .cmd(key, &build(Some(block)))
             .await
             .map_err(|e| e.map(|e| map_err("XREAD", key, e)))?;
         parse::batches(v)

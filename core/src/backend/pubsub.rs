@@ -71,9 +71,17 @@ impl Subscription {
 /// Publish/subscribe.
 #[async_trait]
 pub trait PubSubOps: Send + Sync {
-    /// Publishes `payload` on `channel`; returns how many subscriptions received it
-    /// (on Redis: server-wide subscriber count). The map operations of [`AtomicOps`]
+    /// Publishes `payload` on `channel`; returns how many subscriptions received it as far
+    /// as the server that took it knows: on one Redis server every subscriber; on a Redis
+    /// Cluster the subscribers connected to the node it was sent to (the node of this
+    /// handle's own pub/sub connection, so this process's subscriptions are counted) — a
+    /// lower bound, never a delivery guarantee. The map operations of [`AtomicOps`]
     /// publish their notices themselves, and deliver each only once its write is visible.
+    ///
+    /// Order: the messages one handle publishes reach a subscription in publish order.
+    /// A subscription receives every message published after `subscribe` returned, and may
+    /// also receive one published shortly before (on a cluster a message travels from the
+    /// node that took it to the others over the cluster bus).
     ///
     /// [`AtomicOps`]: super::AtomicOps
     ///
