@@ -14,6 +14,7 @@
 //! | `NOGROUP`, `UNBLOCKED` (stream deleted under a blocked group read) | [`Error::NoGroup`] |
 //! | `PULSE_INVALID` (raised by our Lua scripts) | [`Error::InvalidValue`] |
 //! | `PULSE_TOO_LARGE <size> <limit>` (our list edit's result check) | [`Error::PayloadTooLarge`] |
+//! | `CLUSTERDOWN`, `TRYAGAIN`, `MOVED`, `ASK` still answered when the cluster connection stopped resending (`cluster`) | [`Error::Connection`] (not applied; worth retrying) |
 //! | anything else | [`Error::Backend`] |
 //!
 //! The code of a pipeline or transaction failure is the code of its first failed command;
@@ -125,6 +126,13 @@ pub(crate) fn map_err(op: &'static str, key: &str, e: RedisError) -> Error {
     }
     let (code, detail) = server_error(&e).unzip();
     match code.as_deref() {
+        Some(code @ ("CLUSTERDOWN" | "TRYAGAIN" | "MOVED" | "ASK")) => Error::Connection {
+            message: format!(
+                "{op} was not applied: the cluster answered {code} until the command timeout \
+                 (a node down or a slot moving); retry later"
+            ),
+            source: Some(Box::new(e)),
+        },
         Some("WRONGTYPE") => Error::WrongType {
             key: key.to_owned(),
         },
@@ -218,6 +226,14 @@ mod tests {
             map_err("op", "k", server("BUSYKEY", "exists")),
             Error::Backend { .. }
         ));
+        for code in ["CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK"] {
+            let e = map_err("op", "k", server(code, "1 127.0.0.1:7000"));
+            assert!(
+                matches!(&e, Error::Connection { message, .. } if message.contains(code)),
+                "{code}: {e:?}"
+            );
+            assert!(e.is_retryable());
+        }
         assert!(matches!(
             map_err("op", "k", server("WRONGTYPE", "no")),
             Error::WrongType { .. }

@@ -5,55 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use pulse::async_trait;
 use pulse::{
-    error::BoxError,
-    pool::{Job, JobHandler, Node, NodeOptions},
+    pool::{Node, NodeOptions},
     Backend,
 };
-use pulse_conformance::redis_server::private_server;
+use pulse_conformance::{job_audit::JobAudit, redis_server::private_server};
 use pulse_redis::{RedisBackend, RedisOptions};
-
-#[derive(Default)]
-struct Audit {
-    running: Mutex<HashMap<String, HashSet<String>>>,
-    overlaps: Mutex<Vec<String>>,
-}
-
-struct Recorder(String, Arc<Audit>);
-
-#[async_trait]
-impl JobHandler for Recorder {
-    async fn start(&self, job: &Job) -> Result<(), BoxError> {
-        let mut r = self.1.running.lock().unwrap();
-        let set = r.entry(job.key.clone()).or_default();
-        if !set.is_empty() {
-            self.1
-                .overlaps
-                .lock()
-                .unwrap()
-                .push(format!("{} on {set:?} and {}", job.key, self.0));
-        }
-        set.insert(self.0.clone());
-        Ok(())
-    }
-    async fn stop(&self, key: &str) -> Result<(), BoxError> {
-        self.1
-            .running
-            .lock()
-            .unwrap()
-            .entry(key.to_owned())
-            .or_default()
-            .remove(&self.0);
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_survive_a_redis_restart_without_overlap() {
@@ -70,19 +29,15 @@ async fn jobs_survive_a_redis_restart_without_overlap() {
     let opts = NodeOptions::default()
         .with_worker_ttl(Duration::from_millis(900))
         .with_dispatch_timeout(Duration::from_secs(10));
-    let audit = Arc::new(Audit::default());
+    let audit = JobAudit::new();
     let (a, b) = (
         Node::join(connect().await, "p", opts.clone())
             .await
             .unwrap(),
         Node::join(connect().await, "p", opts).await.unwrap(),
     );
-    a.add_worker(Recorder("a".into(), audit.clone()))
-        .await
-        .unwrap();
-    b.add_worker(Recorder("b".into(), audit.clone()))
-        .await
-        .unwrap();
+    a.add_worker(audit.handler("a")).await.unwrap();
+    b.add_worker(audit.handler("b")).await.unwrap();
     let keys: Vec<String> = (0..20).map(|i| format!("job-{i}")).collect();
     for k in &keys {
         a.dispatch_job(k, "x").await.unwrap();
@@ -90,32 +45,27 @@ async fn jobs_survive_a_redis_restart_without_overlap() {
     // An outage longer than the fencing threshold (2/3 of the TTL): workers stop their jobs.
     server.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await; // the outage itself
-    let fenced = audit.running.lock().unwrap().values().all(|s| s.is_empty());
     assert!(
-        fenced,
+        audit.none_running(),
         "workers kept running jobs while their liveness could not be renewed"
     );
     server.restart().unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let settled = {
-            let r = audit.running.lock().unwrap();
-            keys.iter().all(|k| r.get(k).is_some_and(|s| s.len() == 1))
-        };
-        if settled {
+        if audit.exactly_once(&keys) {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "jobs did not settle: {:?}",
-            audit.running.lock().unwrap()
+            "jobs did not settle: {}",
+            audit.describe()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        audit.overlaps.lock().unwrap().is_empty(),
+        audit.overlaps().is_empty(),
         "overlaps: {:?}",
-        audit.overlaps.lock().unwrap()
+        audit.overlaps()
     );
     assert_eq!(a.job_keys().len(), 20, "no job lost");
     a.close().await.unwrap();
@@ -140,7 +90,7 @@ async fn a_send_never_extends_an_inbox_expiry() {
         .await
         .unwrap();
     workers
-        .add_worker(Recorder("w".into(), Arc::new(Audit::default())))
+        .add_worker(JobAudit::new().handler("w"))
         .await
         .unwrap();
     let client = Node::join(backend.clone(), "p", opts.with_client_only(true))

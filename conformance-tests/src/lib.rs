@@ -34,6 +34,7 @@
 pub mod captured_metrics;
 pub mod cases;
 pub mod flaky;
+pub mod job_audit;
 pub mod redis_cluster;
 pub mod redis_server;
 mod util;

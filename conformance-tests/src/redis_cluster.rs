@@ -46,19 +46,27 @@ impl RedisCluster {
     /// Starts `masters` masters (at least 3, as Redis requires) with `replicas` replicas
     /// each (0 or more), creates the cluster and waits until it is ready.
     pub fn start(masters: usize, replicas: usize) -> std::io::Result<Self> {
+        Self::start_with(masters, replicas, &[])
+    }
+
+    /// [`RedisCluster::start`] with extra `redis-server` arguments for every node (for
+    /// example `--appendonly yes` for data that survives a restart).
+    pub fn start_with(masters: usize, replicas: usize, extra: &[&str]) -> std::io::Result<Self> {
         if masters < 3 {
             return Err(std::io::Error::other("a cluster needs at least 3 masters"));
         }
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
-            nodes.push(RedisServer::start_with(&[
+            let mut args = vec![
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
-            ])?);
+            ];
+            args.extend_from_slice(extra);
+            nodes.push(RedisServer::start_with(&args)?);
         }
         let addresses: Vec<String> = nodes
             .iter()
@@ -154,6 +162,101 @@ impl RedisCluster {
                 return Err(std::io::Error::other("the replica did not become a master"));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_ready()
+    }
+
+    /// The index of the node listening on `port`.
+    pub fn index_of(&self, port: u16) -> Option<usize> {
+        self.nodes.iter().position(|n| n.port() == port)
+    }
+
+    /// Moves `slot` to master `to` the way `redis-cli --cluster reshard` does —
+    /// `SETSLOT IMPORTING`/`MIGRATING`, `MIGRATE` of its keys one at a time with `pause`
+    /// between them (so clients meet `ASK` and `TRYAGAIN` on a half-moved slot), then
+    /// `SETSLOT NODE` on every master — and waits until the cluster is ready.
+    pub fn migrate_slot(&self, slot: u16, to: usize, pause: Duration) -> std::io::Result<()> {
+        let from_port = self.owner_of_slot(slot, to)?;
+        let from = self
+            .index_of(from_port)
+            .ok_or_else(|| std::io::Error::other("the slot's owner is not ours"))?;
+        if from == to {
+            return Ok(());
+        }
+        let (src, dst) = (self.nodes[from].port(), self.nodes[to].port());
+        let id = |port| cli(port, &["cluster", "myid"]).map(|s| s.trim().to_owned());
+        let (src_id, dst_id) = (id(src)?, id(dst)?);
+        let slot_arg = slot.to_string();
+        let ok = |what: &str, answer: String| {
+            if answer.trim().eq_ignore_ascii_case("ok") {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!("{what}: {answer}")))
+            }
+        };
+        ok(
+            "SETSLOT IMPORTING",
+            cli(
+                dst,
+                &["cluster", "setslot", &slot_arg, "importing", &src_id],
+            )?,
+        )?;
+        ok(
+            "SETSLOT MIGRATING",
+            cli(
+                src,
+                &["cluster", "setslot", &slot_arg, "migrating", &dst_id],
+            )?,
+        )?;
+        let dst_port = dst.to_string();
+        loop {
+            let keys = cli(src, &["cluster", "getkeysinslot", &slot_arg, "1"])?;
+            let Some(key) = keys.lines().map(str::trim).find(|k| !k.is_empty()) else {
+                break;
+            };
+            let answer = cli(
+                src,
+                &[
+                    "migrate",
+                    "127.0.0.1",
+                    &dst_port,
+                    key,
+                    "0",
+                    "5000",
+                    "replace",
+                ],
+            )?;
+            if !answer.trim().eq_ignore_ascii_case("ok") && !answer.contains("NOKEY") {
+                return Err(std::io::Error::other(format!("MIGRATE {key}: {answer}")));
+            }
+            std::thread::sleep(pause);
+        }
+        // The importing node first, then the source, then the rest; replicas refuse
+        // SETSLOT and learn the owner from their masters.
+        let mut order = vec![to, from];
+        order.extend((0..self.nodes.len()).filter(|i| *i != to && *i != from));
+        for i in order.into_iter().filter(|i| self.nodes[*i].is_running()) {
+            let _ = cli(
+                self.nodes[i].port(),
+                &["cluster", "setslot", &slot_arg, "node", &dst_id],
+            );
+        }
+        let deadline = Instant::now() + READY_WITHIN;
+        for (i, node) in self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_running())
+        {
+            while self.owner_of_slot(slot, i).ok() != Some(dst) {
+                if Instant::now() > deadline {
+                    return Err(std::io::Error::other(format!(
+                        "node {} does not see slot {slot} on its new owner",
+                        node.port()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         self.wait_ready()
     }
