@@ -166,6 +166,46 @@ impl RedisCluster {
         self.wait_ready()
     }
 
+    /// The replica of master `master` (node index), once one is attached and in sync
+    /// (replicas attach in the background after the cluster is created).
+    pub fn replica_of(&self, master: usize) -> std::io::Result<usize> {
+        let master_id = cli(self.nodes[master].port(), &["cluster", "myid"])?
+            .trim()
+            .to_owned();
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let nodes = cli(self.nodes[master].port(), &["cluster", "nodes"])?;
+            let replica = nodes.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let is_ours = fields.len() > 3
+                    && fields[2].split(',').any(|f| f == "slave")
+                    && fields[3] == master_id;
+                let port: u16 = fields
+                    .get(1)?
+                    .split('@')
+                    .next()?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                is_ours.then(|| self.index_of(port)).flatten()
+            });
+            if let Some(replica) = replica {
+                let synced = cli(self.nodes[replica].port(), &["info", "replication"])
+                    .is_ok_and(|info| info.contains("master_link_status:up"));
+                if synced {
+                    return Ok(replica);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "no replica of node {master} in sync within {READY_WITHIN:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The index of the node listening on `port`.
     pub fn index_of(&self, port: u16) -> Option<usize> {
         self.nodes.iter().position(|n| n.port() == port)
