@@ -15,6 +15,10 @@
 //!
 //! Each fault's time to recover is measured and printed; the run fails (exit 1) when any
 //! promise is broken.
+//!
+//! With `--cluster` the store is a private 3-master Redis Cluster (AOF on every node)
+//! instead of one server: the same roles, faults and audits, with "Redis restart" meaning
+//! every node killed and restarted, and killed subscriptions meaning those of every node.
 
 pub mod ledger;
 pub mod pool;
@@ -31,7 +35,7 @@ use std::{
 
 use pulse::Backend;
 use pulse_conformance::flaky::FlakyBackend;
-use pulse_conformance::redis_server::RedisServer;
+use pulse_conformance::{redis_cluster::RedisCluster, redis_server::RedisServer};
 use pulse_redis::{RedisBackend, RedisOptions};
 
 /// One injected fault and how long the system took to recover from it (`None`: it did not
@@ -46,10 +50,17 @@ pub struct Fault {
     pub recovered: Option<Duration>,
 }
 
-/// What every scenario shares: the Redis server, the ledger directory, the seed, the log.
+/// The store the scenarios run against.
+#[derive(Debug)]
+enum Store {
+    Server(RedisServer),
+    Cluster(RedisCluster),
+}
+
+/// What every scenario shares: the store, the ledger directory, the seed, the log.
 #[derive(Debug)]
 pub struct Harness {
-    server: RedisServer,
+    store: Store,
     /// Where the processes' ledger files go (one per scenario run).
     pub ledger_dir: PathBuf,
     /// The seed of the fault sequence.
@@ -70,10 +81,26 @@ pub fn redis_options() -> RedisOptions {
 }
 
 impl Harness {
-    /// Starts a private AOF `redis-server` and makes a fresh ledger directory for `scenario`.
-    pub fn start(scenario: &str, seed: u64, call_faults: f64) -> Result<Harness, String> {
-        let server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
-            .map_err(|e| format!("cannot start redis-server: {e}"))?;
+    /// Starts a private AOF `redis-server` (or, with `cluster`, a private 3-master Redis
+    /// Cluster of AOF nodes) and makes a fresh ledger directory for `scenario`.
+    pub fn start(
+        scenario: &str,
+        seed: u64,
+        call_faults: f64,
+        cluster: bool,
+    ) -> Result<Harness, String> {
+        let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+        let store = if cluster {
+            Store::Cluster(
+                RedisCluster::start_with(3, 0, &aof)
+                    .map_err(|e| format!("cannot start a Redis Cluster: {e}"))?,
+            )
+        } else {
+            Store::Server(
+                RedisServer::start_with(&aof)
+                    .map_err(|e| format!("cannot start redis-server: {e}"))?,
+            )
+        };
         let ledger_dir = std::env::temp_dir().join(format!(
             "pulse-chaos-{scenario}-{}-{}",
             std::process::id(),
@@ -81,7 +108,7 @@ impl Harness {
         ));
         std::fs::create_dir_all(&ledger_dir).map_err(|e| e.to_string())?;
         Ok(Harness {
-            server,
+            store,
             ledger_dir,
             seed,
             call_faults,
@@ -89,9 +116,12 @@ impl Harness {
         })
     }
 
-    /// The server's URL.
+    /// The store's URL (`redis+cluster://…` for a cluster).
     pub fn url(&self) -> String {
-        self.server.url()
+        match &self.store {
+            Store::Server(server) => server.url(),
+            Store::Cluster(cluster) => cluster.url(),
+        }
     }
 
     /// A Redis backend for the orchestrator itself.
@@ -99,22 +129,91 @@ impl Harness {
         connect(&self.url()).await
     }
 
-    /// SIGKILLs Redis, keeps it down for `down`, starts it again on the same port and data
-    /// directory (its AOF replays every acknowledged write).
+    /// SIGKILLs Redis (every node of a cluster), keeps it down for `down`, starts it again
+    /// on the same ports and data directories (the AOF replays every acknowledged write; a
+    /// cluster node rejoins with its `nodes.conf`).
     pub async fn restart_redis(&self, down: Duration) -> Result<(), String> {
-        self.server.stop();
+        let nodes: Vec<&RedisServer> = match &self.store {
+            Store::Server(server) => vec![server],
+            Store::Cluster(cluster) => cluster.nodes().iter().collect(),
+        };
+        for node in &nodes {
+            node.stop();
+        }
         tokio::time::sleep(down).await;
-        let server = &self.server;
-        tokio::task::block_in_place(|| server.restart()).map_err(|e| e.to_string())
+        tokio::task::block_in_place(|| {
+            for node in &nodes {
+                node.restart()?;
+            }
+            match &self.store {
+                Store::Cluster(cluster) => cluster.wait_ready(),
+                Store::Server(_) => Ok(()),
+            }
+        })
+        .map_err(|e| e.to_string())
     }
 
-    /// A raw connection to the server (for faults Pulse's API does not expose).
-    pub async fn raw(&self) -> Result<redis::aio::MultiplexedConnection, String> {
-        let client = redis::Client::open(self.url()).map_err(|e| e.to_string())?;
-        client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| e.to_string())
+    /// Plain connections to every node of the store (one for a single server), for faults
+    /// Pulse's API does not expose.
+    pub async fn raw_nodes(&self) -> Result<Vec<redis::aio::MultiplexedConnection>, String> {
+        let urls: Vec<String> = match &self.store {
+            Store::Server(server) => vec![server.url()],
+            Store::Cluster(cluster) => cluster.nodes().iter().map(RedisServer::url).collect(),
+        };
+        let mut conns = Vec::new();
+        for url in urls {
+            let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+            conns.push(
+                client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(conns)
+    }
+
+    /// Kills every pub/sub connection on every node (`CLIENT KILL TYPE pubsub`); returns
+    /// how many.
+    pub async fn kill_subscriptions(&self) -> Result<i64, String> {
+        let mut killed = 0;
+        for mut conn in self.raw_nodes().await? {
+            killed += redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(killed)
+    }
+
+    /// `HGETALL key`, asked of the node that holds it.
+    pub async fn hash_get_all(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let query = redis::cmd("HGETALL").arg(key).clone();
+        match &self.store {
+            Store::Server(_) => {
+                let mut conns = self.raw_nodes().await?;
+                query
+                    .query_async(&mut conns[0])
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Store::Cluster(cluster) => {
+                let seeds: Vec<String> = cluster.nodes().iter().map(RedisServer::url).collect();
+                let client =
+                    redis::cluster::ClusterClient::new(seeds).map_err(|e| e.to_string())?;
+                let mut conn = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                query
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// Starts a child process in `role` (see [`procs::spawn`]), passing on the call-fault

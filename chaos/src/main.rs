@@ -5,13 +5,15 @@
 //! cargo run --release -p pulse-chaos -- --duration 600  # a long run: 10 min of pool faults
 //! cargo run --release -p pulse-chaos -- --only pool --seed 42
 //! cargo run --release -p pulse-chaos -- --call-faults 0.02   # and 2% of calls fail
+//! cargo run --release -p pulse-chaos -- --cluster            # on a 3-master Redis Cluster
 //! ```
 //!
 //! Options: `--duration SECS` (pool faults; streams get a third of it, at least 20 s),
 //! `--jobs N` (1000), `--seed N` (default: from the clock, printed), `--only
 //! pool|streams|rmap`, `--report FILE` (also write the results as Markdown), `--call-faults
 //! RATE` (0–1: that share of every child process's backend calls fails, half before
-//! reaching Redis and half after it applied them; default 0). Exit status 1
+//! reaching Redis and half after it applied them; default 0), `--cluster` (run on a private
+//! 3-master Redis Cluster instead of one server). Exit status 1
 //! when any promise was broken, 2 on a harness error.
 //!
 //! `pulse-chaos role <pool-worker|producer|member|replica>` is how the harness starts its
@@ -28,6 +30,7 @@ struct Args {
     only: Option<String>,
     report: Option<String>,
     call_faults: f64,
+    cluster: bool,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -38,6 +41,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         only: None,
         report: None,
         call_faults: 0.0,
+        cluster: false,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -55,6 +59,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     return Err("--call-faults takes a share between 0 and 1".into());
                 }
             }
+            "--cluster" => a.cluster = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -90,8 +95,13 @@ async fn run(args: &Args) -> Result<bool, String> {
     let wanted = |s: &str| args.only.as_deref().is_none_or(|o| o == s);
     let mut passed = true;
     let mut md = format!(
-        "Seed {}; pool faults for {} s; {}.\n\n",
+        "Seed {}; {}; pool faults for {} s; {}.\n\n",
         args.seed,
+        if args.cluster {
+            "a 3-master Redis Cluster"
+        } else {
+            "one Redis server"
+        },
         args.duration.as_secs(),
         if args.call_faults > 0.0 {
             format!(
@@ -104,7 +114,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         }
     );
     if wanted("pool") {
-        let h = Harness::start("pool", args.seed, args.call_faults)?;
+        let h = Harness::start("pool", args.seed, args.call_faults, args.cluster)?;
         let cfg = pool::Config {
             duration: args.duration,
             jobs: args.jobs,
@@ -153,7 +163,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         passed &= r.passed();
     }
     if wanted("streams") {
-        let h = Harness::start("streams", args.seed, args.call_faults)?;
+        let h = Harness::start("streams", args.seed, args.call_faults, args.cluster)?;
         let cfg = streams::Config {
             duration: (args.duration / 3).max(Duration::from_secs(20)),
             producers: 2,
@@ -197,7 +207,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         passed &= r.passed();
     }
     if wanted("rmap") {
-        let h = Harness::start("rmap", args.seed, args.call_faults)?;
+        let h = Harness::start("rmap", args.seed, args.call_faults, args.cluster)?;
         let cfg = rmap::Config {
             replicas: 3,
             burst: 200,

@@ -100,12 +100,7 @@ async fn server_digest(h: &Harness) -> Result<u64, String> {
         .map(MAP)
         .map_err(|e| e.to_string())?
         .hash;
-    let mut conn = h.raw().await?;
-    let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
+    let fields = h.hash_get_all(&key).await?;
     Ok(digest(
         fields
             .iter()
@@ -170,14 +165,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
     for round in 1..=cfg.rounds {
         for kind in ["kill", "restart"] {
             let what = if kind == "kill" {
-                let mut conn = h.raw().await?;
-                let killed: i64 = redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("TYPE")
-                    .arg("pubsub")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let killed = h.kill_subscriptions().await?;
                 format!(
                     "CLIENT KILL TYPE pubsub ({killed} connections), then {} writes",
                     cfg.burst
