@@ -9,7 +9,9 @@
 //! PULSE_BENCH_JOIN_SIZES=5000000 cargo run --release -p pulse-bench -- --only S9
 //! ```
 //! Uses `PULSE_REDIS_URL` when set, else starts a private `redis-server` (the idle-cost
-//! rows S10 and S11 always use private ones: they count the server's commands).
+//! rows S10 and S11 always use private ones: they count the server's commands). S1–S8 run
+//! again on a Redis Cluster (`PULSE_REDIS_CLUSTER_URL`, else a private 3-master one),
+//! against the `redis` crate's own cluster client doing the same work.
 //! S1–S8 run in rounds; the scale rows (S8 with jobs running, S9–S11) and S12 (the cost of
 //! a metrics recorder and info logs, last: it installs both for good) once per run.
 
@@ -24,7 +26,7 @@ mod stats;
 use std::sync::Arc;
 
 use pulse::Backend;
-use pulse_conformance::redis_server::RedisServer;
+use pulse_conformance::{redis_cluster::RedisCluster, redis_server::RedisServer};
 
 /// Run sizes.
 #[derive(Clone, Copy, Debug)]
@@ -124,10 +126,50 @@ async fn main() {
             eprintln!("round {round} of {rounds}");
         }
         all.push(
-            scenarios::run_all(&url, redis.clone(), memory.clone(), size, only.as_deref()).await,
+            scenarios::run_all(
+                &url,
+                "redis",
+                redis.clone(),
+                Some(memory.clone()),
+                size,
+                only.as_deref(),
+            )
+            .await,
         );
     }
     let mut rows = stats::median_rows(all);
+    // The same rows on a 3-master cluster, against the raw cluster client.
+    let cluster;
+    let cluster_url = match std::env::var("PULSE_REDIS_CLUSTER_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            cluster = RedisCluster::start(3, 0).expect("a private Redis Cluster");
+            cluster.url()
+        }
+    };
+    let on_cluster: Arc<dyn Backend> = Arc::new(
+        pulse_redis::RedisBackend::connect(&cluster_url)
+            .await
+            .expect("connect to the cluster"),
+    );
+    let mut all = Vec::new();
+    for round in 1..=rounds {
+        if rounds > 1 {
+            eprintln!("cluster round {round} of {rounds}");
+        }
+        all.push(
+            scenarios::run_all(
+                &cluster_url,
+                "cluster",
+                on_cluster.clone(),
+                None,
+                size,
+                only.as_deref(),
+            )
+            .await,
+        );
+    }
+    rows.extend(stats::median_rows(all));
     rows.extend(scale::run_all(&url, redis.clone(), size, quick, only.as_deref()).await);
     // Last: it installs a global recorder and subscriber for the rest of the process.
     if only

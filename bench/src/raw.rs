@@ -2,17 +2,71 @@
 
 use std::time::{Duration, Instant};
 
-use redis::{aio::MultiplexedConnection, AsyncCommands, Value};
+use redis::{
+    aio::{ConnectionLike, MultiplexedConnection},
+    cluster_async::ClusterConnection,
+    AsyncCommands, Cmd, RedisFuture, Value,
+};
 
 use crate::stats::Samples;
 
-pub(crate) async fn conn(url: &str) -> MultiplexedConnection {
+/// A raw connection: to one server, or (a `redis+cluster://` URL) the `redis` crate's
+/// cluster connection with its default settings, as a user of the crate would have it.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    One(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::One(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// The `redis://` URL of every seed of a cluster URL, or `None` for a single server.
+pub(crate) fn seeds(url: &str) -> Option<Vec<String>> {
+    let rest = url.strip_prefix("redis+cluster://")?;
+    Some(
+        rest.trim_end_matches('/')
+            .split(',')
+            .map(|seed| format!("redis://{seed}/"))
+            .collect(),
+    )
+}
+
+pub(crate) async fn conn(url: &str) -> Conn {
+    if let Some(seeds) = seeds(url) {
+        let client = redis::cluster::ClusterClient::new(seeds).expect("cluster url");
+        return Conn::Cluster(client.get_async_connection().await.expect("connect"));
+    }
     let client = redis::Client::open(url).expect("url");
     let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .expect("connect")
+    Conn::One(
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .expect("connect"),
+    )
 }
 
 /// 8 producers, each pipelining batches of 100 XADDs. Returns (events, elapsed).
@@ -146,9 +200,11 @@ pub(crate) async fn fan_out(url: &str, key: &str, total: usize) -> Duration {
     start.elapsed()
 }
 
-/// PUBLISH to a subscriber on another connection: publish-to-receive latency.
+/// PUBLISH to a subscriber on another connection: publish-to-receive latency (on a
+/// cluster, the subscriber is on the first seed).
 pub(crate) async fn publish_latency(url: &str, channel: &str, n: usize) -> Samples {
-    let client = redis::Client::open(url).expect("url");
+    let first = seeds(url).and_then(|s| s.into_iter().next());
+    let client = redis::Client::open(first.as_deref().unwrap_or(url)).expect("url");
     let (mut sink, mut stream) = client.get_async_pubsub().await.expect("pubsub").split();
     sink.subscribe(channel).await.expect("subscribe");
     let mut c = conn(url).await;

@@ -149,7 +149,7 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-async fn commands_processed(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+async fn commands_processed(conn: &mut crate::raw::Conn) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("stats")
         .query_async(conn)

@@ -400,12 +400,19 @@ pub(crate) async fn s8_dispatch_throughput(
 }
 
 /// The Redis row of a latency scenario: its p50 against the p50 of a raw baseline.
-fn latency_row(scenario: &str, red: &Figure, label: &str, raw: &Samples, target: Target) -> Row {
+fn latency_row(
+    backend: &'static str,
+    scenario: &str,
+    red: &Figure,
+    label: &str,
+    raw: &Samples,
+    target: Target,
+) -> Row {
     let p50 = raw.pct(0.5);
     let ratio = red.latency().map(|l| l.0.as_secs_f64() / p50.as_secs_f64());
     row(
         scenario,
-        "redis",
+        backend,
         red,
         format!("{label}p50 {}", fmt_dur(p50)),
         ratio,
@@ -432,11 +439,14 @@ fn row(
     }
 }
 
-/// Runs every scenario (or only `only`, e.g. "S3").
+/// Runs every scenario (or only `only`, e.g. "S3") on `redis` (labelled `label`: a single
+/// server or a cluster, `url` its URL, the raw baselines connecting to the same), and on
+/// `memory` when given.
 pub(crate) async fn run_all(
     url: &str,
+    label: &'static str,
     redis: Arc<dyn Backend>,
-    memory: Arc<dyn Backend>,
+    memory: Option<Arc<dyn Backend>>,
     size: Size,
     only: Option<&str>,
 ) -> Vec<Row> {
@@ -473,35 +483,40 @@ pub(crate) async fn run_all(
         let r = red.rate();
         rows.push(row(
             "S1 stream append, 8 producers x 100 in flight",
-            "redis",
+            label,
             &red,
             fmt_rate(raw_rate),
             Some(r / raw_rate),
             Target::AtLeast(0.8),
         ));
-        memory_vs(
-            &mut rows,
-            "S1 stream append, 8 producers x 100 in flight",
-            s1_append_many(&memory, size).await,
-            &red,
-        );
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S1 stream append, 8 producers x 100 in flight",
+                s1_append_many(memory, size).await,
+                &red,
+            );
+        }
     }
     let raw_xadd = raw::append_one(url, &tag(), size.samples).await;
     if want("S2") {
         let red = s2_append_one(&redis, size).await;
         rows.push(latency_row(
+            label,
             "S2 stream append, one awaited at a time",
             &red,
             "",
             &raw_xadd,
             Target::AtMost(1.2),
         ));
-        memory_vs(
-            &mut rows,
-            "S2 stream append, one awaited at a time",
-            s2_append_one(&memory, size).await,
-            &red,
-        );
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S2 stream append, one awaited at a time",
+                s2_append_one(memory, size).await,
+                &red,
+            );
+        }
     }
     if want("S3") {
         let key = tag();
@@ -514,18 +529,20 @@ pub(crate) async fn run_all(
         let r = red.rate();
         rows.push(row(
             "S3 sink consume + ack, one member",
-            "redis",
+            label,
             &red,
             fmt_rate(raw_rate),
             Some(r / raw_rate),
             Target::AtLeast(0.9),
         ));
-        memory_vs(
-            &mut rows,
-            "S3 sink consume + ack, one member",
-            s3_sink(&memory, size).await,
-            &red,
-        );
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S3 sink consume + ack, one member",
+                s3_sink(memory, size).await,
+                &red,
+            );
+        }
     }
     if want("S4") {
         let key = tag();
@@ -535,35 +552,40 @@ pub(crate) async fn run_all(
         let r = red.rate();
         rows.push(row(
             "S4 reader fan-out, 4 readers",
-            "redis",
+            label,
             &red,
             fmt_rate(raw_rate),
             Some(r / raw_rate),
             Target::AtLeast(0.8),
         ));
-        memory_vs(
-            &mut rows,
-            "S4 reader fan-out, 4 readers",
-            s4_fan_out(&memory, size).await,
-            &red,
-        );
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S4 reader fan-out, 4 readers",
+                s4_fan_out(memory, size).await,
+                &red,
+            );
+        }
     }
     if want("S5") {
         let raw_pub = raw::publish_latency(url, &tag(), size.samples).await;
         let red = s5_propagation(&redis, &second, size).await;
         rows.push(latency_row(
+            label,
             "S5 rmap write seen by another replica",
             &red,
             "publish ",
             &raw_pub,
             Target::AtMost(1.5),
         ));
-        memory_vs(
-            &mut rows,
-            "S5 rmap write seen by another replica",
-            s5_propagation(&memory, &memory, size).await,
-            &red,
-        );
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S5 rmap write seen by another replica",
+                s5_propagation(memory, memory, size).await,
+                &red,
+            );
+        }
         let raw_rate = rate(
             size.events / 800 * 800,
             raw::evalsha_writes(url, &tag(), size.events).await,
@@ -572,24 +594,27 @@ pub(crate) async fn run_all(
         let r = red.rate();
         rows.push(row(
             "S5 rmap concurrent writers",
-            "redis",
+            label,
             &red,
             format!("EVALSHA {}", fmt_rate(raw_rate)),
             Some(r / raw_rate),
             Target::AtLeast(0.8),
         ));
-        memory_vs(
-            &mut rows,
-            "S5 rmap concurrent writers",
-            s5_writers(&memory, size).await,
-            &red,
-        );
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S5 rmap concurrent writers",
+                s5_writers(memory, size).await,
+                &red,
+            );
+        }
     }
     if want("S6") {
-        for (name, b) in [("redis", &redis), ("memory", &memory)] {
+        let mut backends = vec![(label, &redis)];
+        backends.extend(memory.iter().map(|m| ("memory", m)));
+        for (backend, b) in backends {
             let (fig, plain) = s6_reads(b, size).await;
             let r = fig.rate();
-            let backend = if name == "redis" { "redis" } else { "memory" };
             rows.push(row(
                 &format!("S6 rmap local read, {}-entry map", size.map_entries),
                 backend,
@@ -603,18 +628,21 @@ pub(crate) async fn run_all(
     if want("S7") {
         let red = s7_dispatch_latency(&redis, size).await;
         rows.push(latency_row(
+            label,
             "S7 pool dispatch-to-start, one in flight",
             &red,
             "XADD ",
             &raw_xadd,
             Target::AtMost(3.0),
         ));
-        memory_vs(
-            &mut rows,
-            "S7 pool dispatch-to-start, one in flight",
-            s7_dispatch_latency(&memory, size).await,
-            &red,
-        );
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S7 pool dispatch-to-start, one in flight",
+                s7_dispatch_latency(memory, size).await,
+                &red,
+            );
+        }
     }
     if want("S8") {
         // Against the same run's raw S1 figure (pipelined XADDs): a dispatch needs several
@@ -625,18 +653,20 @@ pub(crate) async fn run_all(
         let r = red.rate();
         rows.push(row(
             "S8 pool, 50 dispatchers, 4 workers",
-            "redis",
+            label,
             &red,
             format!("S1 XADD {}", fmt_rate(raw_rate)),
             Some(r / raw_rate),
             Target::AtLeast(0.065),
         ));
-        memory_vs(
-            &mut rows,
-            "S8 pool, 50 dispatchers, 4 workers",
-            s8_dispatch_throughput(&memory, size, 0).await,
-            &red,
-        );
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S8 pool, 50 dispatchers, 4 workers",
+                s8_dispatch_throughput(memory, size, 0).await,
+                &red,
+            );
+        }
     }
     rows
 }
