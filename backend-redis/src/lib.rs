@@ -13,6 +13,11 @@
 //! - each atomic operation is one Lua script under `lua/`, surviving `NOSCRIPT`;
 //! - `redis://` and `rediss://` (TLS, optionally with a custom root CA and a client
 //!   certificate: [`RedisOptions::with_tls_root_cert`]), with user and password in the URL;
+//! - Redis Cluster from `redis+cluster://host:port,host:port/` (or `rediss+cluster://`):
+//!   the same guarantees (every command of one operation in one slot, no command resent
+//!   after it may have run, blocking reads on dedicated connections to their slot's node,
+//!   pub/sub on one node moving to the next seed on loss; see the `cluster` module and
+//!   docs/ARCHITECTURE.md, decision 27);
 //! - a server that may evict keys (`maxmemory-policy` other than `noeviction`) is refused
 //!   when connecting, unless [`RedisOptions::allow_eviction`] says otherwise;
 //! - refusals (out of memory, `maxclients`, ACL, read-only, busy) are
@@ -82,7 +87,8 @@ pub struct RedisOptions {
     /// connection. A reader that arrives while the merged read is blocked ends it with
     /// `CLIENT UNBLOCK` (one extra round trip on the command connection) and joins the
     /// next one. Default `true`; `false` gives every blocking read its own connection
-    /// from the pool (`max_blocking_connections`).
+    /// from the pool (`max_blocking_connections`). A single server only: on a cluster every
+    /// blocking read has its own connection to its slot's node (a pool per node).
     pub share_blocking_reads: bool,
     /// How long a dedicated connection may sit idle in the pool before it is closed (on
     /// the pool's next use). Default 30 s.
@@ -214,9 +220,18 @@ impl RedisBackend {
         Self::connect_with(url, RedisOptions::default()).await
     }
 
-    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`), checks the server
-    /// answers and does not evict keys (see [`RedisOptions::allow_eviction`]) and loads
-    /// the scripts.
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, or a cluster's
+    /// seeds: `redis+cluster://[user:password@]host:port[,host:port…]/`), checks the server
+    /// (every master of a cluster) answers and does not evict keys (see
+    /// [`RedisOptions::allow_eviction`]) and loads the scripts (on every node).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pulse::Result<()> {
+    /// let url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002/";
+    /// let backend = pulse_redis::RedisBackend::connect(url).await?;
+    /// assert!(backend.is_cluster());
+    /// # Ok(()) }
+    /// ```
     ///
     /// Errors: [`Error::Config`] for a malformed URL (the message names the problem — the
     /// scheme, the host, the port, the database path — and never contains the URL, which
@@ -231,7 +246,10 @@ impl RedisBackend {
     /// [`Error::Refused`] when it turns the connection away (`maxclients`:
     /// [`Refusal::TooManyClients`](pulse::error::Refusal::TooManyClients), over plain TCP
     /// only: over TLS the server gives no reason, and that is a `Connection`) or cannot
-    /// load the scripts now (out of memory, loading its data set).
+    /// load the scripts now (out of memory, loading its data set). For a cluster also:
+    /// [`Error::Config`] for a seed that is not a cluster node, and for a single-server
+    /// URL that names a cluster node (it would serve only that node's slots);
+    /// [`Error::Connection`] when no seed answers.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self> {
         match redis_url::target(url)? {
             Target::Server(info) => Self::connect_server(with_tls(*info, &options)?, options).await,

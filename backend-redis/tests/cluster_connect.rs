@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use pulse::{
-    backend::{AddOptions, AtomicOps, EntryId, MapTarget, SetCondition, StreamOps},
+    backend::{AddOptions, AtomicOps, EntryId, MapTarget, PubSubOps, SetCondition, StreamOps},
     keys::{hash_slot, Keyspace},
     Error,
 };
@@ -250,4 +250,70 @@ async fn reads_over_streams_on_different_nodes_block_without_stalling_others() {
     let mut want = vec![streams[0].as_str(), streams[2].as_str()];
     want.sort();
     assert_eq!(names, want);
+}
+
+/// With a replica per master, a notice published by a script reaches a subscriber exactly
+/// once, also when the subscriber's connection is on a replica (which hears the publish
+/// both over the cluster bus and in its master's replication stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_reach_a_subscriber_on_a_replica_exactly_once() {
+    let Some(cluster) = private_cluster(3, 1) else {
+        return;
+    };
+    let ks = Keyspace::new("dups").unwrap();
+    let name = name_on(&cluster, 0, "m", |n| ks.map(n).unwrap().hash);
+    let replica = cluster.replica_of(0).unwrap();
+    // The replica of the map's master first: the pub/sub connection goes there.
+    let first = cluster.nodes()[replica].port();
+    let mut seeds = vec![first];
+    seeds.extend(
+        cluster
+            .nodes()
+            .iter()
+            .map(|n| n.port())
+            .filter(|p| *p != first),
+    );
+    let url = format!(
+        "redis+cluster://{}/",
+        seeds
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let backend = RedisBackend::connect_with(&url, quick()).await.unwrap();
+    let keys = ks.map(&name).unwrap();
+    let map = MapTarget::new(keys.hash, keys.channel);
+    let mut sub = backend
+        .subscribe(std::slice::from_ref(&map.channel))
+        .await
+        .unwrap();
+    assert_eq!(backend.pubsub_node(), format!("127.0.0.1:{}", seeds[0]));
+    for i in 0..50 {
+        backend
+            .map_set(
+                &map,
+                &format!("k{i}"),
+                Bytes::from("v"),
+                SetCondition::Always,
+            )
+            .await
+            .unwrap();
+    }
+    // One more write: a late duplicate of an earlier notice would come before its notice.
+    backend
+        .map_set(&map, "last", Bytes::from("v"), SetCondition::Always)
+        .await
+        .unwrap();
+    for rev in 1..=51 {
+        let event = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .expect("a notice")
+            .expect("the subscription is open");
+        let pulse::backend::PubSubEvent::Message { payload, .. } = event else {
+            panic!("expected a notice, got {event:?}");
+        };
+        let notice = pulse::codec::MapNotice::decode(&payload).unwrap();
+        assert_eq!(notice.rev, rev, "notices out of order or duplicated");
+    }
 }
