@@ -32,6 +32,7 @@
 mod cluster;
 mod conn;
 mod errors;
+mod lanes;
 mod ops;
 mod parse;
 mod pubsub;
@@ -49,6 +50,7 @@ use crate::{
     cluster::{ClusterLink, Topology},
     conn::{Blocking, Commands, Dedicated, ServerCommands},
     errors::{denied, is_connection_failure, map_err},
+    lanes::Lanes,
     pubsub::Hub,
     readmux::ReadMux,
     redis_url::Target,
@@ -198,7 +200,7 @@ struct Inner {
     /// Merged blocking stream reads, used when `share_reads` is on.
     reads: ReadMux,
     share_reads: bool,
-    hub: Arc<Hub>,
+    pubsub: PubSub,
     scripts: Scripts,
     /// `host:port/db` only: credentials never reach logs or `Debug`.
     endpoint: String,
@@ -287,8 +289,8 @@ impl RedisBackend {
             check_eviction_policy(&mut conn, &endpoint).await?;
         }
         let share_reads = options.share_blocking_reads;
-        let hub = Hub::start(vec![pubsub_client], options);
-        Self::finish(commands, blocking, share_reads, hub, endpoint).await
+        let pubsub = PubSub::Server(Hub::start(vec![pubsub_client], options));
+        Self::finish(commands, blocking, share_reads, pubsub, endpoint).await
     }
 
     async fn connect_cluster(seeds: Vec<ConnectionInfo>, options: RedisOptions) -> Result<Self> {
@@ -345,17 +347,19 @@ impl RedisBackend {
                 check_eviction_policy(&mut conn, &info.addr().to_string()).await?;
             }
         }
-        let pubsub = seeds
-            .iter()
-            .map(pubsub_client)
-            .collect::<Result<Vec<_>>>()?;
-        let hub = Hub::start(pubsub, options);
+        let mut fallbacks = Vec::new();
+        for seed in &seeds {
+            if let Some(node) = tcp_node(seed) {
+                fallbacks.push((node, pubsub_client(seed)?));
+            }
+        }
+        let pubsub = PubSub::Cluster(Box::new(Lanes::new(topology.clone(), fallbacks, options)));
         let blocking = Dedicated::Cluster(topology);
         Self::finish(
             commands,
             blocking,
             false,
-            hub,
+            pubsub,
             format!("cluster {endpoint}"),
         )
         .await
@@ -366,7 +370,7 @@ impl RedisBackend {
         commands: Commands,
         blocking: Dedicated,
         share_reads: bool,
-        hub: Arc<Hub>,
+        pubsub: PubSub,
         endpoint: String,
     ) -> Result<Self> {
         let scripts = Scripts::new();
@@ -383,7 +387,7 @@ impl RedisBackend {
                 blocking,
                 reads: ReadMux::default(),
                 share_reads,
-                hub,
+                pubsub,
                 scripts,
                 endpoint,
                 metrics: pulse::telemetry::BackendMetrics::new("redis"),
@@ -396,16 +400,43 @@ impl RedisBackend {
         matches!(self.inner.commands, Commands::Cluster(_))
     }
 
-    /// The `host:port` of the node the shared pub/sub connection is on (diagnostics and
-    /// fault-injection tests; on a cluster it is one of the seeds).
-    pub fn pubsub_node(&self) -> String {
-        self.inner.hub.node()
+    /// The server-side client ID of the shared pub/sub connection to a single server, once
+    /// it exists (diagnostics and fault-injection tests: `CLIENT KILL ID <id>`); on a
+    /// cluster, see [`RedisBackend::pubsub_connections`].
+    pub fn pubsub_client_id(&self) -> Option<i64> {
+        match &self.inner.pubsub {
+            PubSub::Server(hub) => hub.client_id(),
+            PubSub::Cluster(lanes) => lanes.connections().first().map(|(_, id)| *id),
+        }
     }
 
-    /// The server-side client ID of the shared pub/sub connection, once it exists
-    /// (diagnostics and fault-injection tests: `CLIENT KILL ID <id>`).
-    pub fn pubsub_client_id(&self) -> Option<i64> {
-        self.inner.hub.client_id()
+    /// Every pub/sub connection that exists: the `host:port` of its node and its
+    /// server-side client ID (one for a single server; on a cluster one per node that
+    /// serves subscribed channels).
+    pub fn pubsub_connections(&self) -> Vec<(String, i64)> {
+        match &self.inner.pubsub {
+            PubSub::Server(hub) => hub
+                .client_id()
+                .map(|id| (hub.node(), id))
+                .into_iter()
+                .collect(),
+            PubSub::Cluster(lanes) => lanes.connections(),
+        }
+    }
+}
+
+/// Where subscriptions go: one hub for a single server, one per node on a cluster.
+enum PubSub {
+    Server(Arc<Hub>),
+    Cluster(Box<Lanes>),
+}
+
+/// The host and port of a TCP (or TLS) address.
+fn tcp_node(info: &ConnectionInfo) -> Option<cluster::Node> {
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+        _ => None,
     }
 }
 
@@ -439,7 +470,7 @@ fn with_tls(info: ConnectionInfo, options: &RedisOptions) -> Result<ConnectionIn
 }
 
 /// A client for a RESP3 pub/sub connection to `info`.
-fn pubsub_client(info: &ConnectionInfo) -> Result<redis::Client> {
+pub(crate) fn pubsub_client(info: &ConnectionInfo) -> Result<redis::Client> {
     let resp3 = info
         .redis_settings()
         .clone()

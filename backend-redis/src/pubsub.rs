@@ -8,10 +8,11 @@
 //! - a lost connection (closed by the server, failed health-check PING) is reported to every
 //!   subscription as `Lost`; the hub reconnects with capped exponential back-off,
 //!   re-subscribes every channel, and only then reports `Restored`;
-//! - on a cluster the hub knows several nodes (the URL's seeds) and holds a connection to
-//!   one of them: a script's `PUBLISH` reaches the subscribers of every node once. A node
-//!   that cannot be reached is skipped for the next one, so a subscription survives the loss
-//!   of the node it was on (`Lost`, then `Restored` from another node).
+//! - a hub may know several nodes (on a cluster: its own node first, then the seeds;
+//!   [`crate::lanes`] keeps one hub per node) and holds a connection to one of them: a
+//!   script's `PUBLISH` reaches the subscribers of every node once. A node that cannot be
+//!   reached is skipped for the next one, so a subscription survives the loss of the node
+//!   it was on (`Lost`, then `Restored` from another node).
 
 use std::{
     collections::HashMap,
@@ -96,15 +97,6 @@ impl Hub {
         self.current()
             .map(|c| c.get_connection_info().addr().to_string())
             .unwrap_or_default()
-    }
-
-    /// The host and port of the node the hub connects to, when it is a TCP address.
-    pub(crate) fn node_addr(&self) -> Option<(String, u16)> {
-        match self.current()?.get_connection_info().addr() {
-            redis::ConnectionAddr::Tcp(host, port)
-            | redis::ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
-            _ => None,
-        }
     }
 
     fn current(&self) -> Option<&Client> {

@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 use pulse_conformance::{conformance_suite, redis_cluster, BoxFuture, Faults, Fixture};
 use pulse_redis::{RedisBackend, RedisOptions};
 
-/// Kills this backend's own pub/sub connection on the node it is on, like a network
-/// failure would, without disturbing other tests sharing the cluster.
+/// Kills this backend's own pub/sub connections (one per node with subscriptions), like a
+/// network failure would, without disturbing other tests sharing the cluster.
 struct ClusterFaults {
     backend: RedisBackend,
 }
@@ -17,21 +17,20 @@ struct ClusterFaults {
 impl Faults for ClusterFaults {
     fn kill_subscriptions(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let id = self
-                .backend
-                .pubsub_client_id()
-                .expect("a subscription exists");
-            let node = self.backend.pubsub_node();
-            let client = redis::Client::open(format!("redis://{node}/")).unwrap();
-            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-            let killed: i64 = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("ID")
-                .arg(id)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            assert_eq!(killed, 1, "the pub/sub connection was not found on {node}");
+            let connections = self.backend.pubsub_connections();
+            assert!(!connections.is_empty(), "a subscription exists");
+            for (node, id) in connections {
+                let client = redis::Client::open(format!("redis://{node}/")).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let killed: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(killed, 1, "the pub/sub connection was not found on {node}");
+            }
         })
     }
 }

@@ -10,7 +10,11 @@ use std::time::Instant;
 use pulse::{Error, Result};
 use redis::{Cmd, Value};
 
-use crate::{conn::CmdError, errors::map_err, RedisBackend};
+use crate::{
+    conn::{CmdError, Commands},
+    errors::map_err,
+    PubSub, RedisBackend,
+};
 
 impl RedisBackend {
     /// Runs a command on the shared connection, mapping errors for `key`.
@@ -89,19 +93,22 @@ impl pulse::backend::PubSubOps for RedisBackend {
     async fn publish(&self, channel: &str, payload: bytes::Bytes) -> Result<u64> {
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(channel).arg(payload.as_ref());
-        // On a cluster, to the node this handle subscribes on: its count then covers this
-        // process's subscriptions, and one handle's messages keep their order.
-        if let (crate::conn::Commands::Cluster(link), Some(node)) =
-            (&self.inner.commands, self.inner.hub.node_addr())
+        // On a cluster, to the master of the channel's slot, where its subscriptions are
+        // (`crate::lanes`): the count covers them and the channel keeps its order.
+        if let (Commands::Cluster(link), PubSub::Cluster(lanes)) =
+            (&self.inner.commands, &self.inner.pubsub)
         {
-            let started = Instant::now();
-            let out = link.clone().on_node(node, &cmd).await;
-            if !matches!(&out, Err(e) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound) {
-                let out = out.map_err(|e| map_err("PUBLISH", channel, e));
-                self.inner
-                    .metrics
-                    .record("PUBLISH", started, out.as_ref().err());
-                return Ok(int_reply("PUBLISH", &out?)?.max(0) as u64);
+            if let Some(node) = lanes.node_for(channel) {
+                let started = Instant::now();
+                let out = link.clone().on_node(node, &cmd).await;
+                if !matches!(&out, Err(e) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound)
+                {
+                    let out = out.map_err(|e| map_err("PUBLISH", channel, e));
+                    self.inner
+                        .metrics
+                        .record("PUBLISH", started, out.as_ref().err());
+                    return Ok(int_reply("PUBLISH", &out?)?.max(0) as u64);
+                }
             }
         }
         let v = self.run("PUBLISH", channel, &cmd).await?;
@@ -109,7 +116,10 @@ impl pulse::backend::PubSubOps for RedisBackend {
     }
 
     async fn subscribe(&self, channels: &[String]) -> Result<pulse::backend::Subscription> {
-        self.inner.hub.subscribe(channels).await
+        match &self.inner.pubsub {
+            PubSub::Server(hub) => hub.subscribe(channels).await,
+            PubSub::Cluster(lanes) => lanes.subscribe(channels).await,
+        }
     }
 }
 

@@ -73,15 +73,16 @@ impl Subscription {
 pub trait PubSubOps: Send + Sync {
     /// Publishes `payload` on `channel`; returns how many subscriptions received it as far
     /// as the server that took it knows: on one Redis server every subscriber; on a Redis
-    /// Cluster the subscribers connected to the node it was sent to (the node of this
-    /// handle's own pub/sub connection, so this process's subscriptions are counted) — a
-    /// lower bound, never a delivery guarantee. The map operations of [`AtomicOps`]
-    /// publish their notices themselves, and deliver each only once its write is visible.
+    /// Cluster the subscribers connected to the node serving the channel's slot (where the
+    /// Redis backend subscribes it, so this process's subscriptions are counted) — a lower
+    /// bound, never a delivery guarantee. The map operations of [`AtomicOps`] publish
+    /// their notices themselves, and deliver each only once its write is visible.
     ///
-    /// Order: the messages one handle publishes reach a subscription in publish order.
-    /// A subscription receives every message published after `subscribe` returned, and may
-    /// also receive one published shortly before (on a cluster a message travels from the
-    /// node that took it to the others over the cluster bus).
+    /// Order: the messages published on one channel reach a subscription in publish order,
+    /// and so do those of channels that share a hash tag (one map, one pool); across hash
+    /// tags a cluster keeps no order. A subscription receives every message published after
+    /// `subscribe` returned, and may also receive one published shortly before (on a
+    /// cluster a message may cross the cluster bus).
     ///
     /// [`AtomicOps`]: super::AtomicOps
     ///
