@@ -9,7 +9,8 @@
 //!   run is resent here, until [`RedisOptions::command_timeout`]: `ASK` to the named node
 //!   after `ASKING`; `MOVED` (the client refreshes its slot map on it), `TRYAGAIN`,
 //!   `CLUSTERDOWN`, `MASTERDOWN`, `LOADING` and `READONLY` (a demoted master) after a
-//!   short pause. A pipeline is resent only when every one of its commands was refused so,
+//!   short pause, and so is a command the client could not send for want of a connection
+//!   to its node. A pipeline is resent only when every one of its commands was refused so,
 //!   or when it was a transaction the server discarded; an `ASK` for a pipeline waits for
 //!   the migration to end rather than following it.
 //! - Every keyed command of one operation is in one slot (the keys share a hash tag). Only
@@ -148,6 +149,13 @@ impl ClusterLink {
                 }
             };
             let Err(e) = out else { return out };
+            // No connection to the node (an `ASK` naming a node the client does not know
+            // yet, or the client reconnecting): nothing was sent, so wait and send again.
+            let unknown_node = e.kind() == ErrorKind::ClusterConnectionNotFound;
+            if unknown_node && Instant::now() < give_up {
+                backoff.wait().await;
+                continue;
+            }
             match resend(&e) {
                 Some(_) if Instant::now() >= give_up => return Err(e),
                 Some(Resend::Ask(host, port)) => ask = Some((host, port)),
