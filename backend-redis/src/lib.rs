@@ -260,9 +260,52 @@ impl RedisBackend {
                     .into_iter()
                     .map(|info| with_tls(info, &options))
                     .collect::<Result<Vec<_>>>()?;
-                Self::connect_cluster(seeds, options).await
+                Self::connect_cluster_seeds(seeds, options).await
             }
         }
+    }
+
+    /// Connects to a Redis Cluster through `seeds`, each a single-node URL
+    /// (`redis://[user:password@]host:port/`, or all `rediss://`): the programmatic form of
+    /// a `redis+cluster://` URL, with the same checks and errors as
+    /// [`RedisBackend::connect_with`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pulse::Result<()> {
+    /// let seeds = ["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/"];
+    /// let options = pulse_redis::RedisOptions::default();
+    /// let backend = pulse_redis::RedisBackend::connect_cluster(&seeds, options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster(seeds: &[&str], options: RedisOptions) -> Result<Self> {
+        if seeds.is_empty() {
+            return Err(Error::Config(
+                "a cluster needs at least one seed node".into(),
+            ));
+        }
+        let seeds = seeds
+            .iter()
+            .map(|seed| match redis_url::target(seed)? {
+                Target::Server(info) => with_tls(*info, &options),
+                Target::Cluster(_) => Err(Error::Config(
+                    "a cluster seed is one node's URL (redis://host:port/), not a cluster URL"
+                        .into(),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if seeds.iter().any(|s| s.redis_settings().db() != 0) {
+            return Err(Error::Config(
+                "a cluster seed selects no database (a cluster has database 0 only)".into(),
+            ));
+        }
+        let tls =
+            |info: &ConnectionInfo| matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+        if seeds.iter().any(|s| tls(s) != tls(&seeds[0])) {
+            return Err(Error::Config(
+                "cluster seeds mix redis:// and rediss://: use one scheme for every seed".into(),
+            ));
+        }
+        Self::connect_cluster_seeds(seeds, options).await
     }
 
     async fn connect_server(info: ConnectionInfo, options: RedisOptions) -> Result<Self> {
@@ -293,7 +336,10 @@ impl RedisBackend {
         Self::finish(commands, blocking, share_reads, pubsub, endpoint).await
     }
 
-    async fn connect_cluster(seeds: Vec<ConnectionInfo>, options: RedisOptions) -> Result<Self> {
+    async fn connect_cluster_seeds(
+        seeds: Vec<ConnectionInfo>,
+        options: RedisOptions,
+    ) -> Result<Self> {
         let endpoint = seeds
             .iter()
             .map(|s| s.addr().to_string())

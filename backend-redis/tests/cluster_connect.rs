@@ -78,6 +78,27 @@ async fn urls_that_mix_cluster_and_single_servers_are_config_errors() {
     let down = format!("redis+cluster://127.0.0.1:1,127.0.0.1:{node}/");
     let backend = RedisBackend::connect_with(&down, quick()).await.unwrap();
     assert!(backend.is_cluster());
+    // The same from a list of seeds.
+    let seeds = [
+        "redis://127.0.0.1:1/".to_owned(),
+        format!("redis://127.0.0.1:{node}/"),
+    ];
+    let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
+    let backend = RedisBackend::connect_cluster(&seeds, quick())
+        .await
+        .unwrap();
+    assert!(backend.is_cluster());
+    for bad in [
+        &[][..],
+        &["redis+cluster://127.0.0.1:1/"][..],
+        &["redis://127.0.0.1:1/", "rediss://127.0.0.1:2/"][..],
+        &["redis://127.0.0.1:1/3"][..],
+    ] {
+        let e = RedisBackend::connect_cluster(bad, quick())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{bad:?}: {e:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
