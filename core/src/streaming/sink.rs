@@ -185,6 +185,9 @@ impl Sink {
     async fn join_stream(&self, stream: &Stream, start: Start) -> Result<()> {
         let b = &self.inner.backend;
         let (name, consumer) = (&self.inner.name, &self.inner.consumer);
+        if let Start::After(id) = start {
+            super::stream::check_after(stream, id).await?;
+        }
         let created = b
             .group_create(&stream.key, name, group_start(start), true)
             .await?;

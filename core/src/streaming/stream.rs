@@ -301,7 +301,12 @@ pub enum Start {
     Newest,
     /// From the first event.
     Oldest,
-    /// After this event ID (exclusive).
+    /// After this event ID (exclusive), what a resuming client (an SSE `Last-Event-ID`)
+    /// asks for. The ID must be a position of this stream: one before its first event
+    /// (trimmed or deleted since: events may have been missed), one after its last, or a
+    /// stream that does not exist are [`Error::InvalidArgument`] when the reader or group
+    /// is created, never silently read from the oldest. `After(EntryId::ZERO)` is the same
+    /// as [`Start::Oldest`].
     After(EntryId),
     /// From the first event added at or after this time (inclusive).
     At(std::time::SystemTime),
@@ -315,7 +320,10 @@ impl Start {
                 crate::backend::stream_last_id(stream.backend.as_ref(), &stream.key).await?
             }
             Start::Oldest => EntryId::ZERO,
-            Start::After(id) => id,
+            Start::After(id) => {
+                check_after(stream, id).await?;
+                id
+            }
             Start::At(t) => {
                 let ms = t
                     .duration_since(std::time::UNIX_EPOCH)
@@ -324,5 +332,34 @@ impl Start {
                 EntryId::new(ms, 0).prev().unwrap_or(EntryId::ZERO)
             }
         })
+    }
+}
+
+/// Checks that `id` is a position of `stream` to start after (see [`Start::After`]).
+pub(crate) async fn check_after(stream: &Stream, id: EntryId) -> Result<()> {
+    if id == EntryId::ZERO {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Err(Error::InvalidArgument(format!(
+            "cannot start after {id} on stream {:?}: {why}",
+            stream.name
+        )))
+    };
+    let Some(info) = stream.backend.stream_info(&stream.key).await? else {
+        return refuse("the stream does not exist (deleted or expired?)".into());
+    };
+    if id > info.last_id {
+        return refuse(format!(
+            "no such position, the stream's last event is {}",
+            info.last_id
+        ));
+    }
+    match info.first_id {
+        Some(first) if id < first => refuse(format!(
+            "older than the stream's first event {first}: the events in between were trimmed \
+             or deleted; start from Start::Oldest to read what is left"
+        )),
+        _ => Ok(()),
     }
 }

@@ -182,6 +182,66 @@ pub async fn reader_start_positions(cx: Ctx) {
     }
 }
 
+/// `After` an ID that is no position of the stream — before its first event (the events
+/// in between are gone), after its last, on a stream that does not exist — is refused for
+/// readers and sinks alike, never read from the oldest; a position inside resumes there.
+pub async fn start_after_a_position_the_stream_lacks_is_refused(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(s.add("e", i.to_string()).await.unwrap());
+    }
+    s.remove(&ids[..2]).await.unwrap();
+    let future = EntryId::new(ids[5].ms + 60_000, 0);
+    for (id, says) in [(ids[0], "older than"), (future, "no such position")] {
+        let e = s
+            .new_reader(reader_opts().with_start(Start::After(id)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains(says)),
+            "{e:?}"
+        );
+        let e = s
+            .new_sink(
+                &format!("k{}", id.ms),
+                sink_opts().with_start(Start::After(id)),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains(says)),
+            "{e:?}"
+        );
+    }
+    let gone = stream(&cx, "never");
+    let e = gone
+        .new_reader(reader_opts().with_start(Start::After(ids[3])))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument(m) if m.contains("does not exist")),
+        "{e:?}"
+    );
+    // Inside the stream (its first event's ID too): resumes after it.
+    let reader = s
+        .new_reader(reader_opts().with_start(Start::After(ids[3])))
+        .await
+        .unwrap();
+    let mut rx = reader.subscribe().unwrap();
+    assert_eq!(next(&mut rx).await.id, ids[4]);
+    let sink = s
+        .new_sink("resume", sink_opts().with_start(Start::After(ids[2])))
+        .await
+        .unwrap();
+    let mut events = sink.subscribe().unwrap();
+    let got = next(&mut events).await;
+    assert_eq!(got.id, ids[3]);
+    sink.ack(&got).await.unwrap();
+    reader.close().await.unwrap();
+    sink.close().await.unwrap();
+}
+
 /// Several subscribers each get every event; filters select by topic, pattern or predicate.
 pub async fn reader_subscribers_and_filters(cx: Ctx) {
     let s = stream(&cx, "s");
