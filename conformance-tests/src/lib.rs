@@ -278,6 +278,7 @@ macro_rules! conformance_suite {
             sink_instances_share_events,
             sink_redelivers_unacked_events,
             sink_events_carry_their_delivery_count,
+            sink_pending_lists_unacknowledged_events,
             sink_close_hands_over_pending_events,
             sink_close_releases_the_reclaim_lease,
             sink_crash_redelivers_to_another,

@@ -172,7 +172,11 @@ impl Sink {
             .clone()
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(super) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    pub(super) fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed {
                 what: format!("sink {:?}", self.inner.name),

@@ -574,3 +574,40 @@ pub async fn stream_state_shows_sinks_and_lag(cx: Ctx) {
     .await;
     sink.close().await.unwrap();
 }
+
+/// `pending` lists what the sink has not acknowledged, on every stream it consumes, with
+/// the instance holding each event, its idle time and delivery count; `limit` bounds it.
+pub async fn sink_pending_lists_unacknowledged_events(cx: Ctx) {
+    let (s, t) = (stream(&cx, "s"), stream(&cx, "t"));
+    let sink = s.new_sink("g", sink_opts()).await.unwrap();
+    sink.add_stream(&t, None).await.unwrap();
+    let mut rx = sink.subscribe().unwrap();
+    let ids = [s.add("a", "").await.unwrap(), s.add("b", "").await.unwrap()];
+    let other = t.add("c", "").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(next(&mut rx).await);
+    }
+    let first = got
+        .iter()
+        .find(|e| e.id == ids[0] && e.stream == s.name())
+        .unwrap();
+    sink.ack(first).await.unwrap();
+    let pending = sink.pending(100).await.unwrap();
+    let mut listed: Vec<(String, EntryId)> =
+        pending.iter().map(|p| (p.stream.clone(), p.id)).collect();
+    listed.sort();
+    let mut want = vec![(s.name().to_owned(), ids[1]), (t.name().to_owned(), other)];
+    want.sort();
+    assert_eq!(listed, want);
+    for p in &pending {
+        assert_eq!(p.consumer, sink.consumer());
+        assert_eq!(p.deliveries, 1);
+        assert!(p.idle < Duration::from_secs(60), "{p:?}");
+    }
+    assert_eq!(sink.pending(1).await.unwrap().len(), 1);
+    sink.ack_many(&got).await.unwrap();
+    assert!(sink.pending(100).await.unwrap().is_empty());
+    sink.close().await.unwrap();
+    assert!(matches!(sink.pending(10).await, Err(Error::Closed { .. })));
+}
