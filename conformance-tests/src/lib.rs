@@ -271,6 +271,7 @@ macro_rules! conformance_suite {
             readers_and_sinks_filter_by_subject,
             reader_start_positions,
             start_after_a_position_the_stream_lacks_is_refused,
+            events_carry_their_headers,
             reader_subscribers_and_filters,
             reader_add_and_remove_streams,
             reader_close_is_prompt,

@@ -1,7 +1,8 @@
 //! Events as stored in a stream, and the filters readers and sinks apply to them.
 //!
 //! An event is a stream entry with fields `n` (name, text), `p` (payload, bytes) and,
-//! optionally, `t` (topic, text) and `tp` (the producer's W3C `traceparent`). Entries without `n` or `p` (foreign writers) are not
+//! optionally, `t` (topic, text), `tp` (the producer's W3C `traceparent`) and `h:<name>`
+//! (headers, `super::headers`). Entries without `n` or `p` (foreign writers) are not
 //! events: [`Event::from_entry`] rejects them and readers and sinks skip them with a warning.
 
 use std::{fmt, sync::Arc, time::SystemTime};
@@ -46,6 +47,9 @@ pub struct Event {
     /// `pulse::otel`, feature `opentelemetry`) or given one
     /// ([`NewEvent::with_trace_parent`](super::NewEvent::with_trace_parent)).
     pub trace_parent: Option<String>,
+    /// The headers it was added with
+    /// ([`NewEvent::with_header`](super::NewEvent::with_header)), by name.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 impl Event {
@@ -79,7 +83,13 @@ impl Event {
                 .field(TRACE_PARENT)
                 .and_then(|t| std::str::from_utf8(t).ok())
                 .map(str::to_owned),
+            headers: super::headers::read(&entry),
         })
+    }
+
+    /// The value of header `name`, if the event has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
     }
 
     /// When the event was added (the millisecond part of its ID).

@@ -27,6 +27,7 @@
 
 mod delivery;
 mod event;
+mod headers;
 mod health;
 mod liveness;
 mod pending;
@@ -39,6 +40,7 @@ mod subject;
 
 pub use delivery::EventReceiver;
 pub use event::{Event, Filter};
+pub use headers::{MAX_HEADERS, MAX_HEADERS_TOTAL, MAX_HEADER_NAME, MAX_HEADER_VALUE};
 pub use health::ReadHealth;
 pub use pending::PendingEvent;
 pub use reader::{Reader, ReaderOptions};

@@ -77,6 +77,8 @@ pub struct NewEvent {
     /// The W3C `traceparent` to store with it. `None`: with the `opentelemetry` feature,
     /// the current span's, if it has an OpenTelemetry context; else none.
     pub trace_parent: Option<String>,
+    /// Headers, in the order given (see [`NewEvent::with_header`] for the limits).
+    pub headers: Vec<(String, String)>,
 }
 
 impl NewEvent {
@@ -87,7 +89,17 @@ impl NewEvent {
             payload: payload.into(),
             topic: None,
             trace_parent: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header: small string metadata carried to readers and sinks
+    /// ([`Event::headers`](super::Event::headers)). At most 32 per event, names of 1 to 64
+    /// letters, digits, `-`, `_` or `.` (unique), values up to 4 KiB, 16 KiB in all; the
+    /// add fails with [`Error::InvalidArgument`] naming the rule otherwise.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 
     /// Sets the `traceparent` to store (propagating a context by hand, or from another
@@ -186,6 +198,7 @@ impl Stream {
             Some(tp) => fields.push((TRACE_PARENT.to_owned(), Bytes::from(tp))),
             None => {}
         }
+        fields.extend(super::headers::fields(&event.headers)?);
         Ok(fields)
     }
 

@@ -182,6 +182,65 @@ pub async fn reader_start_positions(cx: Ctx) {
     }
 }
 
+/// Headers travel with an event to readers and sinks; an event breaking a header rule is
+/// refused with `InvalidArgument` and adds nothing (a batch with one such event neither).
+pub async fn events_carry_their_headers(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let reader = s
+        .new_reader(reader_opts().with_start(Start::Oldest))
+        .await
+        .unwrap();
+    let sink = s.new_sink("g", sink_opts()).await.unwrap();
+    let (mut rr, mut rs) = (reader.subscribe().unwrap(), sink.subscribe().unwrap());
+    let id = s
+        .add_event(
+            NewEvent::new("e", "x")
+                .with_header("content-type", "application/json")
+                .with_header("correlation.id", "c-42")
+                .with_header("empty", ""),
+        )
+        .await
+        .unwrap();
+    for got in [next(&mut rr).await, next(&mut rs).await] {
+        assert_eq!(got.id, id);
+        assert_eq!(got.header("content-type"), Some("application/json"));
+        assert_eq!(got.header("correlation.id"), Some("c-42"));
+        assert_eq!(got.header("empty"), Some(""));
+        assert_eq!(got.headers.len(), 3);
+        if got.sink.is_some() {
+            sink.ack(&got).await.unwrap();
+        }
+    }
+    let plain = s.add("plain", "").await.unwrap();
+    let got = next(&mut rr).await;
+    assert_eq!((got.id, got.headers.len()), (plain, 0));
+    let bad = [
+        NewEvent::new("e", "").with_header("no spaces", "v"),
+        NewEvent::new("e", "").with_header("k", "v".repeat(5000)),
+        NewEvent::new("e", "")
+            .with_header("k", "1")
+            .with_header("k", "2"),
+        (0..40).fold(NewEvent::new("e", ""), |e, i| {
+            e.with_header(format!("k{i}"), "")
+        }),
+    ];
+    for event in bad {
+        let e = s.add_event(event.clone()).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains("headers")),
+            "{e:?}"
+        );
+        let e = s
+            .add_batch(vec![NewEvent::new("fine", ""), event])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    }
+    assert_eq!(s.len().await.unwrap(), 2, "a refused add wrote nothing");
+    reader.close().await.unwrap();
+    sink.close().await.unwrap();
+}
+
 /// `After` an ID that is no position of the stream — before its first event (the events
 /// in between are gone), after its last, on a stream that does not exist — is refused for
 /// readers and sinks alike, never read from the oldest; a position inside resumes there.
