@@ -240,6 +240,32 @@ impl StreamOps for MemoryBackend {
         Ok(self.lock().stream(key)?.map_or(0, |s| s.remove(ids)))
     }
 
+    async fn stream_move(
+        &self,
+        from: &str,
+        id: EntryId,
+        to: &str,
+        fields: Fields,
+    ) -> Result<Option<EntryId>> {
+        let mut st = self.lock();
+        // Checked before anything changes, so a refusal leaves both streams as they were.
+        st.stream(to)?;
+        let present = match st.stream(from)? {
+            Some(s) => !s.range(id, id, Some(1)).is_empty(),
+            None => false,
+        };
+        if !present {
+            return Ok(None);
+        }
+        let new = add(&mut st, to, vec![fields], &AddOptions::default())?
+            .pop()
+            .flatten();
+        if let Some(s) = st.stream(from)? {
+            s.remove(&[id]);
+        }
+        Ok(new)
+    }
+
     async fn stream_read(
         &self,
         streams: &[(String, EntryId)],
@@ -380,6 +406,46 @@ impl GroupOps for MemoryBackend {
             .group_and_entries(group)
             .ok_or_else(|| no_group(key, group))?;
         Ok(g.claim(entries, consumer, min_idle, ids))
+    }
+
+    async fn group_set_idle(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[EntryId],
+        idle: Duration,
+    ) -> Result<Vec<EntryId>> {
+        with_group(&mut self.lock(), key, group, |g| {
+            g.set_idle(consumer, ids, idle)
+        })
+    }
+
+    async fn group_dead_letter(
+        &self,
+        key: &str,
+        group: &str,
+        id: EntryId,
+        dead: &str,
+        fields: Fields,
+    ) -> Result<Option<EntryId>> {
+        let mut st = self.lock();
+        st.stream(dead)?;
+        let pending = with_group(&mut st, key, group, |g| {
+            g.pending(None, id, 1).first().is_some_and(|p| p.id == id)
+        })?;
+        if !pending {
+            return Ok(None);
+        }
+        let new = add(&mut st, dead, vec![fields], &AddOptions::default())?
+            .pop()
+            .flatten();
+        if let Some(s) = st.stream(key)? {
+            if let Some(g) = s.groups.get_mut(group) {
+                g.ack(&[id]);
+            }
+        }
+        Ok(new)
     }
 
     async fn group_pending_summary(&self, key: &str, group: &str) -> Result<PendingSummary> {

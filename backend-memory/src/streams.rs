@@ -203,6 +203,30 @@ impl Group {
             .count() as u64
     }
 
+    /// `XCLAIM … IDLE … JUSTID`: pending `ids` to `consumer`, idle `idle`, counts kept.
+    pub(crate) fn set_idle(
+        &mut self,
+        consumer: &str,
+        ids: &[EntryId],
+        idle: Duration,
+    ) -> Vec<EntryId> {
+        let now = Instant::now();
+        self.consumers.insert(consumer.to_owned(), now);
+        let who: Arc<str> = consumer.into();
+        let since = now.checked_sub(idle).unwrap_or(now);
+        ids.iter()
+            .filter(|id| match self.pending.get_mut(id) {
+                Some(p) => {
+                    p.consumer = who.clone();
+                    p.delivered_at = since;
+                    true
+                }
+                None => false,
+            })
+            .copied()
+            .collect()
+    }
+
     fn transfer(&mut self, id: EntryId, consumer: &Arc<str>, now: Instant) {
         if let Some(p) = self.pending.get_mut(&id) {
             p.consumer = consumer.clone();

@@ -22,6 +22,8 @@ pub(crate) struct Scripts {
     pub(crate) map_reset: Script,
     pub(crate) lease_acquire: Script,
     pub(crate) lease_release: Script,
+    pub(crate) group_dead_letter: Script,
+    pub(crate) stream_move: Script,
 }
 
 impl Scripts {
@@ -34,11 +36,13 @@ impl Scripts {
             map_reset: map_script(include_str!("../lua/map_reset.lua")),
             lease_acquire: Script::new(include_str!("../lua/lease_acquire.lua")),
             lease_release: Script::new(include_str!("../lua/lease_release.lua")),
+            group_dead_letter: Script::new(include_str!("../lua/group_dead_letter.lua")),
+            stream_move: Script::new(include_str!("../lua/stream_move.lua")),
         }
     }
 
     /// All scripts, for loading up front.
-    pub(crate) fn all(&self) -> [&Script; 7] {
+    pub(crate) fn all(&self) -> [&Script; 9] {
         [
             &self.map_set,
             &self.map_delete,
@@ -47,6 +51,8 @@ impl Scripts {
             &self.map_reset,
             &self.lease_acquire,
             &self.lease_release,
+            &self.group_dead_letter,
+            &self.stream_move,
         ]
     }
 }

@@ -189,6 +189,8 @@ macro_rules! conformance_suite {
             group_claim_idle,
             group_claim_reports_deleted,
             group_claim_specific,
+            group_set_idle_and_dead_letter,
+            stream_move_is_atomic_and_once,
             group_pending,
             group_consumers_lifecycle,
             group_list_reports_each_group,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AutoClaim, ConsumerInfo, EntryId, GroupInfo, GroupOps, GroupStart, PendingEntry,
+        AutoClaim, ConsumerInfo, EntryId, Fields, GroupInfo, GroupOps, GroupStart, PendingEntry,
         PendingSummary, StreamBatch, StreamEntry,
     },
     Error, Result,
@@ -197,6 +197,52 @@ impl GroupOps for RedisBackend {
             cmd.arg(id.to_string());
         }
         parse::entries(self.group_cmd("XCLAIM", key, group, &cmd).await?)
+    }
+
+    async fn group_set_idle(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[EntryId],
+        idle: Duration,
+    ) -> Result<Vec<EntryId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(key).arg(group).arg(consumer).arg(0);
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        cmd.arg("IDLE").arg(idle.as_millis() as u64).arg("JUSTID");
+        let v = self.group_cmd("XCLAIM", key, group, &cmd).await?;
+        match v {
+            Value::Array(items) => items.into_iter().map(parse::entry_id).collect(),
+            other => Err(crate::errors::unexpected("XCLAIM JUSTID", &other)),
+        }
+    }
+
+    async fn group_dead_letter(
+        &self,
+        key: &str,
+        group: &str,
+        id: EntryId,
+        dead: &str,
+        fields: Fields,
+    ) -> Result<Option<EntryId>> {
+        let mut inv = self.inner.scripts.group_dead_letter.prepare_invoke();
+        inv.key(key).key(dead).arg(group).arg(id.to_string());
+        for (name, value) in &fields {
+            inv.arg(name).arg(value.as_ref());
+        }
+        match self
+            .run_group_script("group_dead_letter", key, group, &inv)
+            .await?
+        {
+            Value::Nil => Ok(None),
+            v => parse::entry_id(v).map(Some),
+        }
     }
 
     async fn group_pending_summary(&self, key: &str, group: &str) -> Result<PendingSummary> {

@@ -55,12 +55,34 @@ impl RedisBackend {
         key: &str,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<Value> {
+        self.invoke(op, inv, |e| map_err(op, key, e)).await
+    }
+
+    /// Runs a script about `group` on stream `key`: like [`RedisBackend::run_script`], with
+    /// `NOGROUP` (raised by a group command inside the script) mapped to `NoGroup`.
+    pub(crate) async fn run_group_script(
+        &self,
+        op: &'static str,
+        key: &str,
+        group: &str,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<Value> {
+        self.invoke(op, inv, |e| crate::errors::map_group_err(op, key, group, e))
+            .await
+    }
+
+    async fn invoke(
+        &self,
+        op: &'static str,
+        inv: &redis::ScriptInvocation<'_>,
+        map: impl FnOnce(redis::RedisError) -> Error,
+    ) -> Result<Value> {
         let started = Instant::now();
         let out = async {
             let mut conn = self.inner.commands.get().await?;
             inv.invoke_async::<Value>(&mut conn).await.map_err(|e| {
                 self.inner.commands.invalidate(&e);
-                map_err(op, key, e)
+                map(e)
             })
         }
         .await;

@@ -176,6 +176,22 @@ impl StreamOps for RedisBackend {
         Ok(int_reply("XDEL", &self.run("XDEL", key, &cmd).await?)?.max(0) as u64)
     }
 
+    async fn stream_move(
+        &self,
+        from: &str,
+        id: EntryId,
+        to: &str,
+        fields: Fields,
+    ) -> Result<Option<EntryId>> {
+        check_fields(&fields)?;
+        let mut inv = self.inner.scripts.stream_move.prepare_invoke();
+        inv.key(from).key(to).arg(id.to_string());
+        for (name, value) in &fields {
+            inv.arg(name).arg(value.as_ref());
+        }
+        id_reply(self.run_script("stream_move", from, &inv).await?)
+    }
+
     async fn stream_read(
         &self,
         streams: &[(String, EntryId)],

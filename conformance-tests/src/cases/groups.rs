@@ -535,3 +535,141 @@ pub async fn group_ops_on_missing_stream(cx: Ctx) {
     ));
     assert!(!b.group_destroy(&exists, "g").await.unwrap());
 }
+
+/// `group_set_idle` hands pending entries over with a chosen idle time and their counts
+/// kept; `group_dead_letter` moves a pending entry to another stream and acknowledges it
+/// in one step, once: a second move, or a move of what is not pending, writes nothing.
+pub async fn group_set_idle_and_dead_letter(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let dead = format!("{s}:dead");
+    b.group_create(&s, "g", GroupStart::After(EntryId::ZERO), true)
+        .await
+        .unwrap();
+    let ids = add_n(&cx, &s, 3).await;
+    assert_eq!(read(&cx, &s, "c1", 10).await.len(), 3);
+    let idle = Duration::from_secs(30);
+    let set = b
+        .group_set_idle(&s, "g", "c2", &[ids[0], EntryId::new(1, 1)], idle)
+        .await
+        .unwrap();
+    assert_eq!(set, vec![ids[0]], "only pending entries are changed");
+    let pending = b.group_pending(&s, "g", None, ids[0], 1).await.unwrap();
+    assert_eq!(
+        (pending[0].consumer.as_str(), pending[0].deliveries),
+        ("c2", 1)
+    );
+    assert!(pending[0].idle >= idle, "{:?}", pending[0]);
+    let moved = b
+        .group_dead_letter(&s, "g", ids[0], &dead, entry("dead"))
+        .await
+        .unwrap()
+        .expect("moved");
+    let letters = b
+        .stream_range(&dead, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].id, name_of(&letters[0])),
+        (moved, "dead".to_owned())
+    );
+    let pending: Vec<EntryId> = b
+        .group_pending(&s, "g", None, EntryId::ZERO, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        pending,
+        vec![ids[1], ids[2]],
+        "the dead letter is acknowledged"
+    );
+    assert_eq!(
+        b.stream_info(&s).await.unwrap().unwrap().length,
+        3,
+        "kept for other groups"
+    );
+    b.group_ack(&s, "g", &[ids[1]]).await.unwrap();
+    for id in [ids[0], ids[1]] {
+        let again = b
+            .group_dead_letter(&s, "g", id, &dead, entry("dead"))
+            .await
+            .unwrap();
+        assert_eq!(again, None, "{id} is not pending: nothing written");
+    }
+    assert_eq!(b.stream_info(&dead).await.unwrap().unwrap().length, 1);
+    let e = b
+        .group_dead_letter(&s, "nope", ids[2], &dead, entry("dead"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NoGroup { .. }), "{e:?}");
+    let e = b
+        .group_set_idle(&s, "nope", "c", &[ids[2]], idle)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NoGroup { .. }), "{e:?}");
+}
+
+/// `stream_move` moves an entry to another stream as a new entry, once; a target of the
+/// wrong type is refused and changes nothing.
+pub async fn stream_move_is_atomic_and_once(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let to = format!("{s}:to");
+    let ids = add_n(&cx, &s, 2).await;
+    let moved = b
+        .stream_move(&s, ids[0], &to, entry("moved"))
+        .await
+        .unwrap()
+        .expect("moved");
+    let there = b
+        .stream_range(&to, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (there.len(), there[0].id, name_of(&there[0])),
+        (1, moved, "moved".to_owned())
+    );
+    let left: Vec<EntryId> = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, vec![ids[1]]);
+    assert_eq!(
+        b.stream_move(&s, ids[0], &to, entry("x")).await.unwrap(),
+        None
+    );
+    let missing = format!("{s}:missing");
+    assert_eq!(
+        b.stream_move(&missing, ids[1], &to, entry("x"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        b.stream_info(&to).await.unwrap().unwrap().length,
+        1,
+        "nothing more written"
+    );
+    // A target holding something else: refused, the entry stays.
+    let map = format!("{s}:map");
+    b.map_set(
+        &pulse::backend::MapTarget::new(map.clone(), format!("{map}:n")),
+        "k",
+        bytes::Bytes::from("v"),
+        pulse::backend::SetCondition::Always,
+    )
+    .await
+    .unwrap();
+    let e = b
+        .stream_move(&s, ids[1], &map, entry("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::WrongType { .. }), "{e:?}");
+    assert_eq!(b.stream_info(&s).await.unwrap().unwrap().length, 1);
+}

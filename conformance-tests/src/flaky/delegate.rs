@@ -119,6 +119,16 @@ impl StreamOps for FlakyBackend {
         let call = self.inner.stream_remove(key, ids);
         self.call(Op::StreamRemove, key, Exposure::Call, call).await
     }
+    async fn stream_move(
+        &self,
+        from: &str,
+        id: EntryId,
+        to: &str,
+        fields: Fields,
+    ) -> Result<Option<EntryId>> {
+        let call = self.inner.stream_move(from, id, to, fields);
+        self.call(Op::StreamMove, from, Exposure::Call, call).await
+    }
     async fn stream_read(
         &self,
         streams: &[(String, EntryId)],
@@ -188,6 +198,29 @@ impl GroupOps for FlakyBackend {
     ) -> Result<Vec<StreamEntry>> {
         let call = self.inner.group_claim(key, group, consumer, min_idle, ids);
         self.call(Op::GroupClaim, key, Exposure::Call, call).await
+    }
+    async fn group_set_idle(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[EntryId],
+        idle: Duration,
+    ) -> Result<Vec<EntryId>> {
+        let call = self.inner.group_set_idle(key, group, consumer, ids, idle);
+        self.call(Op::GroupSetIdle, key, Exposure::Call, call).await
+    }
+    async fn group_dead_letter(
+        &self,
+        key: &str,
+        group: &str,
+        id: EntryId,
+        dead: &str,
+        fields: Fields,
+    ) -> Result<Option<EntryId>> {
+        let call = self.inner.group_dead_letter(key, group, id, dead, fields);
+        self.call(Op::GroupDeadLetter, key, Exposure::Call, call)
+            .await
     }
     async fn group_pending_summary(&self, key: &str, group: &str) -> Result<PendingSummary> {
         let call = self.inner.group_pending_summary(key, group);

@@ -38,6 +38,8 @@ mod tests {
                 -> Result<Vec<StreamEntry>>;
             async fn stream_info(&self, key: &str) -> Result<Option<StreamInfo>>;
             async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64>;
+            async fn stream_move(&self, from: &str, id: EntryId, to: &str, fields: Fields)
+                -> Result<Option<EntryId>>;
             async fn stream_read(&self, streams: &[(String, EntryId)], count: usize, block: Option<Duration>)
                 -> Result<Vec<StreamBatch>>;
         }

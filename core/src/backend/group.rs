@@ -84,6 +84,39 @@ pub trait GroupOps: Send + Sync {
         ids: &[EntryId],
     ) -> Result<Vec<StreamEntry>>;
 
+    /// Gives the pending entries `ids` to `consumer` with their idle time set to `idle`,
+    /// leaving their delivery counts unchanged (`XCLAIM … IDLE … JUSTID`): how a sink
+    /// defers the redelivery of an event it negatively acknowledged. IDs not pending are
+    /// skipped; returns those changed.
+    ///
+    /// Errors: `NoGroup`, `Connection`. Conformance: `group_set_idle_and_dead_letter`.
+    async fn group_set_idle(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[EntryId],
+        idle: Duration,
+    ) -> Result<Vec<EntryId>>;
+
+    /// Moves pending entry `id` of `group` on stream `key` to the dead-letter stream
+    /// `dead` in one atomic step: appends `fields` to `dead` (created if missing) and
+    /// acknowledges `id`, only if `id` is still pending in the group. Returns the dead
+    /// letter's ID, or `None` when `id` was not pending (acknowledged, or moved already):
+    /// nothing is written then, so a mover that crashed and tries again never duplicates.
+    /// Both keys share a hash tag. The entry itself stays in `key` for other groups.
+    ///
+    /// Errors: `NoGroup`, `WrongType` (`dead` holds something else), `Connection`.
+    /// Conformance: `group_set_idle_and_dead_letter`.
+    async fn group_dead_letter(
+        &self,
+        key: &str,
+        group: &str,
+        id: EntryId,
+        dead: &str,
+        fields: super::stream::Fields,
+    ) -> Result<Option<EntryId>>;
+
     /// Summary of the group's pending list.
     ///
     /// Errors: `NoGroup`, `Connection`. Conformance: `group_pending`.

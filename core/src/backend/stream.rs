@@ -63,6 +63,21 @@ pub trait StreamOps: Send + Sync {
     /// Errors: `WrongType`, `Connection`. Conformance: `stream_remove`.
     async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64>;
 
+    /// Moves entry `id` of stream `from` to stream `to` in one atomic step: appends
+    /// `fields` to `to` (created if missing) as a new entry and deletes `id` from `from`,
+    /// only if `id` is in `from`. Returns the new entry's ID, or `None` when `id` is not
+    /// in `from` (moved already, deleted, never there): nothing is written then. Both keys
+    /// share a hash tag. Requeues a dead letter exactly once.
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `stream_move_is_atomic_and_once`.
+    async fn stream_move(
+        &self,
+        from: &str,
+        id: EntryId,
+        to: &str,
+        fields: Fields,
+    ) -> Result<Option<EntryId>>;
+
     /// Reads entries with IDs greater than each stream's cursor, at most `count` per stream.
     ///
     /// With `block: None` (or a zero duration) it returns at once. With `Some(d)` it waits
