@@ -111,6 +111,26 @@ async fn streams(captured: &Captured, backend: Arc<dyn Backend>) {
         .eventually("pulse_sink_pending{sink=billing,stream=orders}", 0.0)
         .await;
     sink.close().await.unwrap();
+    // A sink that gives up after one delivery: a failed event is dead-lettered.
+    let strict = s
+        .new_sink(
+            "strict",
+            SinkOptions::default()
+                .with_start(Start::Oldest)
+                .with_max_deliveries(1),
+        )
+        .await
+        .unwrap();
+    let mut todo = strict.subscribe().unwrap();
+    let first = todo.recv().await.unwrap();
+    strict.fail(&first, "broken").await.unwrap();
+    captured
+        .eventually(
+            "pulse_stream_events_dead_lettered_total{sink=strict,stream=orders}",
+            1.0,
+        )
+        .await;
+    strict.close().await.unwrap();
     reader.close().await.unwrap();
 }
 

@@ -8,6 +8,7 @@
 //! | `pulse_stream_events_delivered_total` | counter | `stream`, `sink` (empty for a reader) | events handed to subscribers (redeliveries included) |
 //! | `pulse_stream_events_acked_total` | counter | `stream`, `sink` | events acknowledged |
 //! | `pulse_stream_events_redelivered_total` | counter | `stream`, `sink` | events reclaimed from a dead instance or past the ack grace, to be delivered again |
+//! | `pulse_stream_events_dead_lettered_total` | counter | `stream`, `sink` | events moved to the sink's dead letters after `max_deliveries` (or a final `fail`) |
 //! | `pulse_sink_pending` | gauge | `stream`, `sink` | delivered, unacknowledged events, as of the sink's last check |
 //! | `pulse_sink_lag` | gauge | `stream`, `sink` | events of the stream not yet delivered to the sink, as of its last check (absent when the backend cannot tell) |
 //! | `pulse_rmap_resyncs_total` | counter | `map` | full reloads of a replica (reconnect, gap, failed value read) |
@@ -71,6 +72,7 @@ pub(crate) struct SinkMetrics {
     pub(crate) delivered: Counter,
     pub(crate) acked: Counter,
     pub(crate) redelivered: Counter,
+    pub(crate) dead_lettered: Counter,
     pub(crate) pending: Gauge,
     pub(crate) lag: Gauge,
 }
@@ -82,6 +84,7 @@ impl SinkMetrics {
             delivered: delivered(stream, sink),
             acked: counter!("pulse_stream_events_acked_total", &labels()),
             redelivered: counter!("pulse_stream_events_redelivered_total", &labels()),
+            dead_lettered: counter!("pulse_stream_events_dead_lettered_total", &labels()),
             pending: gauge!("pulse_sink_pending", &labels()),
             lag: gauge!("pulse_sink_lag", &labels()),
         }

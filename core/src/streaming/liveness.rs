@@ -25,6 +25,8 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{
+    dead_letters::move_to_dead_letters,
+    redelivery::{judge, Verdict},
     sink::{Member, SinkInner},
     Stream,
 };
@@ -185,11 +187,21 @@ async fn reclaim_stream(
             continue;
         }
         loop {
-            let pending = b
+            let mut pending = b
                 .group_pending(&stream.key, name, Some(&c), EntryId::ZERO, 100)
                 .await?;
             if pending.is_empty() {
                 break;
+            }
+            // Those that had their last delivery go to the dead letters, not to us.
+            if let Some(max) = inner.options.max_deliveries {
+                for p in pending.iter().filter(|p| p.deliveries >= max) {
+                    move_to_dead_letters(inner, member, p.id, p.deliveries, None).await?;
+                }
+                pending.retain(|p| p.deliveries < max);
+                if pending.is_empty() {
+                    continue;
+                }
             }
             let ids: Vec<EntryId> = pending.iter().map(|p| p.id).collect();
             let claimed = b
@@ -219,6 +231,9 @@ async fn reclaim_stream(
         return Ok(Pass::Idle);
     }
     // (b) Events unacknowledged for longer than the grace period, on any instance.
+    if inner.options.has_policy() {
+        return reclaim_due(inner, member, shutdown).await;
+    }
     let mut cursor = EntryId::ZERO;
     loop {
         let claim = b
@@ -242,6 +257,62 @@ async fn reclaim_stream(
             return Ok(Pass::Busy);
         }
         cursor = claim.next;
+    }
+}
+
+/// Part (b) under a redelivery policy: reads the pending list (IDs, counts, idle times)
+/// in pages, moves the spent events that are due to the dead letters and claims and
+/// delivers the others that are due (`redelivery::judge`).
+async fn reclaim_due(
+    inner: &SinkInner,
+    member: &Member,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Pass> {
+    let stream = &member.stream;
+    let b = &inner.backend;
+    let mut start = EntryId::ZERO;
+    loop {
+        let page = b
+            .group_pending(&stream.key, &inner.name, None, start, 100)
+            .await?;
+        let (full, last) = (page.len() == 100, page.last().map(|p| p.id));
+        let mut claim = Vec::new();
+        let mut counts = HashMap::new();
+        for p in &page {
+            match judge(inner, p.deliveries, p.idle) {
+                None => {}
+                Some(Verdict::DeadLetter) => {
+                    move_to_dead_letters(inner, member, p.id, p.deliveries, None).await?;
+                }
+                Some(Verdict::Redeliver) => {
+                    claim.push(p.id);
+                    counts.insert(p.id, p.deliveries + 1);
+                }
+            }
+        }
+        if !claim.is_empty() {
+            // At least `ack_grace` idle: an event acknowledged or taken meanwhile is skipped.
+            let claimed = b
+                .group_claim(
+                    &stream.key,
+                    &inner.name,
+                    &inner.consumer,
+                    inner.options.ack_grace,
+                    &claim,
+                )
+                .await?;
+            member.metrics.redelivered.increment(claimed.len() as u64);
+            if !inner
+                .deliver(member, claimed, Some(&counts), shutdown)
+                .await
+            {
+                return Ok(Pass::Stopped);
+            }
+        }
+        match last.and_then(EntryId::next) {
+            Some(next) if full => start = next,
+            _ => return Ok(Pass::Busy),
+        }
     }
 }
 

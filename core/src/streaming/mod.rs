@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod dead_letters;
 mod delivery;
 mod event;
 mod headers;
@@ -32,12 +33,14 @@ mod health;
 mod liveness;
 mod pending;
 mod reader;
+mod redelivery;
 mod sink;
 mod sink_options;
 mod state;
 mod stream;
 mod subject;
 
+pub use dead_letters::{DeadLetter, DeadLetters};
 pub use delivery::EventReceiver;
 pub use event::{Event, Filter};
 pub use headers::{MAX_HEADERS, MAX_HEADERS_TOTAL, MAX_HEADER_NAME, MAX_HEADER_VALUE};
@@ -45,7 +48,7 @@ pub use health::ReadHealth;
 pub use pending::PendingEvent;
 pub use reader::{Reader, ReaderOptions};
 pub use sink::Sink;
-pub use sink_options::SinkOptions;
+pub use sink_options::{RedeliveryBackoff, SinkOptions};
 pub use state::{SinkState, StreamState};
 pub use stream::{NewEvent, Start, Stream, StreamOptions};
 pub use subject::{validate_subject, SubjectPattern};

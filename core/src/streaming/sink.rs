@@ -91,7 +91,7 @@ pub(super) struct SinkInner {
 /// One instance of a sink. Cheap to clone; clones share the instance.
 #[derive(Clone)]
 pub struct Sink {
-    inner: Arc<SinkInner>,
+    pub(super) inner: Arc<SinkInner>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -123,6 +123,7 @@ impl Stream {
     ///
     /// Errors: [`Error::InvalidName`], backend errors.
     pub async fn new_sink(&self, name: &str, options: SinkOptions) -> Result<Sink> {
+        options.check()?;
         validate_name("sink", name)?;
         let (acks, ack_rx) = mpsc::unbounded_channel();
         let (shutdown, _) = watch::channel(false);
@@ -488,6 +489,11 @@ async fn flush_acks(
 impl SinkInner {
     fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A receiver of the instance's shutdown signal.
+    pub(super) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     pub(super) fn members(&self) -> Vec<Member> {

@@ -36,6 +36,55 @@ pub struct SinkOptions {
     pub retry_delay: Duration,
     /// How long reads may keep failing before [`Sink::health`](super::Sink::health) says so. Default 10 s.
     pub read_patience: Duration,
+    /// Most times an event is delivered: one that is still unacknowledged when it would
+    /// be delivered once more moves to the sink's dead-letter stream instead
+    /// ([`Stream::dead_letters`](super::Stream::dead_letters)). Default `None`: redelivered
+    /// until acknowledged. 1 to 1,000,000, checked when the sink is created.
+    pub max_deliveries: Option<u64>,
+    /// How much longer than `ack_grace` an unacknowledged event waits before each
+    /// redelivery, growing with its delivery count (and the default delay of
+    /// [`Sink::nack`](super::Sink::nack)). Default none: `ack_grace` alone, as before.
+    pub redelivery_backoff: RedeliveryBackoff,
+}
+
+/// A redelivery back-off: before its `n`-th redelivery an event waits
+/// `min(initial × factor^(n-1), max)` on top of the sink's `ack_grace`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RedeliveryBackoff {
+    /// The wait before the first redelivery. Zero: no back-off.
+    pub initial: Duration,
+    /// The growth per delivery, at least 1.
+    pub factor: f64,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl RedeliveryBackoff {
+    /// No back-off: redelivery after `ack_grace`.
+    pub const NONE: RedeliveryBackoff = RedeliveryBackoff {
+        initial: Duration::ZERO,
+        factor: 1.0,
+        max: Duration::ZERO,
+    };
+
+    /// The wait after delivery number `deliveries` (1 = the first).
+    pub fn after(&self, deliveries: u64) -> Duration {
+        if self.initial.is_zero() {
+            return Duration::ZERO;
+        }
+        let steps = deliveries.saturating_sub(1).min(64) as i32;
+        let secs = self.initial.as_secs_f64() * self.factor.powi(steps);
+        if !secs.is_finite() || secs >= self.max.as_secs_f64() {
+            return self.max;
+        }
+        Duration::from_secs_f64(secs)
+    }
+}
+
+impl Default for RedeliveryBackoff {
+    fn default() -> Self {
+        RedeliveryBackoff::NONE
+    }
 }
 
 impl Default for SinkOptions {
@@ -51,6 +100,8 @@ impl Default for SinkOptions {
             check_interval: Duration::from_secs(5),
             retry_delay: Duration::from_millis(100),
             read_patience: Duration::from_secs(10),
+            max_deliveries: None,
+            redelivery_backoff: RedeliveryBackoff::NONE,
         }
     }
 }
@@ -105,5 +156,63 @@ impl SinkOptions {
     pub fn with_read_patience(mut self, d: Duration) -> Self {
         self.read_patience = d;
         self
+    }
+    /// Sets [`SinkOptions::max_deliveries`].
+    pub fn with_max_deliveries(mut self, n: u64) -> Self {
+        self.max_deliveries = Some(n);
+        self
+    }
+    /// Sets [`SinkOptions::redelivery_backoff`].
+    pub fn with_redelivery_backoff(
+        mut self,
+        initial: Duration,
+        factor: f64,
+        max: Duration,
+    ) -> Self {
+        self.redelivery_backoff = RedeliveryBackoff {
+            initial,
+            factor,
+            max,
+        };
+        self
+    }
+
+    /// Whether any redelivery policy is set (the reclaim pass then reads delivery counts
+    /// before claiming).
+    pub(crate) fn has_policy(&self) -> bool {
+        self.max_deliveries.is_some() || !self.redelivery_backoff.initial.is_zero()
+    }
+
+    /// How long an event delivered `deliveries` times waits unacknowledged before it is
+    /// due again.
+    pub(crate) fn due_after(&self, deliveries: u64) -> Duration {
+        self.ack_grace + self.redelivery_backoff.after(deliveries)
+    }
+
+    /// Checks the policy's values: [`Error::InvalidArgument`] naming the bad one.
+    pub(crate) fn check(&self) -> crate::Result<()> {
+        let bad = |why: &str| {
+            Err(crate::Error::InvalidArgument(format!(
+                "sink options: {why}"
+            )))
+        };
+        if let Some(n) = self.max_deliveries {
+            if !(1..=1_000_000).contains(&n) {
+                return bad("max_deliveries must be 1 to 1,000,000");
+            }
+        }
+        let b = &self.redelivery_backoff;
+        if !b.initial.is_zero() {
+            if !b.factor.is_finite() || b.factor < 1.0 {
+                return bad("the redelivery back-off factor must be a number of at least 1");
+            }
+            if b.max < b.initial {
+                return bad("the redelivery back-off's max must be at least its initial delay");
+            }
+            if b.max > Duration::from_secs(7 * 24 * 3600) {
+                return bad("the redelivery back-off's max must be at most 7 days");
+            }
+        }
+        Ok(())
     }
 }

@@ -17,8 +17,10 @@ use pulse::{
 
 use crate::{eventually, Ctx};
 
+mod policy;
 mod readers;
 mod sinks;
+pub use policy::*;
 pub use readers::*;
 pub use sinks::*;
 
