@@ -7,8 +7,8 @@ use std::{collections::btree_map, time::Duration};
 use bytes::Bytes;
 use pulse::{
     backend::{
-        DeleteCondition, DeleteOutcome, IncrementOutcome, ListEdit, ListOutcome, MapTarget,
-        MapWrite, ResetOutcome, Revision, SetCondition, SetOutcome, Ttl,
+        DeleteCondition, DeleteOutcome, EntryId, IncrementOutcome, ListEdit, ListOutcome,
+        MapTarget, MapWrite, ResetOutcome, Revision, SetCondition, SetOutcome, Ttl,
     },
     codec::{self, MapChange, MapNotice},
     keys::validate_map_key,
@@ -457,6 +457,26 @@ impl State {
                 .insert(key.to_owned(), Entry { value, expires_at });
         }
         Ok(free)
+    }
+
+    /// The entry ID a dedup key holds (a string key, as on Redis).
+    pub(crate) fn dedup_get(&mut self, key: &str) -> Result<Option<EntryId>> {
+        match self.live(key) {
+            None => Ok(None),
+            Some(Entry {
+                value: Value::Str(v),
+                ..
+            }) => Ok(std::str::from_utf8(v).ok().and_then(|s| s.parse().ok())),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    /// Stores `id` under dedup key `key` for `window`.
+    pub(crate) fn dedup_set(&mut self, key: &str, id: EntryId, window: Duration) {
+        let expires_at = Some(Instant::now() + window.max(Duration::from_millis(1)));
+        let value = Value::Str(Bytes::from(id.to_string()));
+        self.keys
+            .insert(key.to_owned(), Entry { value, expires_at });
     }
 
     pub(crate) fn lease_release(&mut self, key: &str, holder: &str) -> Result<bool> {

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,
-        Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome, KeyExpiry,
-        KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary,
-        PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo,
-        StreamOps, Subscription, Ttl,
+        AddOptions, AddedOnce, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome,
+        EntryId, Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome,
+        KeyExpiry, KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry,
+        PendingSummary, PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch,
+        StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
     },
     Error, Result,
 };
@@ -238,6 +238,31 @@ impl StreamOps for MemoryBackend {
 
     async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64> {
         Ok(self.lock().stream(key)?.map_or(0, |s| s.remove(ids)))
+    }
+
+    async fn stream_add_once(
+        &self,
+        key: &str,
+        dedup: &str,
+        window: Duration,
+        fields: Fields,
+        options: &AddOptions,
+    ) -> Result<AddedOnce> {
+        let mut st = self.lock();
+        if let Some(earlier) = st.dedup_get(dedup)? {
+            return Ok(AddedOnce {
+                id: Some(earlier),
+                added: false,
+            });
+        }
+        let id = add(&mut st, key, vec![fields], options)?.pop().flatten();
+        if let Some(id) = id {
+            st.dedup_set(dedup, id, window);
+        }
+        Ok(AddedOnce {
+            id,
+            added: id.is_some(),
+        })
     }
 
     async fn stream_move(

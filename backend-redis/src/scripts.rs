@@ -24,6 +24,7 @@ pub(crate) struct Scripts {
     pub(crate) lease_release: Script,
     pub(crate) group_dead_letter: Script,
     pub(crate) stream_move: Script,
+    pub(crate) stream_add_once: Script,
 }
 
 impl Scripts {
@@ -38,11 +39,12 @@ impl Scripts {
             lease_release: Script::new(include_str!("../lua/lease_release.lua")),
             group_dead_letter: Script::new(include_str!("../lua/group_dead_letter.lua")),
             stream_move: Script::new(include_str!("../lua/stream_move.lua")),
+            stream_add_once: Script::new(include_str!("../lua/stream_add_once.lua")),
         }
     }
 
     /// All scripts, for loading up front.
-    pub(crate) fn all(&self) -> [&Script; 9] {
+    pub(crate) fn all(&self) -> [&Script; 10] {
         [
             &self.map_set,
             &self.map_delete,
@@ -53,6 +55,7 @@ impl Scripts {
             &self.lease_release,
             &self.group_dead_letter,
             &self.stream_move,
+            &self.stream_add_once,
         ]
     }
 }

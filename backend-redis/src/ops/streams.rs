@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use pulse::async_trait;
 use pulse::{
-    backend::{AddOptions, EntryId, Fields, StreamBatch, StreamEntry, StreamInfo, StreamOps, Ttl},
+    backend::{
+        AddOptions, AddedOnce, EntryId, Fields, StreamBatch, StreamEntry, StreamInfo, StreamOps,
+        Ttl,
+    },
     Error, Result,
 };
 use redis::{Cmd, Pipeline, Value};
@@ -174,6 +177,45 @@ impl StreamOps for RedisBackend {
             cmd.arg(id.to_string());
         }
         Ok(int_reply("XDEL", &self.run("XDEL", key, &cmd).await?)?.max(0) as u64)
+    }
+
+    async fn stream_add_once(
+        &self,
+        key: &str,
+        dedup: &str,
+        window: Duration,
+        fields: Fields,
+        options: &AddOptions,
+    ) -> Result<AddedOnce> {
+        check_fields(&fields)?;
+        let mut inv = self.inner.scripts.stream_add_once.prepare_invoke();
+        let (ttl, mode) = match options.ttl {
+            None => (String::new(), ""),
+            Some(t @ Ttl::Absolute(_)) => (t.millis().to_string(), "abs"),
+            Some(t @ Ttl::Sliding(_)) => (t.millis().to_string(), "slide"),
+        };
+        inv.key(key)
+            .key(dedup)
+            .arg(millis(window))
+            .arg(if options.create { "1" } else { "0" })
+            .arg(options.max_len.map(|n| n.to_string()).unwrap_or_default())
+            .arg(ttl)
+            .arg(mode);
+        for (name, value) in &fields {
+            inv.arg(name).arg(value.as_ref());
+        }
+        let reply = self.run_script("stream_add_once", key, &inv).await?;
+        let bad = || crate::errors::unexpected("stream_add_once", &reply);
+        let Value::Array(parts) = &reply else {
+            return Err(bad());
+        };
+        let (Some(id), Some(added)) = (parts.first(), parts.get(1)) else {
+            return Err(bad());
+        };
+        Ok(AddedOnce {
+            id: id_reply(id.clone())?,
+            added: parse::int(added) == Some(1),
+        })
     }
 
     async fn stream_move(

@@ -284,3 +284,90 @@ pub async fn stream_ids_carry_wall_clock_time(cx: Ctx) {
         "IDs do not follow the clock: {first:?} then {second:?} 100 ms later"
     );
 }
+
+/// `stream_add_once` adds once per dedup key within the window — also under concurrent
+/// adds — and stores nothing when it adds nothing.
+pub async fn stream_add_once_dedups_within_its_window(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let dedup = |k: &str| format!("{s}:dedup:{k}");
+    let window = Duration::from_secs(60);
+    let o = AddOptions::default();
+    let first = b
+        .stream_add_once(&s, &dedup("a"), window, entry("1"), &o)
+        .await
+        .unwrap();
+    assert!(first.added);
+    let again = b
+        .stream_add_once(&s, &dedup("a"), window, entry("2"), &o)
+        .await
+        .unwrap();
+    assert_eq!((again.id, again.added), (first.id, false));
+    let other = b
+        .stream_add_once(&s, &dedup("b"), window, entry("3"), &o)
+        .await
+        .unwrap();
+    assert!(other.added && other.id > first.id);
+    let all = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(name_of).collect::<Vec<_>>(), ["1", "3"]);
+    // Not created: nothing added, nothing stored.
+    let missing = cx.key("missing");
+    let none = b
+        .stream_add_once(
+            &missing,
+            &format!("{missing}:dedup:x"),
+            window,
+            entry("x"),
+            &AddOptions::default().with_create(false),
+        )
+        .await
+        .unwrap();
+    assert_eq!((none.id, none.added), (None, false));
+    let now = b
+        .stream_add_once(
+            &missing,
+            &format!("{missing}:dedup:x"),
+            window,
+            entry("x"),
+            &o,
+        )
+        .await
+        .unwrap();
+    assert!(now.added);
+    // Concurrent adds with one key: one adds, all get its ID.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (b, s, d) = (b.clone(), s.clone(), dedup("race"));
+        racers.spawn(async move {
+            b.stream_add_once(
+                &s,
+                &d,
+                window,
+                entry(&format!("r{i}")),
+                &AddOptions::default(),
+            )
+            .await
+            .unwrap()
+        });
+    }
+    let outcomes = racers.join_all().await;
+    assert_eq!(outcomes.iter().filter(|o| o.added).count(), 1);
+    assert!(outcomes.iter().all(|o| o.id == outcomes[0].id));
+    // After the window the key adds again.
+    let short = Duration::from_millis(100);
+    let one = b
+        .stream_add_once(&s, &dedup("short"), short, entry("s1"), &o)
+        .await
+        .unwrap();
+    assert!(one.added);
+    crate::eventually("the dedup window passes", || async {
+        b.stream_add_once(&s, &dedup("short"), short, entry("s2"), &o)
+            .await
+            .unwrap()
+            .added
+    })
+    .await;
+}

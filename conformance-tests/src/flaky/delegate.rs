@@ -9,11 +9,11 @@ use bytes::Bytes;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AddOptions, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome, EntryId,
-        Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome, KeyExpiry,
-        KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry, PendingSummary,
-        PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch, StreamEntry, StreamInfo,
-        StreamOps, Subscription, Ttl,
+        AddOptions, AddedOnce, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome,
+        EntryId, Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome,
+        KeyExpiry, KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry,
+        PendingSummary, PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch,
+        StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
     },
     Backend, Result,
 };
@@ -118,6 +118,20 @@ impl StreamOps for FlakyBackend {
     async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64> {
         let call = self.inner.stream_remove(key, ids);
         self.call(Op::StreamRemove, key, Exposure::Call, call).await
+    }
+    async fn stream_add_once(
+        &self,
+        key: &str,
+        dedup: &str,
+        window: Duration,
+        fields: Fields,
+        options: &AddOptions,
+    ) -> Result<AddedOnce> {
+        let call = self
+            .inner
+            .stream_add_once(key, dedup, window, fields, options);
+        self.call(Op::StreamAddOnce, key, Exposure::Call, call)
+            .await
     }
     async fn stream_move(
         &self,

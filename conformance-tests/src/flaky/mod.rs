@@ -56,6 +56,7 @@ pub enum Op {
     StreamInfo,
     StreamRemove,
     StreamMove,
+    StreamAddOnce,
     StreamRead,
     GroupCreate,
     GroupRead,

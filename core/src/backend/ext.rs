@@ -40,6 +40,8 @@ mod tests {
             async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64>;
             async fn stream_move(&self, from: &str, id: EntryId, to: &str, fields: Fields)
                 -> Result<Option<EntryId>>;
+            async fn stream_add_once(&self, key: &str, dedup: &str, window: Duration, fields: Fields, options: &AddOptions)
+                -> Result<crate::backend::AddedOnce>;
             async fn stream_read(&self, streams: &[(String, EntryId)], count: usize, block: Option<Duration>)
                 -> Result<Vec<StreamBatch>>;
         }

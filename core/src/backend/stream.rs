@@ -63,6 +63,24 @@ pub trait StreamOps: Send + Sync {
     /// Errors: `WrongType`, `Connection`. Conformance: `stream_remove`.
     async fn stream_remove(&self, key: &str, ids: &[EntryId]) -> Result<u64>;
 
+    /// Appends `fields` once per dedup key: in one atomic step, when the key `dedup`
+    /// (in the stream's hash tag) holds the ID of an earlier append, returns that ID with
+    /// `added: false` and writes nothing; otherwise appends as [`StreamOps::stream_add`]
+    /// does (trim, create, TTL) and stores the new ID under `dedup` for `window`. With
+    /// `create` off and the stream missing: no ID, nothing stored. Correct under
+    /// concurrent appends from many processes: the check and the append are one step.
+    ///
+    /// Errors: `InvalidArgument` (no fields), `WrongType`, `Connection`.
+    /// Conformance: `stream_add_once_dedups_within_its_window`.
+    async fn stream_add_once(
+        &self,
+        key: &str,
+        dedup: &str,
+        window: Duration,
+        fields: Fields,
+        options: &AddOptions,
+    ) -> Result<AddedOnce>;
+
     /// Moves entry `id` of stream `from` to stream `to` in one atomic step: appends
     /// `fields` to `to` (created if missing) as a new entry and deletes `id` from `from`,
     /// only if `id` is in `from`. Returns the new entry's ID, or `None` when `id` is not
@@ -96,4 +114,14 @@ pub trait StreamOps: Send + Sync {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<StreamBatch>>;
+}
+
+/// What [`StreamOps::stream_add_once`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddedOnce {
+    /// The entry's ID: the new one, or the earlier append's; `None` when the stream was
+    /// missing and not to be created.
+    pub id: Option<EntryId>,
+    /// Whether this call appended.
+    pub added: bool,
 }

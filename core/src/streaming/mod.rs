@@ -26,6 +26,7 @@
 //! ```
 
 mod dead_letters;
+mod dedup;
 mod delivery;
 mod event;
 mod headers;
@@ -41,6 +42,7 @@ mod stream;
 mod subject;
 
 pub use dead_letters::{DeadLetter, DeadLetters};
+pub use dedup::MAX_DEDUP_KEY;
 pub use delivery::EventReceiver;
 pub use event::{Event, Filter};
 pub use headers::{MAX_HEADERS, MAX_HEADERS_TOTAL, MAX_HEADER_NAME, MAX_HEADER_VALUE};

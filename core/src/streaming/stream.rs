@@ -29,6 +29,9 @@ pub struct StreamOptions {
     pub ttl: Option<Ttl>,
     /// Largest payload accepted by `add`, in bytes. Default 16 MiB.
     pub max_payload: usize,
+    /// How long a dedup key ([`NewEvent::with_dedup_key`]) keeps a second add from adding.
+    /// Default 5 minutes; 1 ms to 7 days.
+    pub dedup_window: Duration,
 }
 
 impl Default for StreamOptions {
@@ -38,6 +41,7 @@ impl Default for StreamOptions {
             max_len: None,
             ttl: None,
             max_payload: 16 * 1024 * 1024,
+            dedup_window: Duration::from_secs(300),
         }
     }
 }
@@ -63,6 +67,11 @@ impl StreamOptions {
         self.max_payload = n;
         self
     }
+    /// Sets [`StreamOptions::dedup_window`].
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
+        self
+    }
 }
 
 /// An event to add.
@@ -79,6 +88,8 @@ pub struct NewEvent {
     pub trace_parent: Option<String>,
     /// Headers, in the order given (see [`NewEvent::with_header`] for the limits).
     pub headers: Vec<(String, String)>,
+    /// The dedup key (see [`NewEvent::with_dedup_key`]).
+    pub dedup_key: Option<String>,
 }
 
 impl NewEvent {
@@ -90,7 +101,18 @@ impl NewEvent {
             topic: None,
             trace_parent: None,
             headers: Vec::new(),
+            dedup_key: None,
         }
+    }
+
+    /// Makes the add idempotent: a second add with the same key within the stream's
+    /// [`dedup_window`](StreamOptions::dedup_window) adds nothing and returns the first
+    /// add's ID, also when the adds race from many processes (one atomic backend step).
+    /// 1 to 512 bytes without control characters, else the add fails with
+    /// [`Error::InvalidArgument`].
+    pub fn with_dedup_key(mut self, key: impl Into<String>) -> Self {
+        self.dedup_key = Some(key.into());
+        self
     }
 
     /// Adds a header: small string metadata carried to readers and sinks
@@ -219,30 +241,57 @@ impl Stream {
 
     /// Adds an event with its options (topic); returns its ID.
     pub async fn add_event(&self, event: NewEvent) -> Result<EntryId> {
-        self.add_one(event, true)
-            .await?
-            .ok_or_else(|| Error::malformed("stream add", "no ID returned"))
+        Ok(self.add_unique(event).await?.0)
+    }
+
+    /// [`Stream::add_event`], also saying whether this call added the event: `false` when
+    /// its dedup key ([`NewEvent::with_dedup_key`]) already stood for an earlier add,
+    /// whose ID is returned.
+    pub async fn add_unique(&self, event: NewEvent) -> Result<(EntryId, bool)> {
+        match self.add_one(event, true).await? {
+            (Some(id), added) => Ok((id, added)),
+            (None, _) => Err(Error::malformed("stream add", "no ID returned")),
+        }
     }
 
     /// Adds an event only if the stream exists; `None` when it does not (nothing written).
     pub async fn add_if_exists(&self, event: NewEvent) -> Result<Option<EntryId>> {
-        self.add_one(event, false).await
+        Ok(self.add_one(event, false).await?.0)
     }
 
-    /// One traced, counted append; `create` makes the stream if it is missing.
-    async fn add_one(&self, event: NewEvent, create: bool) -> Result<Option<EntryId>> {
+    /// One traced, counted append; `create` makes the stream if it is missing. Returns
+    /// the ID and whether this call added it (false: a dedup key's earlier add).
+    pub(super) async fn add_one(
+        &self,
+        mut event: NewEvent,
+        create: bool,
+    ) -> Result<(Option<EntryId>, bool)> {
         let span = spans::send(&self.name, 1);
         traced(span.clone(), async {
+            let dedup = event.dedup_key.take();
             let fields = self.fields(event)?;
-            let id = self
-                .backend
-                .stream_add(&self.key, fields, &self.add_options(create))
-                .await?;
+            let options = self.add_options(create);
+            let (id, added) = match dedup {
+                None => {
+                    let id = self.backend.stream_add(&self.key, fields, &options).await?;
+                    (id, id.is_some())
+                }
+                Some(key) => {
+                    let (dedup, window) = super::dedup::target(self, &key)?;
+                    let once = self
+                        .backend
+                        .stream_add_once(&self.key, &dedup, window, fields, &options)
+                        .await?;
+                    (once.id, once.added)
+                }
+            };
             if let Some(id) = id {
-                self.metrics.added.increment(1);
+                if added {
+                    self.metrics.added.increment(1);
+                }
                 span.record("messaging.message.id", tracing::field::display(id));
             }
-            Ok(id)
+            Ok((id, added))
         })
         .await
     }
@@ -257,6 +306,14 @@ impl Stream {
     /// validated before anything is sent. Not atomic: on a connection failure a prefix may
     /// have been written.
     pub async fn add_batch(&self, events: Vec<NewEvent>) -> Result<Vec<EntryId>> {
+        if events.iter().any(|e| e.dedup_key.is_some()) {
+            // Each dedup key is its own atomic check: one add after the other, in order.
+            let mut ids = Vec::with_capacity(events.len());
+            for event in events {
+                ids.push(self.add_event(event).await?);
+            }
+            return Ok(ids);
+        }
         traced(spans::send(&self.name, events.len()), async {
             let fields = events
                 .into_iter()

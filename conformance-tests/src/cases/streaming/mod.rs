@@ -226,3 +226,59 @@ pub async fn streaming_event_metadata(cx: Ctx) {
     );
     reader.close().await.unwrap();
 }
+
+/// A dedup key makes an add idempotent within the stream's window: the second add returns
+/// the first one's ID and adds nothing (in a batch too); bad keys are refused.
+pub async fn streams_add_idempotently_with_a_dedup_key(cx: Ctx) {
+    let s = stream(&cx, "s");
+    let order = |n: &str| NewEvent::new("order", n.to_owned()).with_dedup_key(format!("order-{n}"));
+    let (first, added) = s.add_unique(order("1")).await.unwrap();
+    assert!(added);
+    assert_eq!(s.add_unique(order("1")).await.unwrap(), (first, false));
+    assert_eq!(s.add_event(order("1")).await.unwrap(), first);
+    let ids = s
+        .add_batch(vec![order("1"), order("2"), NewEvent::new("plain", "")])
+        .await
+        .unwrap();
+    assert_eq!(ids[0], first);
+    assert!(ids[1] > first && ids[2] > ids[1]);
+    assert_eq!(s.len().await.unwrap(), 3);
+    for bad in [String::new(), "x".repeat(513), "a\nb".to_owned()] {
+        let e = s
+            .add_event(NewEvent::new("e", "").with_dedup_key(bad))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument(m) if m.contains("dedup key")),
+            "{e:?}"
+        );
+    }
+    let no_window = Stream::new(
+        cx.backend.clone(),
+        "s",
+        StreamOptions::default()
+            .with_keyspace(cx.keyspace())
+            .with_dedup_window(Duration::ZERO),
+    )
+    .unwrap();
+    let e = no_window.add_event(order("3")).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument(m) if m.contains("window")),
+        "{e:?}"
+    );
+    assert_eq!(s.len().await.unwrap(), 3, "refused adds wrote nothing");
+    // A short window lets the key add again once it passed.
+    let short = Stream::new(
+        cx.backend.clone(),
+        "short",
+        StreamOptions::default()
+            .with_keyspace(cx.keyspace())
+            .with_dedup_window(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let one = short.add_event(order("9")).await.unwrap();
+    eventually("the window passes", || async {
+        short.add_event(order("9")).await.unwrap() != one
+    })
+    .await;
+}
