@@ -113,7 +113,39 @@ async fn s2_append_one(b: &Arc<dyn Backend>, size: Size) -> Figure {
     Figure::Latency(out)
 }
 
+/// S1 with a dedup key on every event (each unique): 8 producers with 100 adds in flight.
+async fn s1_dedup(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let s = stream(b, "s1d");
+    let per = size.events / 8 / 100;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|p| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for round in 0..per {
+                    join_all((0..100).map(|i| {
+                        let event = NewEvent::new("e", "payload")
+                            .with_dedup_key(format!("{p}-{round}-{i}"));
+                        let s = s.clone();
+                        async move { s.add_event(event).await.expect("add") }
+                    }))
+                    .await;
+                }
+            })
+        })
+        .collect();
+    join_all(tasks).await;
+    let f = Figure::Rate(rate(per * 100 * 8, start.elapsed()));
+    s.destroy().await.expect("destroy");
+    f
+}
+
 pub(crate) async fn s3_sink(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    s3_sink_with(b, size, SinkOptions::default()).await
+}
+
+/// S3 with the sink options given (the policy row).
+async fn s3_sink_with(b: &Arc<dyn Backend>, size: Size, options: SinkOptions) -> Figure {
     let s = stream(b, "s3");
     for _ in 0..size.events / 1000 {
         s.add_batch((0..1000).map(|_| NewEvent::new("e", "payload")).collect())
@@ -122,12 +154,7 @@ pub(crate) async fn s3_sink(b: &Arc<dyn Backend>, size: Size) -> Figure {
     }
     let total = size.events / 1000 * 1000;
     let sink = s
-        .new_sink(
-            "g",
-            SinkOptions::default()
-                .with_start(Start::Oldest)
-                .with_max_polled(100),
-        )
+        .new_sink("g", options.with_start(Start::Oldest).with_max_polled(100))
         .await
         .expect("sink");
     let start = Instant::now();
@@ -489,6 +516,16 @@ pub(crate) async fn run_all(
             Some(r / raw_rate),
             Target::AtLeast(0.8),
         ));
+        let dedup = s1_dedup(&redis, size).await;
+        let rd = dedup.rate();
+        rows.push(row(
+            "S1 append with a dedup key each, 8 producers x 100 in flight",
+            label,
+            &dedup,
+            format!("XADD pipelined {}", fmt_rate(raw_rate)),
+            Some(rd / raw_rate),
+            Target::AtLeast(0.8),
+        ));
         if let Some(memory) = &memory {
             memory_vs(
                 &mut rows,
@@ -543,6 +580,23 @@ pub(crate) async fn run_all(
                 &red,
             );
         }
+        let policy = SinkOptions::default()
+            .with_max_deliveries(5)
+            .with_redelivery_backoff(
+                std::time::Duration::from_secs(1),
+                2.0,
+                std::time::Duration::from_secs(60),
+            );
+        let red = s3_sink_with(&redis, size, policy).await;
+        let r = red.rate();
+        rows.push(row(
+            "S3 sink consume + ack, max_deliveries and back-off set",
+            label,
+            &red,
+            fmt_rate(raw_rate),
+            Some(r / raw_rate),
+            Target::AtLeast(0.9),
+        ));
     }
     if want("S4") {
         let key = tag();

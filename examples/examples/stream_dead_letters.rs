@@ -39,7 +39,10 @@ async fn main() -> pulse::Result<()> {
         let event = pulse_examples::got(events.recv().await)?;
         let payload = String::from_utf8_lossy(&event.payload).into_owned();
         if payload.contains("ten") && !fixed {
-            println!("delivery {} of {payload:?}: cannot parse the amount", event.deliveries);
+            println!(
+                "delivery {} of {payload:?}: cannot parse the amount",
+                event.deliveries
+            );
             sink.fail(&event, "amount is not a number: \"ten\"").await?;
             if event.deliveries < 3 {
                 continue;
