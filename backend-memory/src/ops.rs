@@ -7,11 +7,11 @@ use bytes::Bytes;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AddOptions, AddedOnce, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome,
-        EntryId, Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome,
-        KeyExpiry, KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry,
-        PendingSummary, PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch,
-        StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
+        AddOptions, AddedOnce, AtomicOps, AutoClaim, ConsumerInfo, DelayRelease, DeleteCondition,
+        DeleteOutcome, EntryId, Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps,
+        IncrementOutcome, KeyExpiry, KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite,
+        PendingEntry, PendingSummary, PubSubOps, ResetOutcome, SetCondition, SetOutcome,
+        StreamBatch, StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
     },
     Error, Result,
 };
@@ -262,6 +262,66 @@ impl StreamOps for MemoryBackend {
         Ok(AddedOnce {
             id,
             added: id.is_some(),
+        })
+    }
+
+    async fn delay_add(
+        &self,
+        index: &str,
+        _data: &str,
+        id: &str,
+        due_ms: u64,
+        fields: Fields,
+    ) -> Result<u64> {
+        if fields.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a stream entry needs at least one field".into(),
+            ));
+        }
+        let mut st = self.lock();
+        let delayed = st.delayed_or_create(index)?;
+        delayed.insert((due_ms, id.to_owned()), fields);
+        Ok(delayed.keys().next().map_or(due_ms, |(due, _)| *due))
+    }
+
+    async fn delay_release(
+        &self,
+        key: &str,
+        index: &str,
+        _data: &str,
+        limit: usize,
+        options: &AddOptions,
+    ) -> Result<DelayRelease> {
+        if limit == 0 {
+            return Err(Error::InvalidArgument("limit must be at least 1".into()));
+        }
+        let now_ms = crate::streams::wall_ms();
+        let options = options.clone().with_create(true);
+        let mut st = self.lock();
+        st.stream(key)?; // a key of another type is refused before anything moves
+        let mut released = Vec::new();
+        loop {
+            let delayed = st.delayed_or_create(index)?;
+            let due = match delayed.first_key_value() {
+                Some((k, _)) if k.0 <= now_ms && released.len() < limit => k.clone(),
+                _ => break,
+            };
+            let Some(fields) = delayed.remove(&due) else {
+                break;
+            };
+            if let Some(id) = add(&mut st, key, vec![fields], &options)?.pop().flatten() {
+                released.push(id);
+            }
+        }
+        let delayed = st.delayed_or_create(index)?;
+        let next_due_ms = delayed.keys().next().map(|(due, _)| *due);
+        if delayed.is_empty() {
+            st.keys.remove(index);
+        }
+        Ok(DelayRelease {
+            released,
+            next_due_ms,
+            now_ms,
         })
     }
 

@@ -21,12 +21,16 @@ use crate::streams::StreamData;
 /// A hash's fields, ordered so a scan can resume after the last field it returned.
 pub(crate) type HashFields = BTreeMap<String, Bytes>;
 
+/// Delayed events by (due time in ms, id), oldest due first.
+pub(crate) type Delayed = BTreeMap<(u64, String), pulse::backend::Fields>;
+
 /// A stored value.
 #[derive(Debug)]
 pub(crate) enum Value {
     Hash(HashFields),
     Stream(StreamData),
     Str(Bytes),
+    Delayed(Delayed),
 }
 
 /// A key's value and expiry.
@@ -118,6 +122,19 @@ impl State {
                 ..
             }) => Ok(Some(s)),
             Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    /// The delayed events held under `key`, created empty when missing.
+    pub(crate) fn delayed_or_create(&mut self, key: &str) -> Result<&mut Delayed> {
+        self.purge_if_expired(key);
+        let entry = self.keys.entry(key.to_owned()).or_insert_with(|| Entry {
+            value: Value::Delayed(Delayed::new()),
+            expires_at: None,
+        });
+        match &mut entry.value {
+            Value::Delayed(d) => Ok(d),
+            _ => Err(wrong_type(key)),
         }
     }
 

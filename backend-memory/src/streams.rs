@@ -46,7 +46,7 @@ pub(crate) struct StreamData {
     pub(crate) groups: HashMap<String, Group>,
 }
 
-fn wall_ms() -> u64 {
+pub(crate) fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -25,6 +25,8 @@ pub(crate) struct Scripts {
     pub(crate) group_dead_letter: Script,
     pub(crate) stream_move: Script,
     pub(crate) stream_add_once: Script,
+    pub(crate) delay_add: Script,
+    pub(crate) delay_release: Script,
 }
 
 impl Scripts {
@@ -40,11 +42,13 @@ impl Scripts {
             group_dead_letter: Script::new(include_str!("../lua/group_dead_letter.lua")),
             stream_move: Script::new(include_str!("../lua/stream_move.lua")),
             stream_add_once: Script::new(include_str!("../lua/stream_add_once.lua")),
+            delay_add: Script::new(include_str!("../lua/delay_add.lua")),
+            delay_release: Script::new(include_str!("../lua/delay_release.lua")),
         }
     }
 
     /// All scripts, for loading up front.
-    pub(crate) fn all(&self) -> [&Script; 10] {
+    pub(crate) fn all(&self) -> [&Script; 12] {
         [
             &self.map_set,
             &self.map_delete,
@@ -56,6 +60,8 @@ impl Scripts {
             &self.group_dead_letter,
             &self.stream_move,
             &self.stream_add_once,
+            &self.delay_add,
+            &self.delay_release,
         ]
     }
 }

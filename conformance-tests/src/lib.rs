@@ -192,6 +192,7 @@ macro_rules! conformance_suite {
             group_set_idle_and_dead_letter,
             stream_move_is_atomic_and_once,
             stream_add_once_dedups_within_its_window,
+            delayed_events_are_released_when_due_in_due_order,
             group_pending,
             group_consumers_lifecycle,
             group_list_reports_each_group,

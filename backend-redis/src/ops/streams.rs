@@ -5,8 +5,8 @@ use std::time::Duration;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AddOptions, AddedOnce, EntryId, Fields, StreamBatch, StreamEntry, StreamInfo, StreamOps,
-        Ttl,
+        AddOptions, AddedOnce, DelayRelease, EntryId, Fields, StreamBatch, StreamEntry, StreamInfo,
+        StreamOps, Ttl,
     },
     Error, Result,
 };
@@ -215,6 +215,84 @@ impl StreamOps for RedisBackend {
         Ok(AddedOnce {
             id: id_reply(id.clone())?,
             added: parse::int(added) == Some(1),
+        })
+    }
+
+    async fn delay_add(
+        &self,
+        index: &str,
+        data: &str,
+        id: &str,
+        due_ms: u64,
+        fields: Fields,
+    ) -> Result<u64> {
+        check_fields(&fields)?;
+        let mut inv = self.inner.scripts.delay_add.prepare_invoke();
+        inv.key(index)
+            .key(data)
+            .arg(id)
+            .arg(due_ms)
+            .arg(pulse::backend::pack_fields(&fields));
+        let reply = self.run_script("delay_add", index, &inv).await?;
+        parse::text(reply.clone())
+            .and_then(|t| t.parse::<f64>().ok())
+            .map(|due| due as u64)
+            .ok_or_else(|| crate::errors::unexpected("delay_add", &reply))
+    }
+
+    async fn delay_release(
+        &self,
+        key: &str,
+        index: &str,
+        data: &str,
+        limit: usize,
+        options: &AddOptions,
+    ) -> Result<DelayRelease> {
+        if limit == 0 {
+            return Err(Error::InvalidArgument("limit must be at least 1".into()));
+        }
+        let (ttl, mode) = match options.ttl {
+            None => (String::new(), ""),
+            Some(t @ Ttl::Absolute(_)) => (t.millis().to_string(), "abs"),
+            Some(t @ Ttl::Sliding(_)) => (t.millis().to_string(), "slide"),
+        };
+        let mut inv = self.inner.scripts.delay_release.prepare_invoke();
+        inv.key(key)
+            .key(index)
+            .key(data)
+            .arg(limit)
+            .arg(options.max_len.map(|n| n.to_string()).unwrap_or_default())
+            .arg(ttl)
+            .arg(mode);
+        let reply = self.run_script("delay_release", key, &inv).await?;
+        let bad = || crate::errors::unexpected("delay_release", &reply);
+        let Value::Array(parts) = &reply else {
+            return Err(bad());
+        };
+        let [ids, next, now] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let released = match ids {
+            Value::Array(ids) => ids
+                .iter()
+                .cloned()
+                .map(parse::entry_id)
+                .collect::<Result<Vec<_>>>()?,
+            _ => return Err(bad()),
+        };
+        let next_due_ms = match next {
+            Value::Nil => None,
+            v => Some(
+                parse::text(v.clone())
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .ok_or_else(bad)? as u64,
+            ),
+        };
+        let now_ms = parse::int(now).ok_or_else(bad)?.max(0) as u64;
+        Ok(DelayRelease {
+            released,
+            next_due_ms,
+            now_ms,
         })
     }
 

@@ -371,3 +371,85 @@ pub async fn stream_add_once_dedups_within_its_window(cx: Ctx) {
     })
     .await;
 }
+
+/// Delayed events stay out of the stream until due by the backend's clock, then are
+/// appended in due order (ties in ID order), at most `limit` per release, each once.
+pub async fn delayed_events_are_released_when_due_in_due_order(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let (index, data) = (format!("{s}:delayed"), format!("{s}:delayed:data"));
+    let o = AddOptions::default();
+    let empty = b.delay_release(&s, &index, &data, 10, &o).await.unwrap();
+    assert_eq!((empty.released.len(), empty.next_due_ms), (0, None));
+    let now = empty.now_ms;
+    let future = now + 600_000;
+    assert_eq!(
+        b.delay_add(&index, &data, "z", future, entry("future"))
+            .await
+            .unwrap(),
+        future
+    );
+    assert_eq!(
+        b.delay_add(&index, &data, "b", now - 10, entry("late-b"))
+            .await
+            .unwrap(),
+        now - 10
+    );
+    b.delay_add(&index, &data, "a", now - 10, entry("late-a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.delay_add(&index, &data, "c", now - 20, entry("first"))
+            .await
+            .unwrap(),
+        now - 20
+    );
+    assert!(
+        b.stream_info(&s).await.unwrap().is_none(),
+        "nothing visible before it is due"
+    );
+    let one = b.delay_release(&s, &index, &data, 2, &o).await.unwrap();
+    assert_eq!((one.released.len(), one.next_due_ms), (2, Some(now - 10)));
+    assert!(one.now_ms >= now);
+    let two = b.delay_release(&s, &index, &data, 10, &o).await.unwrap();
+    assert_eq!((two.released.len(), two.next_due_ms), (1, Some(future)));
+    let stored = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.iter().map(name_of).collect::<Vec<_>>(),
+        ["first", "late-a", "late-b"]
+    );
+    let ids: Vec<EntryId> = one.released.iter().chain(&two.released).copied().collect();
+    assert_eq!(ids, stored.iter().map(|e| e.id).collect::<Vec<_>>());
+    let none = b.delay_release(&s, &index, &data, 10, &o).await.unwrap();
+    assert_eq!((none.released.len(), none.next_due_ms), (0, Some(future)));
+    // Bad input.
+    let e = b
+        .delay_add(&index, &data, "x", now, Vec::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    let e = b.delay_release(&s, &index, &data, 0, &o).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    let map = format!("{s}:map");
+    b.map_set(
+        &pulse::backend::MapTarget::new(map.clone(), format!("{map}:n")),
+        "k",
+        Bytes::from("v"),
+        SetCondition::Always,
+    )
+    .await
+    .unwrap();
+    b.delay_add(&index, &data, "d", now - 5, entry("due"))
+        .await
+        .unwrap();
+    let e = b
+        .delay_release(&map, &index, &data, 10, &o)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::WrongType { .. }), "{e:?}");
+    let kept = b.delay_release(&s, &index, &data, 10, &o).await.unwrap();
+    assert_eq!(kept.released.len(), 1, "a refused release moved nothing");
+}

@@ -9,11 +9,11 @@ use bytes::Bytes;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AddOptions, AddedOnce, AtomicOps, AutoClaim, ConsumerInfo, DeleteCondition, DeleteOutcome,
-        EntryId, Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps, IncrementOutcome,
-        KeyExpiry, KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite, PendingEntry,
-        PendingSummary, PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch,
-        StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
+        AddOptions, AddedOnce, AtomicOps, AutoClaim, ConsumerInfo, DelayRelease, DeleteCondition,
+        DeleteOutcome, EntryId, Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps,
+        IncrementOutcome, KeyExpiry, KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite,
+        PendingEntry, PendingSummary, PubSubOps, ResetOutcome, SetCondition, SetOutcome,
+        StreamBatch, StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
     },
     Backend, Result,
 };
@@ -132,6 +132,28 @@ impl StreamOps for FlakyBackend {
             .stream_add_once(key, dedup, window, fields, options);
         self.call(Op::StreamAddOnce, key, Exposure::Call, call)
             .await
+    }
+    async fn delay_add(
+        &self,
+        index: &str,
+        data: &str,
+        id: &str,
+        due_ms: u64,
+        fields: Fields,
+    ) -> Result<u64> {
+        let call = self.inner.delay_add(index, data, id, due_ms, fields);
+        self.call(Op::DelayAdd, index, Exposure::Call, call).await
+    }
+    async fn delay_release(
+        &self,
+        key: &str,
+        index: &str,
+        data: &str,
+        limit: usize,
+        options: &AddOptions,
+    ) -> Result<DelayRelease> {
+        let call = self.inner.delay_release(key, index, data, limit, options);
+        self.call(Op::DelayRelease, key, Exposure::Call, call).await
     }
     async fn stream_move(
         &self,

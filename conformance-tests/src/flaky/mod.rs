@@ -57,6 +57,8 @@ pub enum Op {
     StreamRemove,
     StreamMove,
     StreamAddOnce,
+    DelayAdd,
+    DelayRelease,
     StreamRead,
     GroupCreate,
     GroupRead,

@@ -81,6 +81,40 @@ pub trait StreamOps: Send + Sync {
         options: &AddOptions,
     ) -> Result<AddedOnce>;
 
+    /// Keeps `fields` to append to a stream once due: held as `id` (unique among the
+    /// stream's delayed events; ties in due time are released in `id` order) with due time
+    /// `due_ms` (milliseconds since the epoch, by the backend's clock) under the keys
+    /// `index` (due times) and `data` (fields), both in the stream's hash tag. Returns the
+    /// earliest due time held after the add (`due_ms` when this one is the earliest).
+    ///
+    /// Errors: `InvalidArgument` (no fields), `WrongType`, `Connection`.
+    /// Conformance: `delayed_events_are_released_when_due_in_due_order`.
+    async fn delay_add(
+        &self,
+        index: &str,
+        data: &str,
+        id: &str,
+        due_ms: u64,
+        fields: Fields,
+    ) -> Result<u64>;
+
+    /// Appends to stream `key`, in due order, up to `limit` of the delayed events held
+    /// under `index`/`data` that are due by the backend's clock, as [`StreamOps::stream_add`]
+    /// would with `options` (trim, TTL; the stream is created when missing, whatever
+    /// `options.create` says); each is appended and forgotten in one atomic step, so a
+    /// release that fails or races another one neither loses nor duplicates an event.
+    ///
+    /// Errors: `InvalidArgument` (zero limit), `WrongType`, `Connection`.
+    /// Conformance: `delayed_events_are_released_when_due_in_due_order`.
+    async fn delay_release(
+        &self,
+        key: &str,
+        index: &str,
+        data: &str,
+        limit: usize,
+        options: &AddOptions,
+    ) -> Result<DelayRelease>;
+
     /// Moves entry `id` of stream `from` to stream `to` in one atomic step: appends
     /// `fields` to `to` (created if missing) as a new entry and deletes `id` from `from`,
     /// only if `id` is in `from`. Returns the new entry's ID, or `None` when `id` is not
@@ -124,4 +158,70 @@ pub struct AddedOnce {
     pub id: Option<EntryId>,
     /// Whether this call appended.
     pub added: bool,
+}
+
+/// What [`StreamOps::delay_release`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DelayRelease {
+    /// The stream IDs of the events released, in due order.
+    pub released: Vec<EntryId>,
+    /// The due time of the earliest event still held (ms since the epoch), if any.
+    pub next_due_ms: Option<u64>,
+    /// The backend's clock at the release (ms since the epoch).
+    pub now_ms: u64,
+}
+
+/// Packs fields for [`StreamOps::delay_add`]'s `data` as a backend may store them: per
+/// field, a 4-byte big-endian length and the name, then the same for the value.
+pub fn pack_fields(fields: &Fields) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        for part in [name.as_bytes(), value.as_ref()] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    out
+}
+
+/// Unpacks [`pack_fields`]' output; `Malformed` when it is not such a packing.
+pub fn unpack_fields(mut packed: &[u8]) -> Result<Fields> {
+    let bad = || crate::Error::malformed("delayed event", "not a packed field list");
+    let take = |packed: &mut &[u8]| -> Result<Bytes> {
+        let (len, rest) = packed.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let part = rest.get(..len).ok_or_else(bad)?;
+        *packed = &rest[len..];
+        Ok(Bytes::copy_from_slice(part))
+    };
+    let mut fields = Vec::new();
+    while !packed.is_empty() {
+        let name = take(&mut packed)?;
+        let value = take(&mut packed)?;
+        let name = String::from_utf8(name.to_vec()).map_err(|_| bad())?;
+        fields.push((name, value));
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_fields_round_trip_and_garbage_is_malformed() {
+        let fields: Fields = vec![
+            ("n".into(), Bytes::from_static(b"e")),
+            ("p".into(), Bytes::from_static(b"\x00\xff")),
+            ("empty".into(), Bytes::new()),
+        ];
+        assert_eq!(unpack_fields(&pack_fields(&fields)).ok(), Some(fields));
+        for garbage in [
+            &b"\x00\x00"[..],
+            &b"\x00\x00\x00\x05ab"[..],
+            &b"\x00\x00\x00\x01n"[..],
+        ] {
+            assert!(unpack_fields(garbage).is_err(), "{garbage:?}");
+        }
+    }
 }
