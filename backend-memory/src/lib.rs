@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod group_ops;
 mod maps;
 mod ops;
 mod state;

@@ -19,6 +19,7 @@
 
 mod overhead;
 mod raw;
+mod rows;
 mod scale;
 mod scenarios;
 mod stats;
@@ -126,7 +127,7 @@ async fn main() {
             eprintln!("round {round} of {rounds}");
         }
         all.push(
-            scenarios::run_all(
+            rows::run_all(
                 &url,
                 "redis",
                 redis.clone(),
@@ -158,7 +159,7 @@ async fn main() {
             eprintln!("cluster round {round} of {rounds}");
         }
         all.push(
-            scenarios::run_all(
+            rows::run_all(
                 &cluster_url,
                 "cluster",
                 on_cluster.clone(),

@@ -48,7 +48,7 @@ fn row(scenario: String, figure: String, baseline: String, ratio: f64, target: T
     }
 }
 
-/// Every scale row wanted (`only` as in [`crate::scenarios::run_all`]).
+/// Every scale row wanted (`only` as in [`crate::rows::run_all`]).
 pub(crate) async fn run_all(
     url: &str,
     redis: Arc<dyn Backend>,
