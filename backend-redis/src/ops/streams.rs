@@ -44,6 +44,16 @@ fn pexpire(key: &str, ttl: Ttl) -> Cmd {
     cmd
 }
 
+/// The TTL arguments of the append scripts: milliseconds (`""` for none) and the mode
+/// (`abs` keeps an existing expiry, as `PEXPIRE … NX` does for [`pexpire`]).
+fn ttl_args(options: &AddOptions) -> (String, &'static str) {
+    match options.ttl {
+        None => (String::new(), ""),
+        Some(t @ Ttl::Absolute(_)) => (t.millis().to_string(), "abs"),
+        Some(t @ Ttl::Sliding(_)) => (t.millis().to_string(), "slide"),
+    }
+}
+
 fn check_fields(fields: &Fields) -> Result<()> {
     if fields.is_empty() {
         return Err(Error::InvalidArgument(
@@ -189,11 +199,7 @@ impl StreamOps for RedisBackend {
     ) -> Result<AddedOnce> {
         check_fields(&fields)?;
         let mut inv = self.inner.scripts.stream_add_once.prepare_invoke();
-        let (ttl, mode) = match options.ttl {
-            None => (String::new(), ""),
-            Some(t @ Ttl::Absolute(_)) => (t.millis().to_string(), "abs"),
-            Some(t @ Ttl::Sliding(_)) => (t.millis().to_string(), "slide"),
-        };
+        let (ttl, mode) = ttl_args(options);
         inv.key(key)
             .key(dedup)
             .arg(millis(window))
@@ -251,11 +257,7 @@ impl StreamOps for RedisBackend {
         if limit == 0 {
             return Err(Error::InvalidArgument("limit must be at least 1".into()));
         }
-        let (ttl, mode) = match options.ttl {
-            None => (String::new(), ""),
-            Some(t @ Ttl::Absolute(_)) => (t.millis().to_string(), "abs"),
-            Some(t @ Ttl::Sliding(_)) => (t.millis().to_string(), "slide"),
-        };
+        let (ttl, mode) = ttl_args(options);
         let mut inv = self.inner.scripts.delay_release.prepare_invoke();
         inv.key(key)
             .key(index)
