@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod delayed;
 mod group_ops;
 mod maps;
 mod ops;

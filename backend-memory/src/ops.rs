@@ -7,10 +7,10 @@ use bytes::Bytes;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AddOptions, AddedOnce, AtomicOps, DelayRelease, DeleteCondition, DeleteOutcome, EntryId,
-        Fields, HashChunk, HashOps, IncrementOutcome, KeyExpiry, KeyOps, ListEdit, ListOutcome,
-        MapTarget, MapWrite, PubSubOps, ResetOutcome, SetCondition, SetOutcome, StreamBatch,
-        StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
+        AddOptions, AddedOnce, AtomicOps, DelayInfo, DelayRelease, DeleteCondition, DeleteOutcome,
+        EntryId, Fields, HashChunk, HashOps, IncrementOutcome, KeyExpiry, KeyOps, ListEdit,
+        ListOutcome, MapTarget, MapWrite, PubSubOps, ResetOutcome, SetCondition, SetOutcome,
+        StreamBatch, StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
     },
     Error, Result,
 };
@@ -278,8 +278,8 @@ impl StreamOps for MemoryBackend {
         }
         let mut st = self.lock();
         let delayed = st.delayed_or_create(index)?;
-        delayed.insert((due_ms, id.to_owned()), fields);
-        Ok(delayed.keys().next().map_or(due_ms, |(due, _)| *due))
+        delayed.insert(id, due_ms, fields);
+        Ok(delayed.next_due().unwrap_or(due_ms))
     }
 
     async fn delay_release(
@@ -298,29 +298,50 @@ impl StreamOps for MemoryBackend {
         let mut st = self.lock();
         st.stream(key)?; // a key of another type is refused before anything moves
         let mut released = Vec::new();
-        loop {
-            let delayed = st.delayed_or_create(index)?;
-            let due = match delayed.first_key_value() {
-                Some((k, _)) if k.0 <= now_ms && released.len() < limit => k.clone(),
-                _ => break,
-            };
-            let Some(fields) = delayed.remove(&due) else {
-                break;
-            };
-            if let Some(id) = add(&mut st, key, vec![fields], &options)?.pop().flatten() {
-                released.push(id);
+        let mut next_due_ms = None;
+        if st.delayed(index)?.is_some() {
+            while released.len() < limit {
+                let Some(fields) = st.delayed_or_create(index)?.pop_due(now_ms) else {
+                    break;
+                };
+                if let Some(id) = add(&mut st, key, vec![fields], &options)?.pop().flatten() {
+                    released.push(id);
+                }
             }
-        }
-        let delayed = st.delayed_or_create(index)?;
-        let next_due_ms = delayed.keys().next().map(|(due, _)| *due);
-        if delayed.is_empty() {
-            st.keys.remove(index);
+            let delayed = st.delayed_or_create(index)?;
+            next_due_ms = delayed.next_due();
+            if delayed.is_empty() {
+                st.keys.remove(index);
+            }
         }
         Ok(DelayRelease {
             released,
             next_due_ms,
             now_ms,
+            unreadable: Vec::new(),
         })
+    }
+
+    async fn delay_info(&self, index: &str) -> Result<DelayInfo> {
+        let mut st = self.lock();
+        Ok(st
+            .delayed(index)?
+            .map_or(DelayInfo::default(), |d| DelayInfo {
+                count: d.len() as u64,
+                next_due_ms: d.next_due(),
+            }))
+    }
+
+    async fn delay_cancel(&self, index: &str, _data: &str, id: &str) -> Result<bool> {
+        let mut st = self.lock();
+        let Some(delayed) = st.delayed(index)? else {
+            return Ok(false);
+        };
+        let held = delayed.remove(id);
+        if delayed.is_empty() {
+            st.keys.remove(index);
+        }
+        Ok(held)
     }
 
     async fn stream_move(

@@ -16,13 +16,10 @@ use tokio::{
     time::Instant,
 };
 
-use crate::streams::StreamData;
+use crate::{delayed::Delayed, streams::StreamData};
 
 /// A hash's fields, ordered so a scan can resume after the last field it returned.
 pub(crate) type HashFields = BTreeMap<String, Bytes>;
-
-/// Delayed events by (due time in ms, id), oldest due first.
-pub(crate) type Delayed = BTreeMap<(u64, String), pulse::backend::Fields>;
 
 /// A stored value.
 #[derive(Debug)]
@@ -125,11 +122,24 @@ impl State {
         }
     }
 
+    /// The delayed events held under `key` (`None` when missing); `WrongType` for another
+    /// type.
+    pub(crate) fn delayed(&mut self, key: &str) -> Result<Option<&mut Delayed>> {
+        match self.live_mut(key) {
+            None => Ok(None),
+            Some(Entry {
+                value: Value::Delayed(d),
+                ..
+            }) => Ok(Some(d)),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
     /// The delayed events held under `key`, created empty when missing.
     pub(crate) fn delayed_or_create(&mut self, key: &str) -> Result<&mut Delayed> {
         self.purge_if_expired(key);
         let entry = self.keys.entry(key.to_owned()).or_insert_with(|| Entry {
-            value: Value::Delayed(Delayed::new()),
+            value: Value::Delayed(Delayed::default()),
             expires_at: None,
         });
         match &mut entry.value {

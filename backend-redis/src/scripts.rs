@@ -27,6 +27,8 @@ pub(crate) struct Scripts {
     pub(crate) stream_add_once: Script,
     pub(crate) delay_add: Script,
     pub(crate) delay_release: Script,
+    pub(crate) delay_info: Script,
+    pub(crate) delay_cancel: Script,
 }
 
 impl Scripts {
@@ -44,11 +46,13 @@ impl Scripts {
             stream_add_once: Script::new(include_str!("../lua/stream_add_once.lua")),
             delay_add: Script::new(include_str!("../lua/delay_add.lua")),
             delay_release: Script::new(include_str!("../lua/delay_release.lua")),
+            delay_info: Script::new(include_str!("../lua/delay_info.lua")),
+            delay_cancel: Script::new(include_str!("../lua/delay_cancel.lua")),
         }
     }
 
     /// All scripts, for loading up front.
-    pub(crate) fn all(&self) -> [&Script; 12] {
+    pub(crate) fn all(&self) -> [&Script; 14] {
         [
             &self.map_set,
             &self.map_delete,
@@ -62,6 +66,8 @@ impl Scripts {
             &self.stream_add_once,
             &self.delay_add,
             &self.delay_release,
+            &self.delay_info,
+            &self.delay_cancel,
         ]
     }
 }

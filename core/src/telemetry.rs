@@ -47,6 +47,10 @@ pub(crate) struct StreamMetrics {
     pub(crate) added: Counter,
     /// Deliveries to readers (`sink` label empty).
     pub(crate) read: Counter,
+    /// Delayed events accepted (held until due).
+    pub(crate) delayed: Counter,
+    /// Delayed events appended to the stream once due.
+    pub(crate) released: Counter,
 }
 
 impl StreamMetrics {
@@ -54,6 +58,8 @@ impl StreamMetrics {
         StreamMetrics {
             added: counter!("pulse_stream_events_added_total", "stream" => stream.to_owned()),
             read: delivered(stream, ""),
+            delayed: counter!("pulse_stream_events_delayed_total", "stream" => stream.to_owned()),
+            released: counter!("pulse_stream_events_released_total", "stream" => stream.to_owned()),
         }
     }
 }

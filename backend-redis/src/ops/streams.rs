@@ -5,8 +5,8 @@ use std::time::Duration;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AddOptions, AddedOnce, DelayRelease, EntryId, Fields, StreamBatch, StreamEntry, StreamInfo,
-        StreamOps, Ttl,
+        AddOptions, AddedOnce, DelayInfo, DelayRelease, EntryId, Fields, StreamBatch, StreamEntry,
+        StreamInfo, StreamOps, Ttl,
     },
     Error, Result,
 };
@@ -51,6 +51,17 @@ fn ttl_args(options: &AddOptions) -> (String, &'static str) {
         None => (String::new(), ""),
         Some(t @ Ttl::Absolute(_)) => (t.millis().to_string(), "abs"),
         Some(t @ Ttl::Sliding(_)) => (t.millis().to_string(), "slide"),
+    }
+}
+
+/// A due time from a script (`false`: none): `None` when it is not one.
+fn due_reply(v: &Value) -> Option<Option<u64>> {
+    match v {
+        Value::Nil => Some(None),
+        v => parse::text(v.clone())
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|due| due.is_finite() && *due >= 0.0)
+            .map(|due| Some(due as u64)),
     }
 }
 
@@ -271,7 +282,7 @@ impl StreamOps for RedisBackend {
         let Value::Array(parts) = &reply else {
             return Err(bad());
         };
-        let [ids, next, now] = parts.as_slice() else {
+        let [ids, next, now, unreadable] = parts.as_slice() else {
             return Err(bad());
         };
         let released = match ids {
@@ -282,20 +293,43 @@ impl StreamOps for RedisBackend {
                 .collect::<Result<Vec<_>>>()?,
             _ => return Err(bad()),
         };
-        let next_due_ms = match next {
-            Value::Nil => None,
-            v => Some(
-                parse::text(v.clone())
-                    .and_then(|t| t.parse::<f64>().ok())
-                    .ok_or_else(bad)? as u64,
-            ),
+        let unreadable = match unreadable {
+            Value::Array(ids) => ids
+                .iter()
+                .map(|id| parse::text(id.clone()).ok_or_else(bad))
+                .collect::<Result<Vec<_>>>()?,
+            _ => return Err(bad()),
         };
-        let now_ms = parse::int(now).ok_or_else(bad)?.max(0) as u64;
         Ok(DelayRelease {
             released,
-            next_due_ms,
-            now_ms,
+            next_due_ms: due_reply(next).ok_or_else(bad)?,
+            now_ms: parse::int(now).ok_or_else(bad)?.max(0) as u64,
+            unreadable,
         })
+    }
+
+    async fn delay_info(&self, index: &str) -> Result<DelayInfo> {
+        let mut inv = self.inner.scripts.delay_info.prepare_invoke();
+        inv.key(index);
+        let reply = self.run_script("delay_info", index, &inv).await?;
+        let bad = || crate::errors::unexpected("delay_info", &reply);
+        let Value::Array(parts) = &reply else {
+            return Err(bad());
+        };
+        let [count, next] = parts.as_slice() else {
+            return Err(bad());
+        };
+        Ok(DelayInfo {
+            count: parse::int(count).ok_or_else(bad)?.max(0) as u64,
+            next_due_ms: due_reply(next).ok_or_else(bad)?,
+        })
+    }
+
+    async fn delay_cancel(&self, index: &str, data: &str, id: &str) -> Result<bool> {
+        let mut inv = self.inner.scripts.delay_cancel.prepare_invoke();
+        inv.key(index).key(data).arg(id);
+        let reply = self.run_script("delay_cancel", index, &inv).await?;
+        Ok(int_reply("delay_cancel", &reply)? == 1)
     }
 
     async fn stream_move(

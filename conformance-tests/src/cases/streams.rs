@@ -408,6 +408,8 @@ pub async fn delayed_events_are_released_when_due_in_due_order(cx: Ctx) {
         b.stream_info(&s).await.unwrap().is_none(),
         "nothing visible before it is due"
     );
+    let info = b.delay_info(&index).await.unwrap();
+    assert_eq!((info.count, info.next_due_ms), (4, Some(now - 20)));
     let one = b.delay_release(&s, &index, &data, 2, &o).await.unwrap();
     assert_eq!((one.released.len(), one.next_due_ms), (2, Some(now - 10)));
     assert!(one.now_ms >= now);
@@ -425,6 +427,11 @@ pub async fn delayed_events_are_released_when_due_in_due_order(cx: Ctx) {
     assert_eq!(ids, stored.iter().map(|e| e.id).collect::<Vec<_>>());
     let none = b.delay_release(&s, &index, &data, 10, &o).await.unwrap();
     assert_eq!((none.released.len(), none.next_due_ms), (0, Some(future)));
+    assert!(none.unreadable.is_empty());
+    let info = b.delay_info(&index).await.unwrap();
+    assert_eq!((info.count, info.next_due_ms), (1, Some(future)));
+    let missing = b.delay_info(&cx.key("none")).await.unwrap();
+    assert_eq!((missing.count, missing.next_due_ms), (0, None));
     // Bad input.
     let e = b
         .delay_add(&index, &data, "x", now, Vec::new())
@@ -452,4 +459,47 @@ pub async fn delayed_events_are_released_when_due_in_due_order(cx: Ctx) {
     assert!(matches!(e, Error::WrongType { .. }), "{e:?}");
     let kept = b.delay_release(&s, &index, &data, 10, &o).await.unwrap();
     assert_eq!(kept.released.len(), 1, "a refused release moved nothing");
+    let e = b.delay_info(&map).await.unwrap_err();
+    assert!(matches!(e, Error::WrongType { .. }), "{e:?}");
+}
+
+/// A delayed event can be cancelled until it is released, once; adding an ID again
+/// replaces its due time and fields rather than holding it twice.
+pub async fn delayed_events_can_be_cancelled(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let (index, data) = (format!("{s}:delayed"), format!("{s}:delayed:data"));
+    let o = AddOptions::default();
+    let first = b
+        .delay_release(&s, &index, &data, 1, &o)
+        .await
+        .unwrap()
+        .now_ms;
+    b.delay_add(&index, &data, "a", first + 600_000, entry("a"))
+        .await
+        .unwrap();
+    b.delay_add(&index, &data, "b", first + 600_000, entry("b"))
+        .await
+        .unwrap();
+    // Re-adding "b" due now replaces it: one "b", released with its new fields.
+    b.delay_add(&index, &data, "b", first - 1, entry("b2"))
+        .await
+        .unwrap();
+    assert_eq!(b.delay_info(&index).await.unwrap().count, 2);
+    assert!(b.delay_cancel(&index, &data, "a").await.unwrap());
+    assert!(!b.delay_cancel(&index, &data, "a").await.unwrap(), "once");
+    assert!(!b.delay_cancel(&index, &data, "never").await.unwrap());
+    let out = b.delay_release(&s, &index, &data, 10, &o).await.unwrap();
+    assert_eq!((out.released.len(), out.next_due_ms), (1, None));
+    assert!(
+        !b.delay_cancel(&index, &data, "b").await.unwrap(),
+        "a released event is no longer held"
+    );
+    let stored = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(stored.iter().map(name_of).collect::<Vec<_>>(), ["b2"]);
+    let info = b.delay_info(&index).await.unwrap();
+    assert_eq!((info.count, info.next_due_ms), (0, None));
 }

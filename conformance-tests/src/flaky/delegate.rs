@@ -9,10 +9,10 @@ use bytes::Bytes;
 use pulse::async_trait;
 use pulse::{
     backend::{
-        AddOptions, AddedOnce, AtomicOps, AutoClaim, ConsumerInfo, DelayRelease, DeleteCondition,
-        DeleteOutcome, EntryId, Fields, GroupInfo, GroupOps, GroupStart, HashChunk, HashOps,
-        IncrementOutcome, KeyExpiry, KeyOps, ListEdit, ListOutcome, MapTarget, MapWrite,
-        PendingEntry, PendingSummary, PubSubOps, ResetOutcome, SetCondition, SetOutcome,
+        AddOptions, AddedOnce, AtomicOps, AutoClaim, ConsumerInfo, DelayInfo, DelayRelease,
+        DeleteCondition, DeleteOutcome, EntryId, Fields, GroupInfo, GroupOps, GroupStart,
+        HashChunk, HashOps, IncrementOutcome, KeyExpiry, KeyOps, ListEdit, ListOutcome, MapTarget,
+        MapWrite, PendingEntry, PendingSummary, PubSubOps, ResetOutcome, SetCondition, SetOutcome,
         StreamBatch, StreamEntry, StreamInfo, StreamOps, Subscription, Ttl,
     },
     Backend, Result,
@@ -154,6 +154,15 @@ impl StreamOps for FlakyBackend {
     ) -> Result<DelayRelease> {
         let call = self.inner.delay_release(key, index, data, limit, options);
         self.call(Op::DelayRelease, key, Exposure::Call, call).await
+    }
+    async fn delay_info(&self, index: &str) -> Result<DelayInfo> {
+        let call = self.inner.delay_info(index);
+        self.call(Op::DelayInfo, index, Exposure::Call, call).await
+    }
+    async fn delay_cancel(&self, index: &str, data: &str, id: &str) -> Result<bool> {
+        let call = self.inner.delay_cancel(index, data, id);
+        self.call(Op::DelayCancel, index, Exposure::Call, call)
+            .await
     }
     async fn stream_move(
         &self,

@@ -59,6 +59,8 @@ pub enum Op {
     StreamAddOnce,
     DelayAdd,
     DelayRelease,
+    DelayInfo,
+    DelayCancel,
     StreamRead,
     GroupCreate,
     GroupRead,

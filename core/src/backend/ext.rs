@@ -46,6 +46,8 @@ mod tests {
                 -> Result<u64>;
             async fn delay_release(&self, key: &str, index: &str, data: &str, limit: usize, options: &AddOptions)
                 -> Result<crate::backend::DelayRelease>;
+            async fn delay_info(&self, index: &str) -> Result<crate::backend::DelayInfo>;
+            async fn delay_cancel(&self, index: &str, data: &str, id: &str) -> Result<bool>;
             async fn stream_read(&self, streams: &[(String, EntryId)], count: usize, block: Option<Duration>)
                 -> Result<Vec<StreamBatch>>;
         }

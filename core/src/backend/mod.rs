@@ -67,7 +67,9 @@ pub use ext::stream_last_id;
 pub use group::GroupOps;
 pub use keyspace::{HashOps, KeyOps};
 pub use pubsub::{PubSubEvent, PubSubOps, Subscription};
-pub use stream::{pack_fields, unpack_fields, AddedOnce, DelayRelease, Fields, StreamOps};
+pub use stream::{
+    pack_fields, unpack_fields, AddedOnce, DelayInfo, DelayRelease, Fields, StreamOps,
+};
 pub use types::{
     AddOptions, AutoClaim, ConsumerInfo, EntryId, GroupInfo, GroupStart, HashChunk, KeyExpiry,
     PendingEntry, PendingSummary, Revision, StreamBatch, StreamEntry, StreamInfo, Ttl,

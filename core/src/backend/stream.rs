@@ -103,6 +103,10 @@ pub trait StreamOps: Send + Sync {
     /// would with `options` (trim, TTL; the stream is created when missing, whatever
     /// `options.create` says); each is appended and forgotten in one atomic step, so a
     /// release that fails or races another one neither loses nor duplicates an event.
+    /// An entry that cannot be released (data missing or not a [`pack_fields`] packing:
+    /// foreign data under our keys) is reported in [`DelayRelease::unreadable`] and
+    /// parked, never released and never in the way: its data stays where it was, and an
+    /// index entry without data is dropped.
     ///
     /// Errors: `InvalidArgument` (zero limit), `WrongType`, `Connection`.
     /// Conformance: `delayed_events_are_released_when_due_in_due_order`.
@@ -114,6 +118,20 @@ pub trait StreamOps: Send + Sync {
         limit: usize,
         options: &AddOptions,
     ) -> Result<DelayRelease>;
+
+    /// How many delayed events are held under `index` and when the earliest readable one
+    /// is due (ms since the epoch): a cheap look, one round trip, for an idle mover's check.
+    ///
+    /// Errors: `WrongType`, `Connection`.
+    /// Conformance: `delayed_events_are_released_when_due_in_due_order`.
+    async fn delay_info(&self, index: &str) -> Result<DelayInfo>;
+
+    /// Forgets the delayed event `id` held under `index`/`data` before it is released, in
+    /// one atomic step; returns whether it was held (false: released already, cancelled,
+    /// never added).
+    ///
+    /// Errors: `WrongType`, `Connection`. Conformance: `delayed_events_can_be_cancelled`.
+    async fn delay_cancel(&self, index: &str, data: &str, id: &str) -> Result<bool>;
 
     /// Moves entry `id` of stream `from` to stream `to` in one atomic step: appends
     /// `fields` to `to` (created if missing) as a new entry and deletes `id` from `from`,
@@ -169,6 +187,17 @@ pub struct DelayRelease {
     pub next_due_ms: Option<u64>,
     /// The backend's clock at the release (ms since the epoch).
     pub now_ms: u64,
+    /// IDs of due entries that could not be released (see [`StreamOps::delay_release`]).
+    pub unreadable: Vec<String>,
+}
+
+/// What [`StreamOps::delay_info`] sees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DelayInfo {
+    /// Delayed events held, unreadable ones included.
+    pub count: u64,
+    /// The due time of the earliest readable one (ms since the epoch), if any.
+    pub next_due_ms: Option<u64>,
 }
 
 /// Packs fields for [`StreamOps::delay_add`]'s `data` as a backend may store them: per

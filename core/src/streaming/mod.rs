@@ -27,11 +27,13 @@
 
 mod dead_letters;
 mod dedup;
+mod delayed;
 mod delivery;
 mod event;
 mod headers;
 mod health;
 mod liveness;
+mod mover;
 mod pending;
 mod reader;
 mod redelivery;
@@ -43,6 +45,7 @@ mod subject;
 
 pub use dead_letters::{DeadLetter, DeadLetters};
 pub use dedup::MAX_DEDUP_KEY;
+pub use delayed::{DelayedInfo, Due, Scheduled, MAX_DELAY};
 pub use delivery::EventReceiver;
 pub use event::{Event, Filter};
 pub use headers::{MAX_HEADERS, MAX_HEADERS_TOTAL, MAX_HEADER_NAME, MAX_HEADER_VALUE};

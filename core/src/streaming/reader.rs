@@ -24,6 +24,7 @@ use tracing::{debug, warn, Instrument};
 use super::{
     delivery::{EventReceiver, Subscribers},
     health::{ReadHealth, Tracker},
+    mover::Mover,
     Event, Filter, Start, Stream,
 };
 use crate::{backend::EntryId, spans, Error, Result};
@@ -115,6 +116,8 @@ struct ReaderInner {
     shutdown: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
     health: Mutex<Tracker>,
+    /// Shares in the movers of the streams read (delayed events), until close.
+    movers: Mutex<Vec<Mover>>,
 }
 
 /// A reader over one or more streams. Cheap to clone; clones share the reader.
@@ -150,6 +153,7 @@ impl Stream {
                 closed: AtomicBool::new(false),
                 shutdown,
                 task: Mutex::new(None),
+                movers: Mutex::new(vec![Mover::join(self)]),
             }),
         })
     }
@@ -226,6 +230,7 @@ impl Reader {
                     stream: stream.clone(),
                     after,
                 });
+                self.movers().push(Mover::join(stream));
             }
         }
         self.inner.changed.notify_one();
@@ -234,8 +239,21 @@ impl Reader {
 
     /// Stops reading the stream named `name` (no-op if not read).
     pub fn remove_stream(&self, name: &str) {
-        self.cursors().retain(|c| c.stream.name != name);
+        let mut removed = Vec::new();
+        self.cursors().retain(|c| {
+            let keep = c.stream.name != name;
+            if !keep {
+                removed.push(c.stream.key.clone());
+            }
+            keep
+        });
+        self.movers()
+            .retain(|m| !removed.iter().any(|k| k == m.stream_key()));
         self.inner.changed.notify_one();
+    }
+
+    fn movers(&self) -> std::sync::MutexGuard<'_, Vec<Mover>> {
+        self.inner.movers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stops reading: interrupts the current read, ends every subscription once its queue
@@ -253,6 +271,7 @@ impl Reader {
         if let Some(task) = task {
             let _ = task.await;
         }
+        self.movers().clear();
         self.inner.subscribers.close();
         Ok(())
     }

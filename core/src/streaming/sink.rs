@@ -44,6 +44,7 @@ use super::{
     delivery::{EventReceiver, Subscribers},
     health::{ReadHealth, Tracker},
     liveness::{alive_key, keepalive, reclaim_key, reclaim_loop},
+    mover::Mover,
     sink_options::SinkOptions,
     Event, Start, Stream,
 };
@@ -86,6 +87,8 @@ pub(super) struct SinkInner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     started: AtomicBool,
     health: Mutex<Tracker>,
+    /// Shares in the movers of the streams consumed (delayed events), until close.
+    movers: Mutex<Vec<Mover>>,
 }
 
 /// One instance of a sink. Cheap to clone; clones share the instance.
@@ -143,6 +146,7 @@ impl Stream {
             shutdown,
             tasks: Mutex::new(Vec::new()),
             started: AtomicBool::new(false),
+            movers: Mutex::new(Vec::new()),
         });
         let sink = Sink { inner };
         let start = sink.inner.options.start;
@@ -222,6 +226,7 @@ impl Sink {
                 joined_existing: !created,
                 metrics,
             });
+            self.movers().push(Mover::join(stream));
         }
         Ok(())
     }
@@ -377,9 +382,15 @@ impl Sink {
         };
         self.inner.changed.notify_one();
         if let Some(m) = removed {
+            self.movers()
+                .retain(|mover| mover.stream_key() != m.stream.key);
             self.leave(&m.stream).await?;
         }
         Ok(())
+    }
+
+    fn movers(&self) -> std::sync::MutexGuard<'_, Vec<Mover>> {
+        self.inner.movers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Gives up this instance's place on `stream`: deletes its consumer if nothing is
@@ -418,6 +429,7 @@ impl Sink {
         for t in tasks {
             let _ = t.await;
         }
+        self.movers().clear();
         self.inner.subscribers.close();
         let mut first_err = None;
         for m in self.members() {

@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::event::{NAME, PAYLOAD, TOPIC, TRACE_PARENT};
+use super::{
+    delayed::Due,
+    event::{NAME, PAYLOAD, TOPIC, TRACE_PARENT},
+};
 use crate::{
     backend::{AddOptions, EntryId, Fields, Ttl},
     codec,
@@ -32,6 +35,15 @@ pub struct StreamOptions {
     /// How long a dedup key ([`NewEvent::with_dedup_key`]) keeps a second add from adding.
     /// Default 5 minutes; 1 ms to 7 days.
     pub dedup_window: Duration,
+    /// The lease of the mover of delayed events ([`Stream::add_delayed`]): a process that
+    /// dies while it moves them is replaced after at most this long, so due events are
+    /// late by as much then. Renewed every third of it while events are due soon.
+    /// Default 10 s.
+    pub delay_lease: Duration,
+    /// How often a mover with nothing to wait for looks whether delayed events were added
+    /// without it hearing (a notice lost with a producer's connection): one cheap call.
+    /// Default 120 s.
+    pub delay_check: Duration,
 }
 
 impl Default for StreamOptions {
@@ -42,6 +54,8 @@ impl Default for StreamOptions {
             ttl: None,
             max_payload: 16 * 1024 * 1024,
             dedup_window: Duration::from_secs(300),
+            delay_lease: Duration::from_secs(10),
+            delay_check: Duration::from_secs(120),
         }
     }
 }
@@ -67,6 +81,13 @@ impl StreamOptions {
         self.max_payload = n;
         self
     }
+    /// Sets [`StreamOptions::delay_lease`] (at least 30 ms) and
+    /// [`StreamOptions::delay_check`] (at least 10 ms).
+    pub fn with_delay_mover(mut self, lease: Duration, check: Duration) -> Self {
+        self.delay_lease = lease.max(Duration::from_millis(30));
+        self.delay_check = check.max(Duration::from_millis(10));
+        self
+    }
     /// Sets [`StreamOptions::dedup_window`].
     pub fn with_dedup_window(mut self, window: Duration) -> Self {
         self.dedup_window = window;
@@ -90,6 +111,9 @@ pub struct NewEvent {
     pub headers: Vec<(String, String)>,
     /// The dedup key (see [`NewEvent::with_dedup_key`]).
     pub dedup_key: Option<String>,
+    /// When a delayed event is due (see [`NewEvent::deliver_at`]); such an event is added
+    /// with [`Stream::add_delayed`].
+    pub due: Option<Due>,
 }
 
 impl NewEvent {
@@ -102,6 +126,7 @@ impl NewEvent {
             trace_parent: None,
             headers: Vec::new(),
             dedup_key: None,
+            due: None,
         }
     }
 
@@ -183,7 +208,13 @@ impl Stream {
         &self.key
     }
 
-    fn fields(&self, event: NewEvent) -> Result<Fields> {
+    pub(super) fn fields(&self, event: NewEvent) -> Result<Fields> {
+        if event.due.is_some() {
+            return Err(Error::InvalidArgument(
+                "a delayed event (deliver_at, deliver_after) is added with Stream::add_delayed"
+                    .into(),
+            ));
+        }
         if event.name.is_empty() {
             return Err(Error::InvalidArgument("an event needs a name".into()));
         }
@@ -224,7 +255,7 @@ impl Stream {
         Ok(fields)
     }
 
-    fn add_options(&self, create: bool) -> AddOptions {
+    pub(super) fn add_options(&self, create: bool) -> AddOptions {
         let mut o = AddOptions::default().with_create(create);
         o.max_len = self.options.max_len;
         o.ttl = self.options.ttl;
@@ -347,11 +378,13 @@ impl Stream {
             .map_or(0, |i| i.length))
     }
 
-    /// Deletes the stream with its consumer groups. Live sinks re-create their group when
-    /// events are added again; a stream that never existed is not an error.
+    /// Deletes the stream with its consumer groups and its delayed events. Live sinks
+    /// re-create their group when events are added again; a stream that never existed is
+    /// not an error.
     pub async fn destroy(&self) -> Result<()> {
+        let (index, data) = self.delayed_keys();
         self.backend
-            .delete(std::slice::from_ref(&self.key))
+            .delete(&[self.key.clone(), index, data])
             .await
             .map(|_| ())
     }

@@ -17,9 +17,11 @@ use pulse::{
 
 use crate::{eventually, Ctx};
 
+mod delayed;
 mod policy;
 mod readers;
 mod sinks;
+pub use delayed::*;
 pub use policy::*;
 pub use readers::*;
 pub use sinks::*;
