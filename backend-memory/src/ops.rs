@@ -270,7 +270,7 @@ impl StreamOps for MemoryBackend {
         id: &str,
         due_ms: u64,
         fields: Fields,
-    ) -> Result<u64> {
+    ) -> Result<Option<u64>> {
         if fields.is_empty() {
             return Err(Error::InvalidArgument(
                 "a stream entry needs at least one field".into(),
@@ -278,8 +278,9 @@ impl StreamOps for MemoryBackend {
         }
         let mut st = self.lock();
         let delayed = st.delayed_or_create(index)?;
+        let before = delayed.next_due();
         delayed.insert(id, due_ms, fields);
-        Ok(delayed.next_due().unwrap_or(due_ms))
+        Ok(before)
     }
 
     async fn delay_release(

@@ -3,8 +3,9 @@
 -- fields), both in the stream's hash tag.
 -- ARGV[1] id (unique), ARGV[2] due time (ms since the epoch), ARGV[3] packed fields
 -- (per field: 4-byte big-endian length and name, then the same for the value).
--- Returns the earliest due time held after the add.
+-- Returns the earliest due time held before the add (false: none; entries parked at
+-- +inf as unreadable do not count).
+local first = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return first[2]
+return first[2] or false

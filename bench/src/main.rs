@@ -13,10 +13,12 @@
 //! again on a Redis Cluster (`PULSE_REDIS_CLUSTER_URL`, else a private 3-master one),
 //! against the `redis` crate's own cluster client doing the same work.
 //! S1–S8 run in rounds; the scale rows (S8 with jobs running, S9–S11) and S12 (the cost of
-//! a metrics recorder and info logs, last: it installs both for good) once per run.
+//! a metrics recorder and info logs, last: it installs both for good) once per run, and
+//! S13 (delayed events: adds with 100k pending, due-to-visible latency) between them.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod delayed;
 mod overhead;
 mod raw;
 mod rows;
@@ -42,7 +44,7 @@ pub(crate) struct Size {
 /// Rounds of a full run.
 const ROUNDS: usize = 5;
 
-const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S12]
+const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S13]
   (no flags)  full run: every scenario, writes docs/BENCHMARKS.md and docs/benchmarks.svg
   --quick     every scenario briefly, writes nothing (CI)
   --only SN   one scenario, writes nothing (e.g. under a profiler)";
@@ -68,7 +70,7 @@ impl Args {
                 "--only" => {
                     let s = args.next()?;
                     let n: u8 = s.strip_prefix(['S', 's'])?.parse().ok()?;
-                    if !(1..=12).contains(&n) {
+                    if !(1..=13).contains(&n) {
                         return None;
                     }
                     out.only = Some(s);
@@ -172,6 +174,12 @@ async fn main() {
     }
     rows.extend(stats::median_rows(all));
     rows.extend(scale::run_all(&url, redis.clone(), size, quick, only.as_deref()).await);
+    if only
+        .as_deref()
+        .is_none_or(|o| o.eq_ignore_ascii_case("S13"))
+    {
+        rows.extend(delayed::rows(&url, &redis, size).await);
+    }
     // Last: it installs a global recorder and subscriber for the rest of the process.
     if only
         .as_deref()
@@ -239,7 +247,7 @@ mod tests {
                 only: Some("s3".into())
             })
         );
-        for bad in [&["--help"][..], &["--only"], &["--only", "S13"], &["-q"]] {
+        for bad in [&["--help"][..], &["--only"], &["--only", "S14"], &["-q"]] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

@@ -100,6 +100,44 @@ pub(crate) async fn append_many(url: &str, key: &str, total: usize) -> (usize, D
     (per / 100 * 100 * 8, start.elapsed())
 }
 
+/// `total` events' commands (`build` adds one event's, given its number) pipelined as in
+/// [`append_many`]: 8 connections, 100 events per round trip.
+pub(crate) async fn pipelined_many(
+    url: &str,
+    total: usize,
+    build: fn(&mut redis::Pipeline, usize),
+) -> (usize, Duration) {
+    let per = total / 8;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|producer| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let mut c = conn(&url).await;
+                for round in 0..per / 100 {
+                    let mut p = redis::pipe();
+                    for i in 0..100 {
+                        build(&mut p, (producer * per) + round * 100 + i);
+                    }
+                    let _: Vec<Value> = p.query_async(&mut c).await.expect("pipeline");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    (per / 100 * 100 * 8, start.elapsed())
+}
+
+/// Deletes `keys` (a baseline's leftovers).
+pub(crate) async fn delete(url: &str, keys: &[&str]) {
+    let mut c = conn(url).await;
+    for key in keys {
+        let _: i64 = c.del(*key).await.expect("del");
+    }
+}
+
 /// One awaited XADD at a time.
 pub(crate) async fn append_one(url: &str, key: &str, n: usize) -> Samples {
     let mut c = conn(url).await;

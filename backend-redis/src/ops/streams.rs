@@ -242,7 +242,7 @@ impl StreamOps for RedisBackend {
         id: &str,
         due_ms: u64,
         fields: Fields,
-    ) -> Result<u64> {
+    ) -> Result<Option<u64>> {
         check_fields(&fields)?;
         let mut inv = self.inner.scripts.delay_add.prepare_invoke();
         inv.key(index)
@@ -251,10 +251,7 @@ impl StreamOps for RedisBackend {
             .arg(due_ms)
             .arg(pulse::backend::pack_fields(&fields));
         let reply = self.run_script("delay_add", index, &inv).await?;
-        parse::text(reply.clone())
-            .and_then(|t| t.parse::<f64>().ok())
-            .map(|due| due as u64)
-            .ok_or_else(|| crate::errors::unexpected("delay_add", &reply))
+        due_reply(&reply).ok_or_else(|| crate::errors::unexpected("delay_add", &reply))
     }
 
     async fn delay_release(

@@ -383,26 +383,30 @@ pub async fn delayed_events_are_released_when_due_in_due_order(cx: Ctx) {
     assert_eq!((empty.released.len(), empty.next_due_ms), (0, None));
     let now = empty.now_ms;
     let future = now + 600_000;
+    // Each add returns the earliest due time held before it.
     assert_eq!(
         b.delay_add(&index, &data, "z", future, entry("future"))
             .await
             .unwrap(),
-        future
+        None
     );
     assert_eq!(
         b.delay_add(&index, &data, "b", now - 10, entry("late-b"))
             .await
             .unwrap(),
-        now - 10
+        Some(future)
     );
-    b.delay_add(&index, &data, "a", now - 10, entry("late-a"))
-        .await
-        .unwrap();
+    assert_eq!(
+        b.delay_add(&index, &data, "a", now - 10, entry("late-a"))
+            .await
+            .unwrap(),
+        Some(now - 10)
+    );
     assert_eq!(
         b.delay_add(&index, &data, "c", now - 20, entry("first"))
             .await
             .unwrap(),
-        now - 20
+        Some(now - 10)
     );
     assert!(
         b.stream_info(&s).await.unwrap().is_none(),

@@ -140,7 +140,7 @@ impl StreamOps for FlakyBackend {
         id: &str,
         due_ms: u64,
         fields: Fields,
-    ) -> Result<u64> {
+    ) -> Result<Option<u64>> {
         let call = self.inner.delay_add(index, data, id, due_ms, fields);
         self.call(Op::DelayAdd, index, Exposure::Call, call).await
     }

@@ -43,7 +43,7 @@ mod tests {
             async fn stream_add_once(&self, key: &str, dedup: &str, window: Duration, fields: Fields, options: &AddOptions)
                 -> Result<crate::backend::AddedOnce>;
             async fn delay_add(&self, index: &str, data: &str, id: &str, due_ms: u64, fields: Fields)
-                -> Result<u64>;
+                -> Result<Option<u64>>;
             async fn delay_release(&self, key: &str, index: &str, data: &str, limit: usize, options: &AddOptions)
                 -> Result<crate::backend::DelayRelease>;
             async fn delay_info(&self, index: &str) -> Result<crate::backend::DelayInfo>;

@@ -85,7 +85,8 @@ pub trait StreamOps: Send + Sync {
     /// stream's delayed events; ties in due time are released in `id` order) with due time
     /// `due_ms` (milliseconds since the epoch, by the backend's clock) under the keys
     /// `index` (due times) and `data` (fields), both in the stream's hash tag. Returns the
-    /// earliest due time held after the add (`due_ms` when this one is the earliest).
+    /// earliest due time held before the add (`None`: none), so the caller can tell whether
+    /// this add moved the earliest due time forward.
     ///
     /// Errors: `InvalidArgument` (no fields), `WrongType`, `Connection`.
     /// Conformance: `delayed_events_are_released_when_due_in_due_order`.
@@ -96,7 +97,7 @@ pub trait StreamOps: Send + Sync {
         id: &str,
         due_ms: u64,
         fields: Fields,
-    ) -> Result<u64>;
+    ) -> Result<Option<u64>>;
 
     /// Appends to stream `key`, in due order, up to `limit` of the delayed events held
     /// under `index`/`data` that are due by the backend's clock, as [`StreamOps::stream_add`]

@@ -147,7 +147,7 @@ impl Stream {
                 .delay_add(&index, &data, &id, due_ms, fields)
                 .await?;
             self.metrics.delayed.increment(1);
-            if earliest >= due_ms {
+            if earliest.is_none_or(|before| due_ms < before) {
                 // The earliest now: wake the movers sleeping until a later one. If the
                 // notice is lost, the movers' idle check finds the event.
                 let notice = Bytes::from(due_ms.to_string());
