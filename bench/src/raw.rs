@@ -130,6 +130,32 @@ pub(crate) async fn pipelined_many(
     (per / 100 * 100 * 8, start.elapsed())
 }
 
+/// Adds per second of the Redis backend's `stream_add_once` script called raw, one new
+/// dedup key per event, pipelined as in [`append_many`] (the keys expire after 5 min, the
+/// stream is deleted).
+pub(crate) async fn dedup_adds(url: &str, total: usize) -> f64 {
+    const SCRIPT: &str = include_str!("../../backend-redis/lua/stream_add_once.lua");
+    let (n, d) = pipelined_many(url, total, |p, i| {
+        p.cmd("EVAL")
+            .arg(SCRIPT)
+            .arg(2)
+            .arg("{raw-s1d}:s")
+            .arg(format!("{{raw-s1d}}:d:{i}"))
+            .arg(300_000)
+            .arg("1")
+            .arg("")
+            .arg("")
+            .arg("")
+            .arg("n")
+            .arg("e")
+            .arg("p")
+            .arg("payload");
+    })
+    .await;
+    delete(url, &["{raw-s1d}:s"]).await;
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
 /// Deletes `keys` (a baseline's leftovers).
 pub(crate) async fn delete(url: &str, keys: &[&str]) {
     let mut c = conn(url).await;

@@ -113,6 +113,16 @@ pub(crate) async fn run_all(
             Some(rd / raw_rate),
             Target::AtLeast(0.8),
         ));
+        // The same add's script called raw: what Pulse costs around the one atomic step.
+        let script = raw::dedup_adds(url, size.events).await;
+        rows.push(row(
+            "S1 append with a dedup key each, against its script called raw",
+            label,
+            &dedup,
+            format!("script pipelined {}", fmt_rate(script)),
+            Some(rd / script),
+            Target::AtLeast(0.8),
+        ));
         if let Some(memory) = &memory {
             memory_vs(
                 &mut rows,

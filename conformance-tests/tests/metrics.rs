@@ -131,6 +131,16 @@ async fn streams(captured: &Captured, backend: Arc<dyn Backend>) {
         )
         .await;
     strict.close().await.unwrap();
+    // A delayed event: counted when held, and when the reader's mover releases it.
+    s.add_delayed(NewEvent::new("later", "x").deliver_after(Duration::from_millis(20)))
+        .await
+        .unwrap();
+    captured
+        .eventually("pulse_stream_events_delayed_total{stream=orders}", 1.0)
+        .await;
+    captured
+        .eventually("pulse_stream_events_released_total{stream=orders}", 1.0)
+        .await;
     reader.close().await.unwrap();
 }
 

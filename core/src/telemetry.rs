@@ -5,6 +5,8 @@
 //! | Name | Kind | Labels | What |
 //! |---|---|---|---|
 //! | `pulse_stream_events_added_total` | counter | `stream` | events appended by [`Stream`](crate::streaming::Stream) |
+//! | `pulse_stream_events_delayed_total` | counter | `stream` | delayed events accepted by [`Stream::add_delayed`](crate::streaming::Stream::add_delayed), held until due |
+//! | `pulse_stream_events_released_total` | counter | `stream` | delayed events this process's mover appended to the stream once due |
 //! | `pulse_stream_events_delivered_total` | counter | `stream`, `sink` (empty for a reader) | events handed to subscribers (redeliveries included) |
 //! | `pulse_stream_events_acked_total` | counter | `stream`, `sink` | events acknowledged |
 //! | `pulse_stream_events_redelivered_total` | counter | `stream`, `sink` | events reclaimed from a dead instance or past the ack grace, to be delivered again |

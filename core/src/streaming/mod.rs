@@ -9,6 +9,12 @@
 //! Both read several streams at once, take streams in and out at run time by name, filter
 //! by topic (exact, pattern, or any predicate), and close promptly.
 //!
+//! Events may carry headers, a dedup key (an idempotent add) or a due time (a delayed
+//! event, [`Stream::add_delayed`]: held beside the stream, invisible until due, then
+//! appended in due order by the mover that the stream's readers and sinks run, one per
+//! stream across processes). Sinks bound redelivery (`max_deliveries`, back-off, `nack`,
+//! `fail`) and move what exceeds it to their [`DeadLetters`].
+//!
 //! ```
 //! use std::sync::Arc;
 //! use pulse::streaming::{ReaderOptions, SinkOptions, Start, Stream, StreamOptions};
