@@ -138,6 +138,25 @@ pub enum Error {
         what: String,
     },
 
+    /// A responder answered a request ([`Stream::request`](crate::streaming::Stream::request))
+    /// with an error ([`Sink::reply_error`](crate::streaming::Sink::reply_error)).
+    #[error("the responder answered {code}: {message}")]
+    Remote {
+        /// The responder's error code (application-defined, e.g. `not_found`).
+        code: String,
+        /// The responder's message.
+        message: String,
+    },
+
+    /// A wait was given up early because what it waited on stopped showing signs of life
+    /// (a responder that accepted a request stopped sending heartbeats: it died or hangs).
+    /// The work may or may not have been done.
+    #[error("aborted: {what}")]
+    Aborted {
+        /// What was given up.
+        what: String,
+    },
+
     /// The pool is shutting down (or was shut down less than its shutdown TTL ago).
     #[error("pool {pool:?} is shutting down")]
     ShuttingDown {
@@ -324,6 +343,11 @@ impl Error {
                 key: key.clone(),
                 message: message.clone(),
             },
+            Error::Remote { code, message } => Error::Remote {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            Error::Aborted { what } => Error::Aborted { what: what.clone() },
             Error::Timeout { what } => Error::Timeout { what: what.clone() },
             Error::ShuttingDown { pool } => Error::ShuttingDown { pool: pool.clone() },
             Error::Refused {
@@ -368,17 +392,21 @@ impl Error {
     /// |---|---|---|
     /// | [`Connection`](Error::Connection) | yes | the store was unreachable or the reply was lost (the call may have been applied: retry only what is idempotent or protected) |
     /// | [`Timeout`](Error::Timeout) | yes | a wait ran out; the awaited thing may still happen |
+    /// | [`Aborted`](Error::Aborted) | yes | what was awaited stopped showing signs of life (a responder died); it may have done the work |
     /// | [`Refused`](Error::Refused) | yes | the store refused for a reason of its own (full, busy, too many clients, read-only while failing over); nothing was applied |
     /// | [`Denied`](Error::Denied) | no | credentials or permissions must change first |
     /// | [`Config`](Error::Config), [`InvalidName`](Error::InvalidName), [`InvalidKey`](Error::InvalidKey), [`InvalidArgument`](Error::InvalidArgument), [`PayloadTooLarge`](Error::PayloadTooLarge) | no | the call itself is wrong |
     /// | [`WrongType`](Error::WrongType), [`InvalidValue`](Error::InvalidValue), [`Malformed`](Error::Malformed), [`NoGroup`](Error::NoGroup) | no | the stored data is not what the call needs |
     /// | [`Closed`](Error::Closed), [`ShuttingDown`](Error::ShuttingDown) | no | the handle or pool is going away |
-    /// | [`JobExists`](Error::JobExists), [`JobFailed`](Error::JobFailed) | no | an answer, not a failure to get one |
+    /// | [`JobExists`](Error::JobExists), [`JobFailed`](Error::JobFailed), [`Remote`](Error::Remote) | no | an answer, not a failure to get one |
     /// | [`Backend`](Error::Backend) | no | an error nobody classified: look at it |
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Connection { .. } | Error::Timeout { .. } | Error::Refused { .. }
+            Error::Connection { .. }
+                | Error::Timeout { .. }
+                | Error::Aborted { .. }
+                | Error::Refused { .. }
         )
     }
 
@@ -401,6 +429,8 @@ impl Error {
             Error::JobExists { .. } => "job_exists",
             Error::JobFailed { .. } => "job_failed",
             Error::Timeout { .. } => "timeout",
+            Error::Remote { .. } => "remote",
+            Error::Aborted { .. } => "aborted",
             Error::ShuttingDown { .. } => "shutting_down",
             Error::Refused { .. } => "refused",
             Error::Denied { .. } => "denied",
@@ -505,6 +535,14 @@ mod tests {
                 false,
             ),
             (Error::backend("op", "boom"), false),
+            (
+                Error::Remote {
+                    code: s(),
+                    message: s(),
+                },
+                false,
+            ),
+            (Error::Aborted { what: s() }, true),
         ];
         let mut kinds = std::collections::HashSet::new();
         let count = cases.len();

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod otel;
 pub mod pool;
 pub mod rmap;
+pub mod rpc;
 mod spans;
 pub mod streaming;
 pub mod telemetry;

@@ -11,6 +11,7 @@
 //! | `pulse_stream_events_acked_total` | counter | `stream`, `sink` | events acknowledged |
 //! | `pulse_stream_events_redelivered_total` | counter | `stream`, `sink` | events reclaimed from a dead instance or past the ack grace, to be delivered again |
 //! | `pulse_stream_events_dead_lettered_total` | counter | `stream`, `sink` | events moved to the sink's dead letters after `max_deliveries` (or a final `fail`) |
+//! | `pulse_rpc_late_replies_total` | counter | | answers to requests nobody waits for any more (late, duplicate, after the caller gave up), dropped |
 //! | `pulse_sink_pending` | gauge | `stream`, `sink` | delivered, unacknowledged events, as of the sink's last check |
 //! | `pulse_sink_lag` | gauge | `stream`, `sink` | events of the stream not yet delivered to the sink, as of its last check (absent when the backend cannot tell) |
 //! | `pulse_rmap_resyncs_total` | counter | `map` | full reloads of a replica (reconnect, gap, failed value read) |
@@ -64,6 +65,11 @@ impl StreamMetrics {
             released: counter!("pulse_stream_events_released_total", "stream" => stream.to_owned()),
         }
     }
+}
+
+/// Answers to requests nobody waits for any more.
+pub(crate) fn rpc_late_replies() -> Counter {
+    counter!("pulse_rpc_late_replies_total")
 }
 
 fn delivered(stream: &str, sink: &str) -> Counter {

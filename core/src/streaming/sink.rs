@@ -89,6 +89,8 @@ pub(super) struct SinkInner {
     health: Mutex<Tracker>,
     /// Shares in the movers of the streams consumed (delayed events), until close.
     movers: Mutex<Vec<Mover>>,
+    /// Requests handed to handlers and not answered yet ([`crate::rpc`]).
+    responding: crate::rpc::Responding,
 }
 
 /// One instance of a sink. Cheap to clone; clones share the instance.
@@ -147,6 +149,7 @@ impl Stream {
             tasks: Mutex::new(Vec::new()),
             started: AtomicBool::new(false),
             movers: Mutex::new(Vec::new()),
+            responding: crate::rpc::Responding::default(),
         });
         let sink = Sink { inner };
         let start = sink.inner.options.start;
@@ -310,6 +313,7 @@ impl Sink {
     pub async fn ack_many(&self, events: &[Event]) -> Result<()> {
         // Stream key -> (stream name, series, IDs).
         let mut by_key: HashMap<String, (String, SinkMetrics, Vec<EntryId>)> = HashMap::new();
+        self.inner.responding.finished(events);
         {
             let keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
             for e in events
@@ -393,6 +397,19 @@ impl Sink {
         self.inner.movers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The stream named `name`, if this instance consumes it.
+    pub(crate) fn stream_named(&self, name: &str) -> Option<Stream> {
+        self.members()
+            .into_iter()
+            .find(|m| m.stream.name == name)
+            .map(|m| m.stream)
+    }
+
+    /// This instance's requests in flight.
+    pub(crate) fn responding(&self) -> &crate::rpc::Responding {
+        &self.inner.responding
+    }
+
     /// Gives up this instance's place on `stream`: deletes its consumer if nothing is
     /// pending, and releases its liveness so others reclaim what is pending at once.
     async fn leave(&self, stream: &Stream) -> Result<()> {
@@ -430,6 +447,7 @@ impl Sink {
             let _ = t.await;
         }
         self.movers().clear();
+        self.inner.responding.stop();
         self.inner.subscribers.close();
         let mut first_err = None;
         for m in self.members() {
@@ -452,6 +470,7 @@ impl Sink {
         for t in tasks {
             let _ = t.await;
         }
+        self.inner.responding.stop(); // a dead process sends no heartbeats
         self.inner.subscribers.close();
     }
 
@@ -543,6 +562,17 @@ impl SinkInner {
                     }
                 }
                 Ok(event) if !self.options.filter.matches(&event) => {
+                    if !self.options.no_ack {
+                        self.ack_later(&stream.key, id);
+                    }
+                }
+                Ok(event)
+                    if matches!(
+                        self.responding
+                            .on_delivery(&self.backend, stream, &self.consumer, &event),
+                        crate::rpc::Delivery::Expired
+                    ) =>
+                {
                     if !self.options.no_ack {
                         self.ack_later(&stream.key, id);
                     }

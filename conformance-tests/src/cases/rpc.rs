@@ -1,0 +1,388 @@
+//! Request/reply over streams (`pulse::rpc`): answers and typed errors, deadlines,
+//! accept timeouts, heartbeats and their loss, retries, late answers, many in flight.
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use pulse::{
+    rpc::RequestOptions,
+    streaming::{EventReceiver, NewEvent, Sink, SinkOptions, Start, Stream, StreamOptions},
+    Error,
+};
+use tokio::time::Instant;
+
+use crate::Ctx;
+
+fn service(cx: &Ctx, name: &str) -> Stream {
+    Stream::new(
+        cx.backend.clone(),
+        name,
+        StreamOptions::default()
+            .with_keyspace(cx.keyspace())
+            .with_max_payload(1024),
+    )
+    .unwrap()
+}
+
+fn responder_opts() -> SinkOptions {
+    SinkOptions::default()
+        .with_block(Duration::from_millis(100))
+        .with_ack_grace(Duration::from_millis(400))
+        .with_check_interval(Duration::from_millis(20))
+        .with_start(Start::Oldest)
+}
+
+fn quick() -> RequestOptions {
+    RequestOptions::default()
+        .with_timeout(Duration::from_secs(10))
+        .with_heartbeat(Duration::from_millis(50))
+}
+
+async fn next(rx: &mut EventReceiver) -> pulse::streaming::Event {
+    tokio::time::timeout(crate::patience(), rx.recv())
+        .await
+        .expect("a request in time")
+        .expect("open")
+}
+
+/// Answers every request with its payload upper-cased, tagged with `who`.
+fn echo(sink: Sink, mut rx: EventReceiver, who: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            let answer = String::from_utf8_lossy(&e.payload).to_uppercase();
+            let _ = sink
+                .reply_with_headers(&e, answer, vec![("who".into(), who.into())])
+                .await;
+        }
+    })
+}
+
+/// A request gets its answer, headers and responder; the responder sees a request with
+/// an ID, a deadline within the timeout and attempt 1.
+pub async fn rpc_request_gets_its_reply(cx: Ctx) {
+    let s = service(&cx, "svc");
+    let sink = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut rx = sink.subscribe().unwrap();
+    let caller = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.request(
+                NewEvent::new("q", "hello").with_header("lang", "en"),
+                quick(),
+            )
+            .await
+        })
+    };
+    let req = next(&mut rx).await;
+    assert!(req.is_request());
+    assert_eq!(req.attempt(), Some(1));
+    assert_eq!(req.header("lang"), Some("en"));
+    let deadline = req.deadline().unwrap();
+    assert!(deadline > SystemTime::now() && deadline < SystemTime::now() + Duration::from_secs(11));
+    assert!(req.request_id().is_some());
+    sink.reply_with_headers(&req, "HELLO", vec![("k".into(), "v".into())])
+        .await
+        .unwrap();
+    let reply = caller.await.unwrap().unwrap();
+    assert_eq!(&reply.payload[..], b"HELLO");
+    assert_eq!(reply.headers.get("k").map(String::as_str), Some("v"));
+    assert_eq!(
+        reply.headers.len(),
+        1,
+        "no pulse.rpc.* header leaks: {:?}",
+        reply.headers
+    );
+    assert_eq!(reply.responder.as_deref(), Some(sink.consumer()));
+    assert!(
+        sink.pending(10).await.unwrap().is_empty(),
+        "answered means acknowledged"
+    );
+    sink.close().await.unwrap();
+}
+
+/// A responder's error reaches the caller typed; bad answers and bad requests are refused.
+pub async fn rpc_errors_are_typed(cx: Ctx) {
+    let s = service(&cx, "svc");
+    let sink = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut rx = sink.subscribe().unwrap();
+    let caller = {
+        let s = s.clone();
+        tokio::spawn(async move { s.request(NewEvent::new("q", "x"), quick()).await })
+    };
+    let req = next(&mut rx).await;
+    let big = Bytes::from(vec![b'x'; 2048]);
+    let e = sink.reply(&req, big).await.unwrap_err();
+    assert!(matches!(e, Error::PayloadTooLarge { .. }), "{e:?}");
+    let e = sink.reply_error(&req, "", "no code").await.unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    sink.reply_error(&req, "not_found", "no such item")
+        .await
+        .unwrap();
+    match caller.await.unwrap() {
+        Err(Error::Remote { code, message }) => {
+            assert_eq!(
+                (code.as_str(), message.as_str()),
+                ("not_found", "no such item")
+            );
+        }
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    // Not a request: nobody to answer.
+    s.add("plain", "x").await.unwrap();
+    let plain = next(&mut rx).await;
+    assert!(!plain.is_request());
+    let e = sink.reply(&plain, "x").await.unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    // Bad requests.
+    for (what, options) in [
+        ("zero timeout", quick().with_timeout(Duration::ZERO)),
+        (
+            "huge timeout",
+            quick().with_timeout(Duration::from_secs(90_000)),
+        ),
+        (
+            "tiny heartbeat",
+            quick().with_heartbeat(Duration::from_millis(1)),
+        ),
+    ] {
+        let e = s
+            .request(NewEvent::new("q", "x"), options)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{what}: {e:?}");
+    }
+    let e = s
+        .request(
+            NewEvent::new("q", "x").with_header("pulse.rpc.id", "forged"),
+            quick(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    let e = service(&cx, "nobody")
+        .request(NewEvent::new("q", "x"), quick())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidArgument(_)),
+        "unknown service: {e:?}"
+    );
+    sink.close().await.unwrap();
+}
+
+/// No responder: a timeout at the deadline, never a hang; an accept timeout fails sooner.
+/// A request already past its deadline when a sink gets it is not handed to a handler.
+pub async fn rpc_deadlines_bound_every_wait(cx: Ctx) {
+    let s = service(&cx, "svc");
+    s.add("created", "x").await.unwrap(); // the service stream exists, nobody serves it
+    let t = Instant::now();
+    let e = s
+        .request(
+            NewEvent::new("q", "x"),
+            quick().with_timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(t.elapsed() < Duration::from_secs(5), "bounded");
+    let t = Instant::now();
+    let e = s
+        .request(
+            NewEvent::new("q", "x"),
+            quick().with_accept_timeout(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "well before the 10 s timeout"
+    );
+    // A request whose caller died before it could withdraw it, long past its deadline.
+    let past = SystemTime::now() - Duration::from_secs(1);
+    let ms = past
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    s.add_event(
+        NewEvent::new("q", "expired")
+            .with_header("pulse.rpc.id", "01ABANDONED")
+            .with_header("pulse.rpc.inbox", "_inbox.gone")
+            .with_header("pulse.rpc.deadline", ms.to_string()),
+    )
+    .await
+    .unwrap();
+    // Now a responder comes: the requests above were withdrawn or are past their
+    // deadlines, so only the plain event and a live request reach it.
+    let sink = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut rx = sink.subscribe().unwrap();
+    let caller = {
+        let s = s.clone();
+        tokio::spawn(async move { s.request(NewEvent::new("q", "live"), quick()).await })
+    };
+    let created = next(&mut rx).await;
+    assert_eq!(created.name, "created");
+    sink.ack(&created).await.unwrap();
+    let req = next(&mut rx).await;
+    assert_eq!(
+        &req.payload[..],
+        b"live",
+        "expired requests were handed out"
+    );
+    sink.reply(&req, "ok").await.unwrap();
+    assert_eq!(&caller.await.unwrap().unwrap().payload[..], b"ok");
+    crate::eventually("expired requests acknowledged", || async {
+        sink.pending(10).await.unwrap().is_empty()
+    })
+    .await;
+    sink.close().await.unwrap();
+}
+
+/// A slow handler is kept alive by heartbeats; a responder that dies after accepting is
+/// noticed by their loss (`Aborted`) long before the deadline, and with a retry another
+/// member answers the same request (same ID, attempt 2).
+pub async fn rpc_heartbeats_show_a_live_responder_and_their_loss_a_dead_one(cx: Ctx) {
+    let s = service(&cx, "svc");
+    let sink = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut rx = sink.subscribe().unwrap();
+    let caller = {
+        let s = s.clone();
+        tokio::spawn(async move { s.request(NewEvent::new("q", "slow"), quick()).await })
+    };
+    let req = next(&mut rx).await;
+    // Ten heartbeats long, and past the sink's ack grace: the heartbeats keep it from
+    // being taken for stuck and redelivered.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    sink.reply(&req, "done").await.unwrap();
+    assert_eq!(&caller.await.unwrap().unwrap().payload[..], b"done");
+    // Now the responder dies holding a request.
+    let caller = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            (
+                s.request(NewEvent::new("q", "doomed"), quick()).await,
+                t.elapsed(),
+            )
+        })
+    };
+    let _doomed = next(&mut rx).await;
+    sink.simulate_crash().await;
+    let (result, took) = caller.await.unwrap();
+    assert!(matches!(result, Err(Error::Aborted { .. })), "{result:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "aborted after {took:?}, not at the deadline"
+    );
+    // With a retry, a live member answers the re-sent request.
+    let other = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut other_rx = other.subscribe().unwrap();
+    let doomed = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut doomed_rx = doomed.subscribe().unwrap();
+    let caller = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.request(NewEvent::new("q", "again"), quick().with_retries(1))
+                .await
+        })
+    };
+    // Whoever gets the first attempt dies; the survivor answers the second. (The first
+    // crashed member's request comes back too, reclaimed: it is not the one awaited.)
+    let again = |e: &pulse::streaming::Event| &e.payload[..] == b"again";
+    let (which, first) = loop {
+        let (which, e) = tokio::select! {
+            e = next(&mut other_rx) => (0, e),
+            e = next(&mut doomed_rx) => (1, e),
+        };
+        if again(&e) {
+            break (which, e);
+        }
+    };
+    let (survivor, mut survivor_rx) = if which == 0 {
+        other.simulate_crash().await;
+        (doomed, doomed_rx)
+    } else {
+        doomed.simulate_crash().await;
+        (other, other_rx)
+    };
+    assert_eq!(first.attempt(), Some(1));
+    let mut second = next(&mut survivor_rx).await;
+    while !again(&second) || second.attempt() != Some(2) {
+        second = next(&mut survivor_rx).await;
+    }
+    assert_eq!(second.attempt(), Some(2));
+    assert_eq!(
+        second.request_id(),
+        first.request_id(),
+        "the same request, resent"
+    );
+    survivor.reply(&second, "answered").await.unwrap();
+    assert_eq!(&caller.await.unwrap().unwrap().payload[..], b"answered");
+    survivor.close().await.unwrap();
+}
+
+/// An answer that comes after its caller gave up is dropped, never taken for the answer
+/// to a later request; a second answer to one request is dropped too.
+pub async fn rpc_late_answers_are_never_misdelivered(cx: Ctx) {
+    let s = service(&cx, "svc");
+    let sink = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut rx = sink.subscribe().unwrap();
+    let short = quick().with_timeout(Duration::from_millis(300));
+    let first = {
+        let s = s.clone();
+        tokio::spawn(async move { s.request(NewEvent::new("q", "one"), short).await })
+    };
+    let one = next(&mut rx).await;
+    assert!(matches!(first.await.unwrap(), Err(Error::Timeout { .. })));
+    let second = {
+        let s = s.clone();
+        tokio::spawn(async move { s.request(NewEvent::new("q", "two"), quick()).await })
+    };
+    let two = next(&mut rx).await;
+    sink.reply(&one, "late answer to one").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sink.reply(&two, "answer to two").await.unwrap();
+    sink.reply(&two, "second answer to two").await.unwrap();
+    assert_eq!(
+        &second.await.unwrap().unwrap().payload[..],
+        b"answer to two"
+    );
+    sink.close().await.unwrap();
+}
+
+/// Many requests in flight at once, two responders: every caller gets its own answer.
+pub async fn rpc_many_requests_in_flight_each_get_their_own_answer(cx: Ctx) {
+    let s = service(&cx, "svc");
+    let a = s.new_sink("r", responder_opts()).await.unwrap();
+    let b = s.new_sink("r", responder_opts()).await.unwrap();
+    let (ra, rb) = (a.subscribe().unwrap(), b.subscribe().unwrap());
+    let workers = [echo(a.clone(), ra, "a"), echo(b.clone(), rb, "b")];
+    let s = Arc::new(s);
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let reply = s
+                    .request(NewEvent::new("q", format!("call {i}")), quick())
+                    .await
+                    .unwrap();
+                assert_eq!(reply.payload, Bytes::from(format!("CALL {i}")));
+                reply.headers["who"].clone()
+            })
+        })
+        .collect();
+    let mut by = std::collections::HashMap::new();
+    for c in calls {
+        *by.entry(c.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(by.values().sum::<i32>(), 200);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    for w in workers {
+        w.abort();
+    }
+}

@@ -1,0 +1,309 @@
+//! The responder's side: a sink member hands a request to its handler, answers
+//! *accepted*, sends heartbeats while the handler works, and carries its answer to the
+//! caller's inbox ([`Sink::reply`], [`Sink::reply_error`]).
+//!
+//! Invariants: a request past its deadline is never handed to a handler (the sink
+//! acknowledges it instead); heartbeats for a request stop when it is answered or
+//! acknowledged, when its deadline passes, or when the sink closes — so a caller sees them
+//! stop when the responder dies; an answer is added to the inbox before the request is
+//! acknowledged, so a crash in between redelivers the request rather than losing the
+//! answer (the caller keeps the first answer and drops a second).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use tokio::{sync::Notify, task::JoinHandle, time::Instant};
+use tracing::debug;
+
+use super::{inbox, ACCEPTED_NAME, CODE, HEARTBEAT, HEARTBEAT_NAME, ID, INBOX, RESPONDER};
+use crate::{
+    backend::EntryId,
+    streaming::{Event, NewEvent, Sink, Stream},
+    Backend, Error, Result,
+};
+
+/// Longest error code of [`Sink::reply_error`], in bytes.
+const MAX_CODE: usize = 64;
+
+struct InFlight {
+    id: String,
+    inbox: Stream,
+    deadline: SystemTime,
+    every: Duration,
+    next: Instant,
+    /// Where the request is pending: (stream key, group, consumer).
+    pending: (String, String, String),
+}
+
+#[derive(Default)]
+struct State {
+    /// By (stream name, entry ID) of the request event.
+    in_flight: HashMap<(String, EntryId), InFlight>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A sink member's requests in flight and their heartbeats.
+#[derive(Default)]
+pub(crate) struct Responding {
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+}
+
+impl Drop for Responding {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What a sink does with an event it is about to deliver.
+pub(crate) enum Delivery {
+    /// Hand it to a subscriber.
+    Deliver,
+    /// Acknowledge it without delivering: a request past its deadline.
+    Expired,
+}
+
+impl Responding {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called as `event` is about to reach a handler of sink member `consumer` reading
+    /// `stream`: a request past its deadline is not delivered; another request is
+    /// answered *accepted* and kept alive with heartbeats until answered.
+    pub(crate) fn on_delivery(
+        &self,
+        backend: &Arc<dyn Backend>,
+        stream: &Stream,
+        consumer: &str,
+        event: &Event,
+    ) -> Delivery {
+        let (Some(id), Some(inbox_name)) = (event.header(ID), event.header(INBOX)) else {
+            return Delivery::Deliver;
+        };
+        let deadline = event.deadline().unwrap_or(SystemTime::UNIX_EPOCH);
+        if deadline <= SystemTime::now() {
+            debug!(request = %id, stream = %stream.name(), "a request past its deadline: acknowledged, not handled");
+            return Delivery::Expired;
+        }
+        let Ok(inbox) = inbox::stream(
+            backend.clone(),
+            &stream.options.keyspace,
+            inbox_name,
+            stream.options.max_payload,
+        ) else {
+            return Delivery::Deliver; // its answer will say what is wrong
+        };
+        let every = event
+            .header(HEARTBEAT)
+            .and_then(|ms| ms.parse().ok())
+            .map_or(Duration::from_secs(1), Duration::from_millis)
+            .max(Duration::from_millis(10));
+        let accepted = NewEvent::new(ACCEPTED_NAME, Bytes::new())
+            .with_header(ID, id)
+            .with_header(RESPONDER, consumer);
+        let to = inbox.clone();
+        tokio::spawn(async move {
+            if let Err(e) = to.add_event(accepted).await {
+                debug!(error = %e, "answering accepted failed; heartbeats follow");
+            }
+        });
+        let mut state = self.lock();
+        state.in_flight.insert(
+            (event.stream.clone(), event.id),
+            InFlight {
+                id: id.to_owned(),
+                inbox,
+                deadline,
+                every,
+                next: Instant::now() + every,
+                pending: (
+                    stream.key().to_owned(),
+                    event.sink.clone().unwrap_or_default(),
+                    consumer.to_owned(),
+                ),
+            },
+        );
+        if state.task.is_none() {
+            state.task = Some(tokio::spawn(beat(
+                backend.clone(),
+                self.state.clone(),
+                self.changed.clone(),
+            )));
+        }
+        drop(state);
+        self.changed.notify_one();
+        Delivery::Deliver
+    }
+
+    /// `events` were answered or acknowledged: their heartbeats stop.
+    pub(crate) fn finished(&self, events: &[Event]) {
+        let mut state = self.lock();
+        if state.in_flight.is_empty() {
+            return;
+        }
+        for e in events {
+            state.in_flight.remove(&(e.stream.clone(), e.id));
+        }
+    }
+
+    /// The sink closes: every heartbeat stops.
+    pub(crate) fn stop(&self) {
+        let mut state = self.lock();
+        state.in_flight.clear();
+        if let Some(task) = state.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Sends the heartbeats that are due, until stopped. With each, the request's pending
+/// entry is marked fresh (idle 0), so a handler working past the sink's `ack_grace` is not
+/// taken for a stuck one and redelivered while it still shows signs of life; once its
+/// deadline passes (or the process dies) this stops and the usual reclaim applies.
+async fn beat(backend: Arc<dyn Backend>, state: Arc<Mutex<State>>, changed: Arc<Notify>) {
+    loop {
+        let (due, next) = {
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = (Instant::now(), SystemTime::now());
+            st.in_flight.retain(|_, f| f.deadline > now.1);
+            let mut due = Vec::new();
+            for ((_, entry), f) in st.in_flight.iter_mut() {
+                if f.next <= now.0 {
+                    f.next = now.0 + f.every;
+                    due.push((f.inbox.clone(), f.id.clone(), f.pending.clone(), *entry));
+                }
+            }
+            (due, st.in_flight.values().map(|f| f.next).min())
+        };
+        // One heartbeat entry per inbox, listing its requests.
+        let mut fresh: HashMap<(String, String, String), Vec<EntryId>> = HashMap::new();
+        let mut by_inbox: HashMap<String, (Stream, String)> = HashMap::new();
+        for (inbox, id, pending, entry) in due {
+            let ids = &mut by_inbox
+                .entry(inbox.key().to_owned())
+                .or_insert_with(|| (inbox, String::new()))
+                .1;
+            ids.push_str(&id);
+            ids.push('\n');
+            fresh.entry(pending).or_default().push(entry);
+        }
+        for (inbox, ids) in by_inbox.into_values() {
+            if let Err(e) = inbox.add_event(NewEvent::new(HEARTBEAT_NAME, ids)).await {
+                debug!(error = %e, "a heartbeat failed; the next one may pass");
+            }
+        }
+        for ((key, group, consumer), ids) in fresh {
+            if let Err(e) = backend
+                .group_set_idle(&key, &group, &consumer, &ids, Duration::ZERO)
+                .await
+            {
+                debug!(error = %e, "keeping requests in flight fresh failed");
+            }
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = changed.notified() => {}
+                }
+            }
+            None => changed.notified().await,
+        }
+    }
+}
+
+/// Checks that `code` can name an error.
+fn check_code(code: &str) -> Result<()> {
+    if code.is_empty() || code.len() > MAX_CODE || code.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "an error code is 1 to {MAX_CODE} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Sink {
+    /// Answers the request `event` (delivered by this sink) with `payload`, then
+    /// acknowledges it. The caller's [`Stream::request`] returns it; if the caller gave up
+    /// already, it is dropped there.
+    ///
+    /// Errors: `InvalidArgument` (not a request, or delivered by another sink),
+    /// `PayloadTooLarge` (the service stream's `max_payload`), `Connection` (the answer
+    /// may or may not have reached the inbox; the request stays pending and is redelivered).
+    pub async fn reply(&self, event: &Event, payload: impl Into<Bytes>) -> Result<()> {
+        self.answer(event, NewEvent::new(super::REPLY_NAME, payload))
+            .await
+    }
+
+    /// [`Sink::reply`] with headers for the caller ([`Reply::headers`](super::Reply::headers)).
+    pub async fn reply_with_headers(
+        &self,
+        event: &Event,
+        payload: impl Into<Bytes>,
+        headers: Vec<(String, String)>,
+    ) -> Result<()> {
+        let mut answer = NewEvent::new(super::REPLY_NAME, payload);
+        for (name, value) in headers {
+            if name.starts_with("pulse.rpc.") {
+                return Err(Error::InvalidArgument(
+                    "headers named pulse.rpc.* are the answer's own".into(),
+                ));
+            }
+            answer = answer.with_header(name, value);
+        }
+        self.answer(event, answer).await
+    }
+
+    /// Answers the request `event` with an error, which the caller gets as
+    /// [`Error::Remote`] with this `code` (1 to 64 bytes) and `message`; then acknowledges
+    /// it. Errors: as [`Sink::reply`].
+    pub async fn reply_error(&self, event: &Event, code: &str, message: &str) -> Result<()> {
+        check_code(code)?;
+        let answer = NewEvent::new(
+            super::ERROR_NAME,
+            Bytes::copy_from_slice(message.as_bytes()),
+        )
+        .with_header(CODE, code);
+        self.answer(event, answer).await
+    }
+
+    async fn answer(&self, event: &Event, answer: NewEvent) -> Result<()> {
+        if event.sink.as_deref() != Some(self.name()) {
+            return Err(Error::InvalidArgument(format!(
+                "event {} was not delivered by sink {:?}",
+                event.id,
+                self.name()
+            )));
+        }
+        let (Some(id), Some(inbox_name)) = (event.header(ID), event.header(INBOX)) else {
+            return Err(Error::InvalidArgument(format!(
+                "event {} is not a request: there is nobody to answer",
+                event.id
+            )));
+        };
+        let service = self.stream_named(&event.stream).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "sink {:?} does not read {:?}",
+                self.name(),
+                event.stream
+            ))
+        })?;
+        let inbox = inbox::stream(
+            service.backend.clone(),
+            &service.options.keyspace,
+            inbox_name,
+            service.options.max_payload,
+        )?;
+        let answer = answer
+            .with_header(ID, id)
+            .with_header(RESPONDER, self.consumer());
+        inbox.add_event(answer).await?;
+        self.responding().finished(std::slice::from_ref(event));
+        self.ack(event).await
+    }
+}
