@@ -10,7 +10,7 @@
 //! ```
 //! Uses `PULSE_REDIS_URL` when set, else starts a private `redis-server` (the idle-cost
 //! rows S10 and S11 always use private ones: they count the server's commands). S1–S8 run
-//! again on a Redis Cluster (`PULSE_REDIS_CLUSTER_URL`, else a private 3-master one),
+//! (and S14, request/reply) again on a Redis Cluster (`PULSE_REDIS_CLUSTER_URL`, else a private 3-master one),
 //! against the `redis` crate's own cluster client doing the same work.
 //! S1–S8 run in rounds; the scale rows (S8 with jobs running, S9–S11) and S12 (the cost of
 //! a metrics recorder and info logs, last: it installs both for good) once per run, and
@@ -22,6 +22,7 @@ mod delayed;
 mod overhead;
 mod raw;
 mod rows;
+mod rpc;
 mod scale;
 mod scenarios;
 mod stats;
@@ -44,7 +45,7 @@ pub(crate) struct Size {
 /// Rounds of a full run.
 const ROUNDS: usize = 5;
 
-const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S13]
+const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S14]
   (no flags)  full run: every scenario, writes docs/BENCHMARKS.md and docs/benchmarks.svg
   --quick     every scenario briefly, writes nothing (CI)
   --only SN   one scenario, writes nothing (e.g. under a profiler)";
@@ -70,7 +71,7 @@ impl Args {
                 "--only" => {
                     let s = args.next()?;
                     let n: u8 = s.strip_prefix(['S', 's'])?.parse().ok()?;
-                    if !(1..=13).contains(&n) {
+                    if !(1..=14).contains(&n) {
                         return None;
                     }
                     out.only = Some(s);
@@ -247,7 +248,7 @@ mod tests {
                 only: Some("s3".into())
             })
         );
-        for bad in [&["--help"][..], &["--only"], &["--only", "S14"], &["-q"]] {
+        for bad in [&["--help"][..], &["--only"], &["--only", "S15"], &["-q"]] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

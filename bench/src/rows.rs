@@ -321,5 +321,47 @@ pub(crate) async fn run_all(
             );
         }
     }
+    if want("S14") {
+        let red = crate::rpc::s14_round_trip(&redis, size).await;
+        rows.push(latency_row(
+            label,
+            "S14 request/reply round trip, one in flight",
+            &red,
+            "XADD ",
+            &raw_xadd,
+            Target::AtMost(2.5),
+        ));
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S14 request/reply round trip, one in flight",
+                crate::rpc::s14_round_trip(memory, size).await,
+                &red,
+            );
+        }
+        let key = tag();
+        raw::append_many(url, &key, size.events).await;
+        let raw_s3 = rate(
+            size.events / 800 * 800,
+            raw::consume_ack(url, &key, size.events / 800 * 800).await,
+        );
+        let red = crate::rpc::s14_throughput(&redis, size).await;
+        rows.push(row(
+            "S14 request/reply, 64 callers, 2 responders",
+            label,
+            &red,
+            format!("S3 consume+ack {}", fmt_rate(raw_s3)),
+            Some(red.rate() / raw_s3),
+            Target::AtLeast(0.5),
+        ));
+        if let Some(memory) = &memory {
+            memory_vs(
+                &mut rows,
+                "S14 request/reply, 64 callers, 2 responders",
+                crate::rpc::s14_throughput(memory, size).await,
+                &red,
+            );
+        }
+    }
     rows
 }

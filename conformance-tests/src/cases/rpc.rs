@@ -271,6 +271,8 @@ pub async fn rpc_heartbeats_show_a_live_responder_and_their_loss_a_dead_one(cx: 
         })
     };
     let _doomed = next(&mut rx).await;
+    // It works on it a while (its sink heartbeats, the first saying "accepted"), then dies.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     sink.simulate_crash().await;
     let (result, took) = caller.await.unwrap();
     assert!(matches!(result, Err(Error::Aborted { .. })), "{result:?}");
@@ -286,8 +288,12 @@ pub async fn rpc_heartbeats_show_a_live_responder_and_their_loss_a_dead_one(cx: 
     let caller = {
         let s = s.clone();
         tokio::spawn(async move {
-            s.request(NewEvent::new("q", "again"), quick().with_retries(1))
-                .await
+            // Whether the first member dies before or after accepting, the caller moves on:
+            // by the accept timeout, or by the heartbeats' loss.
+            let options = quick()
+                .with_retries(1)
+                .with_accept_timeout(Duration::from_millis(300));
+            s.request(NewEvent::new("q", "again"), options).await
         })
     };
     // Whoever gets the first attempt dies; the survivor answers the second. (The first

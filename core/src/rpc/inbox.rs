@@ -5,8 +5,10 @@
 //! answer can arrive unrouted; an answer for an ID nobody waits for (late, duplicate,
 //! after a retry won) is counted and dropped. The inbox closes itself (its reader, and
 //! the stream is deleted) after [`LINGER`] with no request in flight; a request arriving
-//! then opens a new one. Answers are added with a sliding expiry ([`TTL`]) and a bounded
-//! length, so an inbox whose process died expires on its own.
+//! then opens a new one. The inbox stream is created by its caller, which renews its
+//! expiry ([`TTL`]) while open; responders add answers (trimmed to a bounded length) only
+//! while it exists, so an inbox whose process died expires on its own and takes nothing
+//! more.
 
 use std::{
     collections::HashMap,
@@ -23,20 +25,25 @@ use tracing::debug;
 
 use super::Signal;
 use crate::{
+    backend::EntryId,
     backend::Ttl,
     keys::Keyspace,
-    streaming::{EventReceiver, Reader, ReaderOptions, Start, Stream, StreamOptions},
+    streaming::{Event, Stream, StreamOptions},
     Backend, Error, Result,
 };
 
 /// How long an inbox stays open with nothing in flight.
 const LINGER: Duration = Duration::from_secs(30);
-/// Expiry of an inbox stream after its last answer.
+/// Expiry of an inbox stream, renewed by its caller every `LINGER / 2`.
 pub(crate) const TTL: Duration = Duration::from_secs(600);
+/// Longest blocking read of the inbox (it only bounds how often an idle inbox wakes).
+const BLOCK: Duration = Duration::from_secs(5);
 /// About how many answers an inbox keeps.
 const MAX_LEN: u64 = 10_000;
 /// Every inbox name starts with this.
 pub(crate) const PREFIX: &str = "_inbox.";
+/// The name of the entry that creates an inbox stream.
+const OPEN: &str = "open";
 
 type Registry = Mutex<HashMap<(usize, String), Arc<Shared>>>;
 
@@ -60,9 +67,29 @@ pub(crate) fn stream(
     let options = StreamOptions::default()
         .with_keyspace(keyspace.clone())
         .with_max_len(MAX_LEN)
-        .with_ttl(Ttl::Sliding(TTL))
         .with_max_payload(max_payload);
-    Stream::new(backend, name, options)
+    let mut stream = Stream::new(backend, name, options)?;
+    // One series for every inbox: their names are per process and per opening.
+    stream.metrics = crate::telemetry::StreamMetrics::new(PREFIX);
+    Ok(stream)
+}
+
+/// Makes sure the inbox stream exists and expires [`TTL`] from now: responders add to it
+/// only if it exists, so an inbox whose process died (its expiry no longer renewed) or
+/// that was deleted takes no more answers.
+async fn keep(stream: &Stream) -> Result<()> {
+    if !stream
+        .backend
+        .expire(stream.key(), Ttl::Sliding(TTL))
+        .await?
+    {
+        stream.add(OPEN, bytes::Bytes::new()).await?;
+        stream
+            .backend
+            .expire(stream.key(), Ttl::Sliding(TTL))
+            .await?;
+    }
+    Ok(())
 }
 
 struct Shared {
@@ -139,10 +166,8 @@ impl Inbox {
             &name,
             service.options.max_payload,
         )?;
-        let reader = stream
-            .new_reader(ReaderOptions::default().with_start(Start::Newest))
-            .await?;
-        let events = reader.subscribe()?;
+        keep(&stream).await?;
+        let cursor = crate::backend::stream_last_id(stream.backend.as_ref(), stream.key()).await?;
         let shared = Arc::new(Shared {
             name,
             registry_key: key.clone(),
@@ -153,7 +178,7 @@ impl Inbox {
         let late = crate::telemetry::rpc_late_replies();
         let span = tracing::debug_span!("pulse.rpc.inbox", inbox = %shared.name);
         tokio::spawn(tracing::Instrument::instrument(
-            route(shared.clone(), stream, reader, events, late),
+            route(shared.clone(), stream, cursor, late),
             span,
         ));
         Ok(Inbox(shared))
@@ -182,42 +207,62 @@ impl Inbox {
 }
 
 /// Routes the inbox's answers until it has been idle for [`LINGER`], then closes it.
-async fn route(
-    shared: Arc<Shared>,
-    stream: Stream,
-    reader: Reader,
-    mut events: EventReceiver,
-    late: Counter,
-) {
+/// It reads the stream itself (no reader and subscriber in between: answers are on the
+/// request's critical path).
+async fn route(shared: Arc<Shared>, stream: Stream, mut cursor: EntryId, late: Counter) {
     let mut tick = tokio::time::interval(LINGER / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry = Duration::from_millis(50);
     loop {
-        tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                for (id, signal) in super::signals_of(event) {
-                    let to = shared
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&id)
-                        .cloned();
-                    let answer = matches!(signal, Signal::Reply(_) | Signal::Error { .. });
-                    match to {
-                        Some(tx) if tx.send(signal).is_ok() => {}
-                        _ if answer => {
-                            late.increment(1);
-                            debug!(request = %id, "an answer nobody waits for (late, or a duplicate): dropped");
-                        }
-                        _ => {}
+        let from = [(stream.key().to_owned(), cursor)];
+        let read = tokio::select! {
+            read = stream.backend.stream_read(&from, 1000, Some(BLOCK)) => read,
+            _ = tick.tick() => {
+                {
+                    let mut inboxes = registry().lock().await;
+                    if shared.idle() {
+                        inboxes.remove(&shared.registry_key);
+                        break;
                     }
                 }
+                if let Err(e) = keep(&stream).await {
+                    debug!(error = %e, "renewing the inbox failed; retrying at the next tick");
+                }
+                continue;
             }
-            _ = tick.tick() => {
-                let mut inboxes = registry().lock().await;
-                if shared.idle() {
-                    inboxes.remove(&shared.registry_key);
-                    break;
+        };
+        let batches = match read {
+            Ok(batches) => {
+                retry = Duration::from_millis(50);
+                batches
+            }
+            Err(e) => {
+                debug!(error = %e, ?retry, "reading the inbox failed; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        for entry in batches.into_iter().flat_map(|b| b.entries) {
+            cursor = entry.id;
+            let Ok(event) = Event::from_entry(stream.name(), None, entry) else {
+                continue;
+            };
+            for (id, signal) in super::signals_of(event) {
+                let to = shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&id)
+                    .cloned();
+                let answer = matches!(signal, Signal::Reply(_) | Signal::Error { .. });
+                match to {
+                    Some(tx) if tx.send(signal).is_ok() => {}
+                    _ if answer => {
+                        late.increment(1);
+                        debug!(request = %id, "an answer nobody waits for (late, or a duplicate): dropped");
+                    }
+                    _ => {}
                 }
             }
         }
@@ -237,7 +282,6 @@ async fn route(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clear();
-    let _ = reader.close().await;
     if let Err(e) = stream.destroy().await {
         debug!(error = %e, "deleting an idle inbox failed; it expires");
     }

@@ -32,12 +32,14 @@
 //! - **Deadlines travel** with the request ([`Event::deadline`]); a sink never hands a
 //!   request already past its deadline to a handler (it acknowledges it). No responder:
 //!   [`Error::Timeout`] at the deadline, never a hang.
-//! - **Progress, the bamboo way**: when a sink hands a request to a handler it answers
-//!   *accepted*, then sends heartbeats every [`RequestOptions::heartbeat`] until the
-//!   handler replies (or acknowledges, or the deadline passes). A caller whose accepted
-//!   request goes three heartbeats without news fails with [`Error::Aborted`] (the
-//!   responder died or hangs) instead of waiting for the deadline;
-//!   [`RequestOptions::accept_timeout`] fails when nobody picks the request up in time.
+//! - **Progress, the bamboo way**: once a sink hands a request to a handler it sends
+//!   heartbeats every [`RequestOptions::heartbeat`] until the handler replies (or
+//!   acknowledges, or the deadline passes); the first, sent within half the caller's
+//!   accept timeout (or one interval), says the request was accepted, and a handler that
+//!   answers sooner sends nothing but its answer. A caller whose accepted request goes
+//!   three heartbeats without news fails with [`Error::Aborted`] (the responder died)
+//!   instead of waiting for the deadline; [`RequestOptions::accept_timeout`] fails when
+//!   nobody picks the request up in time.
 //! - **Retries are the caller's choice** ([`RequestOptions::with_retries`]): after an
 //!   abort or an accept timeout the same request (same ID, the responder's idempotency
 //!   key: [`Event::request_id`], and the next [`Event::attempt`]) is sent again, within
@@ -46,7 +48,8 @@
 //!   reaches the caller as [`Error::Remote`] with its code and message.
 //!
 //! Headers of a request (all `pulse.rpc.*`, read them with the [`Event`] helpers): `id`,
-//! `inbox`, `deadline` (ms since the epoch), `heartbeat` (ms), `attempt`. Trace context
+//! `inbox`, `deadline` (ms since the epoch), `heartbeat` (ms), `accept` (ms, when set),
+//! `attempt`. Trace context
 //! rides as on every event: the request carries the caller's `traceparent`, the answer the
 //! responder's.
 
@@ -83,10 +86,11 @@ pub(crate) const CODE: &str = "pulse.rpc.code";
 /// Header of an answer holding the responder (its sink consumer).
 pub(crate) const RESPONDER: &str = "pulse.rpc.responder";
 
+/// Header holding the caller's accept timeout (ms), when it set one.
+pub(crate) const ACCEPT: &str = "pulse.rpc.accept";
 /// Names of the inbox entries: the answers, and the signs of life.
 pub(crate) const REPLY_NAME: &str = "reply";
 pub(crate) const ERROR_NAME: &str = "error";
-pub(crate) const ACCEPTED_NAME: &str = "accepted";
 pub(crate) const HEARTBEAT_NAME: &str = "heartbeat";
 
 /// Longest request timeout.
@@ -179,10 +183,13 @@ pub struct Reply {
 /// What an inbox hands to a waiting request.
 #[derive(Debug)]
 pub(crate) enum Signal {
-    Accepted,
+    /// A responder works on it (the first one says it accepted it).
     Heartbeat,
     Reply(Reply),
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
 }
 
 fn ms_of(t: SystemTime) -> u64 {
@@ -245,8 +252,11 @@ impl Stream {
         let mut sent_ids = Vec::new();
         loop {
             attempt += 1;
-            let sent = event
-                .clone()
+            let mut sent = event.clone();
+            if let Some(d) = options.accept_timeout {
+                sent = sent.with_header(ACCEPT, (d.as_millis() as u64).to_string());
+            }
+            let sent = sent
                 .with_header(ID, id.clone())
                 .with_header(INBOX, inbox.name())
                 .with_header(DEADLINE, deadline_ms.to_string())
@@ -317,7 +327,7 @@ async fn wait(
         };
         tokio::select! {
             signal = waiting.next() => match signal {
-                Some(Signal::Accepted | Signal::Heartbeat) => {
+                Some(Signal::Heartbeat) => {
                     accepted = true;
                     last_news = Instant::now();
                 }
@@ -370,7 +380,6 @@ pub(crate) fn signals_of(event: Event) -> Vec<(String, Signal)> {
 fn signal_of(event: Event) -> Option<(String, Signal)> {
     let id = event.header(ID)?.to_owned();
     let signal = match event.name.as_str() {
-        ACCEPTED_NAME => Signal::Accepted,
         REPLY_NAME => {
             let responder = event.header(RESPONDER).map(str::to_owned);
             let mut headers = event.headers;

@@ -1,5 +1,5 @@
-//! The responder's side: a sink member hands a request to its handler, answers
-//! *accepted*, sends heartbeats while the handler works, and carries its answer to the
+//! The responder's side: a sink member hands a request to its handler, sends heartbeats
+//! while the handler works (the first says it accepted it), and carries its answer to the
 //! caller's inbox ([`Sink::reply`], [`Sink::reply_error`]).
 //!
 //! Invariants: a request past its deadline is never handed to a handler (the sink
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 use tracing::debug;
 
-use super::{inbox, ACCEPTED_NAME, CODE, HEARTBEAT, HEARTBEAT_NAME, ID, INBOX, RESPONDER};
+use super::{inbox, ACCEPT, CODE, HEARTBEAT, HEARTBEAT_NAME, ID, INBOX, RESPONDER};
 use crate::{
     backend::EntryId,
     streaming::{Event, NewEvent, Sink, Stream},
@@ -44,6 +44,9 @@ struct State {
     /// By (stream name, entry ID) of the request event.
     in_flight: HashMap<(String, EntryId), InFlight>,
     task: Option<JoinHandle<()>>,
+    /// When the heartbeat task wakes next (`None`: when told), so a new request wakes it
+    /// only if it needs a heartbeat sooner.
+    wakes_at: Option<Instant>,
 }
 
 /// A sink member's requests in flight and their heartbeats.
@@ -103,15 +106,13 @@ impl Responding {
             .and_then(|ms| ms.parse().ok())
             .map_or(Duration::from_secs(1), Duration::from_millis)
             .max(Duration::from_millis(10));
-        let accepted = NewEvent::new(ACCEPTED_NAME, Bytes::new())
-            .with_header(ID, id)
-            .with_header(RESPONDER, consumer);
-        let to = inbox.clone();
-        tokio::spawn(async move {
-            if let Err(e) = to.add_event(accepted).await {
-                debug!(error = %e, "answering accepted failed; heartbeats follow");
-            }
-        });
+        // The first heartbeat says "accepted": soon enough for the caller's accept
+        // timeout, and not at all when the handler answers first.
+        let first = event
+            .header(ACCEPT)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map_or(every, |ms| every.min(Duration::from_millis(ms / 2)));
+        let first_at = Instant::now() + first;
         let mut state = self.lock();
         state.in_flight.insert(
             (event.stream.clone(), event.id),
@@ -120,7 +121,7 @@ impl Responding {
                 inbox,
                 deadline,
                 every,
-                next: Instant::now() + every,
+                next: first_at,
                 pending: (
                     stream.key().to_owned(),
                     event.sink.clone().unwrap_or_default(),
@@ -135,8 +136,11 @@ impl Responding {
                 self.changed.clone(),
             )));
         }
+        let sooner = state.wakes_at.is_none_or(|at| first_at < at);
         drop(state);
-        self.changed.notify_one();
+        if sooner {
+            self.changed.notify_one();
+        }
         Delivery::Deliver
     }
 
@@ -178,7 +182,9 @@ async fn beat(backend: Arc<dyn Backend>, state: Arc<Mutex<State>>, changed: Arc<
                     due.push((f.inbox.clone(), f.id.clone(), f.pending.clone(), *entry));
                 }
             }
-            (due, st.in_flight.values().map(|f| f.next).min())
+            let next = st.in_flight.values().map(|f| f.next).min();
+            st.wakes_at = next;
+            (due, next)
         };
         // One heartbeat entry per inbox, listing its requests.
         let mut fresh: HashMap<(String, String, String), Vec<EntryId>> = HashMap::new();
@@ -193,7 +199,10 @@ async fn beat(backend: Arc<dyn Backend>, state: Arc<Mutex<State>>, changed: Arc<
             fresh.entry(pending).or_default().push(entry);
         }
         for (inbox, ids) in by_inbox.into_values() {
-            if let Err(e) = inbox.add_event(NewEvent::new(HEARTBEAT_NAME, ids)).await {
+            if let Err(e) = inbox
+                .add_if_exists(NewEvent::new(HEARTBEAT_NAME, ids))
+                .await
+            {
                 debug!(error = %e, "a heartbeat failed; the next one may pass");
             }
         }
@@ -302,7 +311,9 @@ impl Sink {
         let answer = answer
             .with_header(ID, id)
             .with_header(RESPONDER, self.consumer());
-        inbox.add_event(answer).await?;
+        if inbox.add_if_exists(answer).await?.is_none() {
+            debug!(request = %id, "the caller's inbox is gone (it stopped waiting long ago): answer dropped");
+        }
         self.responding().finished(std::slice::from_ref(event));
         self.ack(event).await
     }
