@@ -392,3 +392,70 @@ pub async fn rpc_many_requests_in_flight_each_get_their_own_answer(cx: Ctx) {
         w.abort();
     }
 }
+
+/// A confirmed add returns once `n` distinct sinks acknowledged it, naming them: one
+/// sink acknowledging twice counts once, and a sink whose filter drops the event (an
+/// acknowledgement unseen) confirms nothing; short of `n`, a timeout saying how many.
+pub async fn rpc_confirmed_adds_count_distinct_sinks(cx: Ctx) {
+    let s = service(&cx, "orders");
+    let billing = s.new_sink("billing", responder_opts()).await.unwrap();
+    let audit = s.new_sink("audit", responder_opts()).await.unwrap();
+    let ignorer = s
+        .new_sink(
+            "ignorer",
+            responder_opts().with_filter(pulse::streaming::Filter::Topic("other".into())),
+        )
+        .await
+        .unwrap();
+    let (mut rb, mut ra, _ri) = (
+        billing.subscribe().unwrap(),
+        audit.subscribe().unwrap(),
+        ignorer.subscribe().unwrap(),
+    );
+    let adder = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.add_confirmed(NewEvent::new("created", "#1"), 2, Duration::from_secs(10))
+                .await
+        })
+    };
+    let e = next(&mut rb).await;
+    billing.ack(&e).await.unwrap();
+    billing.ack(&e).await.unwrap(); // twice: still one sink
+    let e = next(&mut ra).await;
+    audit.ack(&e).await.unwrap();
+    let confirmed = adder.await.unwrap().unwrap();
+    assert_eq!(confirmed.id, e.id);
+    assert_eq!(confirmed.by, ["billing", "audit"]);
+    // Three wanted: billing and audit confirm, the ignorer's filter drops the event.
+    let adder = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.add_confirmed(
+                NewEvent::new("created", "#2"),
+                3,
+                Duration::from_millis(500),
+            )
+            .await
+        })
+    };
+    let e = next(&mut rb).await;
+    billing.ack(&e).await.unwrap();
+    billing.ack(&e).await.unwrap();
+    let e = next(&mut ra).await;
+    audit.ack(&e).await.unwrap();
+    match adder.await.unwrap() {
+        Err(Error::Timeout { what }) => assert!(what.contains(": 2 within"), "{what}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    for bad in [0, 1001] {
+        let e = s
+            .add_confirmed(NewEvent::new("x", "y"), bad, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e:?}");
+    }
+    for sink in [billing, audit, ignorer] {
+        sink.close().await.unwrap();
+    }
+}

@@ -23,7 +23,7 @@
 //! How, and what is promised:
 //! - **One inbox per process** (per backend handle and keyspace): a stream
 //!   `_inbox.<ulid>` read by one reader, whatever the number of requests in flight
-//!   ([`inbox`]). Answers are entries of it, so a dropped connection delays them but loses
+//!   (module `inbox`). Answers are entries of it, so a dropped connection delays them but loses
 //!   none; it is trimmed, expires when idle and is deleted when the process stops calling.
 //! - **The first answer wins**; later ones, and answers to a request whose caller gave up
 //!   (timed out, aborted, dropped its future), are counted
@@ -47,12 +47,17 @@
 //! - **Errors are typed**: a responder's [`Sink::reply_error`](crate::streaming::Sink::reply_error)
 //!   reaches the caller as [`Error::Remote`] with its code and message.
 //!
+//! **Confirmed adds** ([`Stream::add_confirmed`]) ride the same inbox: the add returns
+//! once `n` distinct sinks acknowledged the event, with their names (a sink counts once,
+//! whichever member acknowledged and however often).
+//!
 //! Headers of a request (all `pulse.rpc.*`, read them with the [`Event`] helpers): `id`,
 //! `inbox`, `deadline` (ms since the epoch), `heartbeat` (ms), `accept` (ms, when set),
 //! `attempt`. Trace context
 //! rides as on every event: the request carries the caller's `traceparent`, the answer the
 //! responder's.
 
+mod confirm;
 mod inbox;
 mod responder;
 
@@ -64,6 +69,8 @@ use std::{
 use bytes::Bytes;
 use tokio::time::{sleep_until, Instant};
 
+pub(crate) use confirm::acknowledged;
+pub use confirm::Confirmed;
 pub(crate) use responder::{Delivery, Responding};
 
 use crate::{
@@ -85,6 +92,8 @@ pub(crate) const ATTEMPT: &str = "pulse.rpc.attempt";
 pub(crate) const CODE: &str = "pulse.rpc.code";
 /// Header of an answer holding the responder (its sink consumer).
 pub(crate) const RESPONDER: &str = "pulse.rpc.responder";
+/// Header of a confirmation holding the sink that acknowledged.
+pub(crate) const SINK: &str = "pulse.rpc.sink";
 
 /// Header holding the caller's accept timeout (ms), when it set one.
 pub(crate) const ACCEPT: &str = "pulse.rpc.accept";
@@ -189,6 +198,10 @@ pub(crate) enum Signal {
     Error {
         code: String,
         message: String,
+    },
+    /// A sink acknowledged a confirmed add ([`Stream::add_confirmed`]).
+    Confirmed {
+        sink: String,
     },
 }
 
@@ -331,6 +344,7 @@ async fn wait(
                     accepted = true;
                     last_news = Instant::now();
                 }
+                Some(Signal::Confirmed { .. }) => {} // not for a request
                 Some(Signal::Reply(reply)) => return Outcome::Done(Ok(reply)),
                 Some(Signal::Error { code, message }) => {
                     return Outcome::Done(Err(Error::Remote { code, message }))
@@ -391,6 +405,9 @@ fn signal_of(event: Event) -> Option<(String, Signal)> {
                 trace_parent: event.trace_parent,
             })
         }
+        confirm::CONFIRMED_NAME => Signal::Confirmed {
+            sink: event.header(SINK)?.to_owned(),
+        },
         ERROR_NAME => Signal::Error {
             code: event.header(CODE).unwrap_or("unknown").to_owned(),
             message: String::from_utf8_lossy(&event.payload).into_owned(),

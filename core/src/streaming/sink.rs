@@ -334,6 +334,7 @@ impl Sink {
             traced(span, self.ack_one_stream(key, ids)).await?;
             metrics.acked.increment(n as u64);
         }
+        crate::rpc::acknowledged(self, events).await;
         Ok(())
     }
 
