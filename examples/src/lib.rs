@@ -105,7 +105,8 @@ impl Workload {
 
 /// A little of everything that records metrics, under names prefixed by `tag`: events
 /// added, delivered to a sink and acknowledged (one of them only after its ack grace ran
-/// out and it was delivered again), a map joined and written, a job dispatched to a worker.
+/// out and it was delivered again), a request answered, a map joined and written, a job
+/// dispatched to a worker.
 /// Every series of `pulse::telemetry` then has a value except the map's resync counter,
 /// which needs a lost subscription.
 pub async fn telemetry_workload(backend: Arc<dyn Backend>, tag: &str) -> pulse::Result<Workload> {
@@ -137,6 +138,17 @@ pub async fn telemetry_workload(backend: Arc<dyn Backend>, tag: &str) -> pulse::
     // The third was not acknowledged: past the grace it comes again.
     let again = got(todo.recv().await)?;
     sink.ack(&again).await?;
+    // A request answered by the sink (the caller's inbox has its series).
+    let options =
+        pulse::rpc::RequestOptions::default().with_timeout(std::time::Duration::from_secs(10));
+    let asking = stream.request(pulse::streaming::NewEvent::new("price", "tea"), options);
+    let answering = async {
+        let request = got(todo.recv().await)?;
+        sink.reply(&request, "3 EUR").await
+    };
+    let (reply, answered) = tokio::join!(asking, answering);
+    reply?;
+    answered?;
     let map = Map::join(
         backend.clone(),
         &format!("{tag}-settings"),
