@@ -389,16 +389,22 @@ pub async fn rmap_events_say_what_changed(cx: Ctx) {
         slow_map.is_empty() && slow_map.revision().rev == 6
     })
     .await;
+    // The replica's content can show the reset a moment before its event is queued:
+    // read until the reset comes (a masked one never does) or the queue stays quiet.
     let mut kinds = Vec::new();
-    while let Some(e) = slow.try_recv() {
-        kinds.push(e.kind);
+    while kinds.last() != Some(&EventKind::Reset) {
+        match tokio::time::timeout(Duration::from_secs(2), slow.recv()).await {
+            Ok(Some(e)) => kinds.push(e.kind),
+            _ => break,
+        }
     }
     assert_eq!(
         kinds.last(),
         Some(&EventKind::Reset),
         "the reset was masked: {kinds:?}"
     );
-    assert!(kinds.len() <= 2, "the queue is bounded: {kinds:?}");
+    // At most the two the queue holds, and the reset if it was queued after them.
+    assert!(kinds.len() <= 3, "the queue is bounded: {kinds:?}");
 }
 
 /// A notice that never arrives is detected (revision gap) and repaired by a resync.

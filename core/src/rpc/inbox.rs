@@ -12,7 +12,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex as StdMutex, OnceLock},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex as StdMutex, OnceLock,
+    },
     time::Duration,
 };
 
@@ -97,6 +100,24 @@ struct Shared {
     registry_key: (usize, String),
     pending: StdMutex<HashMap<String, mpsc::UnboundedSender<Signal>>>,
     last_used: StdMutex<Instant>,
+    /// False once the routing task is gone (closed, or dropped with its runtime): a
+    /// registry entry for a dead inbox is replaced, never joined.
+    alive: AtomicBool,
+}
+
+/// Held by the routing task: however the task ends (its runtime shut down included), the
+/// inbox is marked dead and its waiters learn it at once.
+struct Alive(Arc<Shared>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::SeqCst);
+        self.0
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
 }
 
 impl Shared {
@@ -155,7 +176,7 @@ impl Inbox {
             keyspace.prefix().to_owned(),
         );
         let mut inboxes = registry().lock().await;
-        if let Some(shared) = inboxes.get(&key) {
+        if let Some(shared) = inboxes.get(&key).filter(|s| s.alive.load(Ordering::SeqCst)) {
             shared.touch();
             return Ok(Inbox(shared.clone()));
         }
@@ -173,6 +194,7 @@ impl Inbox {
             registry_key: key.clone(),
             pending: StdMutex::new(HashMap::new()),
             last_used: StdMutex::new(Instant::now()),
+            alive: AtomicBool::new(true),
         });
         inboxes.insert(key, shared.clone());
         let late = crate::telemetry::rpc_late_replies();
@@ -210,6 +232,7 @@ impl Inbox {
 /// It reads the stream itself (no reader and subscriber in between: answers are on the
 /// request's critical path).
 async fn route(shared: Arc<Shared>, stream: Stream, mut cursor: EntryId, late: Counter) {
+    let _alive = Alive(shared.clone());
     let mut tick = tokio::time::interval(LINGER / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retry = Duration::from_millis(50);

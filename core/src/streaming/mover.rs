@@ -21,7 +21,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock, Weak},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, OnceLock, Weak,
+    },
     time::Duration,
 };
 
@@ -49,6 +52,18 @@ fn registry() -> &'static Registry {
 struct Shared {
     id: (usize, String),
     stop: watch::Sender<bool>,
+    /// False once the task is gone (dropped with its runtime): then a new share starts a
+    /// new mover rather than joining a dead one.
+    alive: Arc<AtomicBool>,
+}
+
+/// Held by the mover task: marks it dead however it ends.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Shared {
@@ -73,17 +88,30 @@ impl Mover {
             stream.key.clone(),
         );
         let mut movers = registry().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(shared) = movers.get(&id).and_then(Weak::upgrade) {
+        if let Some(shared) = movers
+            .get(&id)
+            .and_then(Weak::upgrade)
+            .filter(|s| s.alive.load(Ordering::SeqCst))
+        {
             return Mover(shared);
         }
         let (stop, stopped) = watch::channel(false);
+        let alive = Arc::new(AtomicBool::new(true));
         let shared = Arc::new(Shared {
             id: id.clone(),
             stop,
+            alive: alive.clone(),
         });
         movers.insert(id, Arc::downgrade(&shared));
         let span = tracing::info_span!("pulse.stream.mover", stream = %stream.name);
-        tokio::spawn(run(stream.clone(), stopped).instrument(span));
+        let stream = stream.clone();
+        tokio::spawn(
+            async move {
+                let _alive = Alive(alive);
+                run(stream, stopped).await;
+            }
+            .instrument(span),
+        );
         Mover(shared)
     }
 
