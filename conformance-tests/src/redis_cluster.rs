@@ -147,19 +147,31 @@ impl RedisCluster {
     /// hands over without losing writes) and waits until it is a master, its old master a
     /// replica, and the cluster ready.
     pub fn failover(&self, node: usize) -> std::io::Result<()> {
-        let answer = cli(self.nodes[node].port(), &["cluster", "failover"])?;
-        if !answer.trim().eq_ignore_ascii_case("ok") {
-            return Err(std::io::Error::other(format!("CLUSTER FAILOVER: {answer}")));
-        }
-        let deadline = Instant::now() + READY_WITHIN;
-        // Done when the node is a master and its old master is seen as a replica.
-        let settled = |roles: Vec<bool>| {
-            roles.get(node).copied().unwrap_or(false)
-                && roles.iter().filter(|m| **m).count() == self.masters
+        let ask = || -> std::io::Result<()> {
+            let answer = cli(self.nodes[node].port(), &["cluster", "failover"])?;
+            if !answer.trim().eq_ignore_ascii_case("ok") {
+                return Err(std::io::Error::other(format!("CLUSTER FAILOVER: {answer}")));
+            }
+            Ok(())
         };
-        while !settled(self.masters_now(node)?) {
+        ask()?;
+        let deadline = Instant::now() + READY_WITHIN;
+        // A manual failover gives up quietly (after about 5 s) when the replica has not
+        // caught up with its master yet, as right after it attached: ask again then.
+        let mut asked = Instant::now();
+        // Done when the node is a master and its old master is seen as a replica.
+        loop {
+            let roles = self.masters_now(node)?;
+            let promoted = roles.get(node).copied().unwrap_or(false);
+            if promoted && roles.iter().filter(|m| **m).count() == self.masters {
+                break;
+            }
             if Instant::now() > deadline {
                 return Err(std::io::Error::other("the replica did not become a master"));
+            }
+            if !promoted && asked.elapsed() > Duration::from_secs(6) {
+                ask()?;
+                asked = Instant::now();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
