@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use futures_util::future::join_all;
 use pulse::{
     keys::Keyspace,
     streaming::{NewEvent, ReaderOptions, Stream, StreamOptions},
@@ -55,25 +54,16 @@ pub(crate) async fn rows(url: &str, redis: &Arc<dyn Backend>, size: Size) -> Vec
     let raw_before = raw_delay_adds(url, n).await;
     let s = stream(redis);
     let later = SystemTime::now() + Duration::from_secs(3600);
-    let per = n / 8 / 100;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                for _ in 0..per {
-                    join_all((0..100).map(|_| {
-                        let s = s.clone();
-                        let event = NewEvent::new("e", "payload").deliver_at(later);
-                        async move { s.add_delayed(event).await.expect("add") }
-                    }))
-                    .await;
-                }
-            })
-        })
-        .collect();
-    join_all(tasks).await;
-    let added = per * 100 * 8;
+    let adder = s.clone();
+    let added = crate::scenarios::eight_by_hundred(n / 8 / 100, move |_, _, _| {
+        let s = adder.clone();
+        async move {
+            let event = NewEvent::new("e", "payload").deliver_at(later);
+            s.add_delayed(event).await.expect("add");
+        }
+    })
+    .await;
     let add_rate = rate(added, start.elapsed());
     // The baseline before and after, averaged: one side alone swings 2x on this machine.
     let raw_rate = (raw_before + raw_delay_adds(url, n).await) / 2.0;

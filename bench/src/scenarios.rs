@@ -112,29 +112,44 @@ pub(crate) async fn s2_append_one(b: &Arc<dyn Backend>, size: Size) -> Figure {
     Figure::Latency(out)
 }
 
-/// S1 with a dedup key on every event (each unique): 8 producers with 100 adds in flight.
-pub(crate) async fn s1_dedup(b: &Arc<dyn Backend>, size: Size) -> Figure {
-    let s = stream(b, "s1d");
-    let per = size.events / 8 / 100;
-    let start = Instant::now();
+/// Runs `op(producer, round, i)` from 8 producer tasks, `per` rounds each of 100 calls in
+/// flight (awaited together); returns how many calls ran.
+pub(crate) async fn eight_by_hundred<F, Fut>(per: usize, op: F) -> usize
+where
+    F: Fn(usize, usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
     let tasks: Vec<_> = (0..8)
         .map(|p| {
-            let s = s.clone();
+            let op = op.clone();
             tokio::spawn(async move {
                 for round in 0..per {
-                    join_all((0..100).map(|i| {
-                        let event = NewEvent::new("e", "payload")
-                            .with_dedup_key(format!("{p}-{round}-{i}"));
-                        let s = s.clone();
-                        async move { s.add_event(event).await.expect("add") }
-                    }))
-                    .await;
+                    join_all((0..100).map(|i| op(p, round, i))).await;
                 }
             })
         })
         .collect();
-    join_all(tasks).await;
-    let f = Figure::Rate(rate(per * 100 * 8, start.elapsed()));
+    for t in join_all(tasks).await {
+        t.expect("producer");
+    }
+    per * 100 * 8
+}
+
+/// S1 with a dedup key on every event (each unique): 8 producers with 100 adds in flight.
+pub(crate) async fn s1_dedup(b: &Arc<dyn Backend>, size: Size) -> Figure {
+    let s = stream(b, "s1d");
+    let start = Instant::now();
+    let adder = s.clone();
+    let n = eight_by_hundred(size.events / 8 / 100, move |p, round, i| {
+        let s = adder.clone();
+        async move {
+            let event = NewEvent::new("e", "payload").with_dedup_key(format!("{p}-{round}-{i}"));
+            s.add_event(event).await.expect("add");
+        }
+    })
+    .await;
+    let f = Figure::Rate(rate(n, start.elapsed()));
     s.destroy().await.expect("destroy");
     f
 }
@@ -245,24 +260,16 @@ pub(crate) async fn s5_writers(b: &Arc<dyn Backend>, size: Size) -> Figure {
     )
     .await
     .expect("join");
-    let per = size.events / 8 / 100;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..8)
-        .map(|w| {
-            let m = m.clone();
-            tokio::spawn(async move {
-                for round in 0..per {
-                    join_all((0..100).map(|i| {
-                        let m = m.clone();
-                        async move { m.set(&format!("k{w}-{round}-{i}"), "v").await.expect("set") }
-                    }))
-                    .await;
-                }
-            })
-        })
-        .collect();
-    join_all(tasks).await;
-    let f = Figure::Rate(rate(per * 100 * 8, start.elapsed()));
+    let writer = m.clone();
+    let n = eight_by_hundred(size.events / 8 / 100, move |w, round, i| {
+        let m = writer.clone();
+        async move {
+            m.set(&format!("k{w}-{round}-{i}"), "v").await.expect("set");
+        }
+    })
+    .await;
+    let f = Figure::Rate(rate(n, start.elapsed()));
     m.destroy().await.expect("destroy");
     f
 }

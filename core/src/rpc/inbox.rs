@@ -38,13 +38,13 @@ use crate::{
 /// How long an inbox stays open with nothing in flight.
 const LINGER: Duration = Duration::from_secs(30);
 /// Expiry of an inbox stream, renewed by its caller every `LINGER / 2`.
-pub(crate) const TTL: Duration = Duration::from_secs(600);
+const TTL: Duration = Duration::from_secs(600);
 /// Longest blocking read of the inbox (it only bounds how often an idle inbox wakes).
 const BLOCK: Duration = Duration::from_secs(5);
 /// About how many answers an inbox keeps.
 const MAX_LEN: u64 = 10_000;
 /// Every inbox name starts with this.
-pub(crate) const PREFIX: &str = "_inbox.";
+const PREFIX: &str = "_inbox.";
 /// The name of the entry that creates an inbox stream.
 const OPEN: &str = "open";
 
