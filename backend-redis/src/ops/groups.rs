@@ -17,7 +17,7 @@ use redis::{Cmd, Value};
 use super::{int_reply, millis};
 use crate::{
     conn::CmdError,
-    errors::{is_generic_err, map_group_err, no_group},
+    errors::{map_group_err, no_group},
     parse, RedisBackend,
 };
 
@@ -30,11 +30,9 @@ impl RedisBackend {
         group: &str,
         cmd: &Cmd,
     ) -> Result<Value> {
-        match self.run_raw(op, cmd).await {
-            Ok(v) => Ok(v),
-            Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
-                Err(no_group(key, group))
-            }
+        match self.run_on_key(op, key, cmd).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(no_group(key, group)),
             Err(e) => Err(e.map(|e| map_group_err(op, key, group, e))),
         }
     }
@@ -70,12 +68,10 @@ impl GroupOps for RedisBackend {
         if create_stream {
             cmd.arg("MKSTREAM");
         }
-        match self.run_raw("XGROUP CREATE", &cmd).await {
-            Ok(_) => Ok(true),
+        match self.run_on_key("XGROUP CREATE", key, &cmd).await {
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => Err(no_group(key, group)),
             Err(CmdError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(false),
-            Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
-                Err(no_group(key, group))
-            }
             Err(e) => Err(e.map(|e| map_group_err("XGROUP CREATE", key, group, e))),
         }
     }
@@ -286,15 +282,10 @@ impl GroupOps for RedisBackend {
     }
 
     async fn group_list(&self, key: &str) -> Result<Vec<GroupInfo>> {
-        let v = match self
-            .run_raw("XINFO GROUPS", redis::cmd("XINFO").arg("GROUPS").arg(key))
-            .await
-        {
-            Ok(v) => v,
-            // A missing key is a generic ERR: tell it apart from other failures by existence.
-            Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
-                return Ok(Vec::new())
-            }
+        let cmd = redis::cmd("XINFO").arg("GROUPS").arg(key).clone();
+        let v = match self.run_on_key("XINFO GROUPS", key, &cmd).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return Ok(Vec::new()),
             Err(e) => return Err(e.map(|e| crate::errors::map_err("XINFO GROUPS", key, e))),
         };
         parse::groups(v)

@@ -48,6 +48,35 @@ impl RedisBackend {
         out
     }
 
+    /// Runs `cmd`, one of the commands that answer a generic `ERR` when `key` is missing
+    /// (`XINFO`, `XGROUP CREATE`, the group reads): `Ok(None)` when the key is missing,
+    /// the reply otherwise. A key created between the failed command and the existence
+    /// check (a concurrent first add) is asked again, so that race reads as the key's
+    /// state, never as an error; a second generic `ERR` on an existing key is returned.
+    pub(crate) async fn run_on_key(
+        &self,
+        op: &'static str,
+        key: &str,
+        cmd: &Cmd,
+    ) -> std::result::Result<Option<Value>, CmdError> {
+        let mut asked = 0;
+        loop {
+            match self.run_raw(op, cmd).await {
+                Ok(v) => return Ok(Some(v)),
+                Err(CmdError::Redis(e)) if crate::errors::is_generic_err(&e) => {
+                    if !self.key_exists(key).await.map_err(CmdError::Pulse)? {
+                        return Ok(None);
+                    }
+                    asked += 1;
+                    if asked == 2 {
+                        return Err(CmdError::Redis(e));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Runs a script invocation on the shared connection.
     pub(crate) async fn run_script(
         &self,

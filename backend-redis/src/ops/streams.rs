@@ -13,11 +13,7 @@ use pulse::{
 use redis::{Cmd, Pipeline, Value};
 
 use super::{int_reply, millis};
-use crate::{
-    conn::CmdError,
-    errors::{is_generic_err, map_err},
-    parse, RedisBackend,
-};
+use crate::{errors::map_err, parse, RedisBackend};
 
 fn xadd(key: &str, fields: &Fields, options: &AddOptions) -> Cmd {
     let mut cmd = redis::cmd("XADD");
@@ -161,15 +157,10 @@ impl StreamOps for RedisBackend {
     }
 
     async fn stream_info(&self, key: &str) -> Result<Option<StreamInfo>> {
-        let v = match self
-            .run_raw("XINFO STREAM", redis::cmd("XINFO").arg("STREAM").arg(key))
-            .await
-        {
-            Ok(v) => v,
-            // A missing key is a generic ERR: tell it apart from other failures by existence.
-            Err(CmdError::Redis(e)) if is_generic_err(&e) && !self.key_exists(key).await? => {
-                return Ok(None)
-            }
+        let cmd = redis::cmd("XINFO").arg("STREAM").arg(key).clone();
+        let v = match self.run_on_key("XINFO STREAM", key, &cmd).await {
+            Ok(Some(v)) => v,
+            Ok(None) => return Ok(None),
             Err(e) => return Err(e.map(|e| map_err("XINFO STREAM", key, e))),
         };
         let mut info = StreamInfo {
