@@ -298,6 +298,7 @@ macro_rules! conformance_suite {
             rpc_late_answers_are_never_misdelivered,
             rpc_many_requests_in_flight_each_get_their_own_answer,
             rpc_confirmed_adds_count_distinct_sinks,
+            rpc_cancellation_reaches_the_responder,
             sink_nack_and_fail,
             sink_redelivery_backs_off,
             sink_policy_options_are_checked,

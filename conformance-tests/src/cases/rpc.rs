@@ -8,6 +8,7 @@ use std::{
 
 use bytes::Bytes;
 use pulse::{
+    backend::EntryId,
     rpc::RequestOptions,
     streaming::{EventReceiver, NewEvent, Sink, SinkOptions, Start, Stream, StreamOptions},
     Error,
@@ -458,4 +459,91 @@ pub async fn rpc_confirmed_adds_count_distinct_sinks(cx: Ctx) {
     for sink in [billing, audit, ignorer] {
         sink.close().await.unwrap();
     }
+}
+
+/// A caller that stops waiting tells the responder: dropping the caller's future fires the
+/// request's cancellation long before its deadline, and the answer given after that is
+/// dropped (the request is acknowledged, the caller's inbox gets nothing). A cancel missed
+/// while the responder's subscription was down is caught when it comes back (the request
+/// entry was withdrawn), and one given up by its timeout fires too.
+pub async fn rpc_cancellation_reaches_the_responder(cx: Ctx) {
+    let s = service(&cx, "svc");
+    let sink = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut rx = sink.subscribe().unwrap();
+    // Deadlines far beyond the case's patience: only a cancel can fire in time.
+    let long = || quick().with_timeout(Duration::from_secs(120));
+    let request = |payload: &'static str| {
+        let (s, options) = (s.clone(), long());
+        tokio::spawn(async move { s.request(NewEvent::new("q", payload), options).await })
+    };
+    // A first request answered: the responder listens for cancels from now on.
+    let caller = request("first");
+    let req = next(&mut rx).await;
+    sink.reply(&req, "ok").await.unwrap();
+    caller.await.unwrap().unwrap();
+
+    let caller = request("long");
+    let req = next(&mut rx).await;
+    let cancel = sink.cancellation(&req);
+    assert!(!cancel.is_cancelled());
+    caller.abort();
+    let _ = caller.await;
+    tokio::time::timeout(crate::patience(), cancel.cancelled())
+        .await
+        .expect("the responder learns the caller is gone");
+    sink.reply(&req, "for nobody").await.unwrap();
+    assert!(sink.pending(10).await.unwrap().is_empty(), "acknowledged");
+    let inbox = Stream::new(
+        cx.backend.clone(),
+        req.header("pulse.rpc.inbox").unwrap(),
+        StreamOptions::default().with_keyspace(cx.keyspace()),
+    )
+    .unwrap();
+    let answers = cx
+        .backend
+        .stream_range(inbox.key(), EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    assert!(
+        !answers
+            .iter()
+            .any(|e| e.field("p").map(|p| &p[..]) == Some(b"for nobody")),
+        "an answer to a cancelled request reaches no inbox"
+    );
+    // Not a request in flight: a handle that never fires.
+    assert!(!sink.cancellation(&req).is_cancelled());
+
+    // A cancel lost while the subscription was down: the withdrawn entry tells.
+    let caller = request("lost");
+    let req = next(&mut rx).await;
+    let cancel = sink.cancellation(&req);
+    // The caller's withdrawal, without its message.
+    assert_eq!(s.remove(&[req.id]).await.unwrap(), 1);
+    cx.faults.kill_subscriptions().await;
+    tokio::time::timeout(crate::patience(), cancel.cancelled())
+        .await
+        .expect("found withdrawn after the subscription came back");
+    caller.abort();
+
+    // A caller whose timeout passes gives up and says so; the handler sees it at once.
+    let caller = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let short = quick().with_timeout(Duration::from_millis(400));
+            s.request(NewEvent::new("q", "short"), short).await
+        })
+    };
+    let req = loop {
+        let e = next(&mut rx).await;
+        if &e.payload[..] == b"short" {
+            break e;
+        }
+    };
+    let cancel = sink.cancellation(&req);
+    let r = caller.await.unwrap();
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    tokio::time::timeout(crate::patience(), cancel.cancelled())
+        .await
+        .expect("a timed-out request is cancelled");
+    sink.close().await.unwrap();
 }

@@ -44,6 +44,11 @@
 //!   abort or an accept timeout the same request (same ID, the responder's idempotency
 //!   key: [`Event::request_id`], and the next [`Event::attempt`]) is sent again, within
 //!   the same deadline.
+//! - **Cancellation**: a caller that stops waiting — its future dropped, its timeout or
+//!   its retries spent — withdraws its request and tells the responders; a handler
+//!   watches [`Sink::cancellation`](crate::streaming::Sink::cancellation), which also
+//!   fires at the deadline, and an answer given after it is dropped (module `cancel`
+//!   says how a cancel missed by pub/sub is still caught).
 //! - **Errors are typed**: a responder's [`Sink::reply_error`](crate::streaming::Sink::reply_error)
 //!   reaches the caller as [`Error::Remote`] with its code and message.
 //!
@@ -57,6 +62,7 @@
 //! rides as on every event: the request carries the caller's `traceparent`, the answer the
 //! responder's.
 
+mod cancel;
 mod confirm;
 mod inbox;
 mod responder;
@@ -69,6 +75,7 @@ use std::{
 use bytes::Bytes;
 use tokio::time::{sleep_until, Instant};
 
+pub use cancel::Cancellation;
 pub(crate) use confirm::acknowledged;
 pub use confirm::Confirmed;
 pub(crate) use responder::{Delivery, Responding};
@@ -262,7 +269,9 @@ impl Stream {
         let inbox = inbox::Inbox::join(self).await?;
         let mut waiting = inbox.expect(&id);
         let mut attempt = 0;
-        let mut sent_ids = Vec::new();
+        // Armed until answered: however the wait ends otherwise (timeout, retries spent,
+        // the caller's future dropped), the responders are told (module `cancel`).
+        let guard = cancel::GiveUp::new(self, &id, deadline_ms);
         loop {
             attempt += 1;
             let mut sent = event.clone();
@@ -279,39 +288,37 @@ impl Stream {
                 )
                 .with_header(ATTEMPT, attempt.to_string());
             let Some(entry) = self.add_if_exists(sent).await? else {
+                guard.disarm();
                 return Err(Error::InvalidArgument(format!(
                     "no service stream {:?}: no responder ever served it",
                     self.name()
                 )));
             };
-            sent_ids.push(entry);
+            guard.sent(entry);
             let sent_at = Instant::now();
             let give_up = match wait(&mut waiting, &options, sent_at, deadline).await {
-                Outcome::Done(Ok(reply)) => return Ok(reply),
-                Outcome::Done(Err(e @ Error::Remote { .. })) => return Err(e),
+                Outcome::Done(Ok(reply)) => {
+                    guard.disarm();
+                    return Ok(reply);
+                }
+                Outcome::Done(Err(e @ Error::Remote { .. })) => {
+                    guard.disarm();
+                    return Err(e);
+                }
                 Outcome::Done(Err(e)) => {
-                    self.withdraw(&sent_ids).await;
+                    guard.now().await;
                     return Err(e);
                 }
                 Outcome::GaveUp(e) => e,
             };
-            // Nobody is to work on an attempt given up: a late or reclaimed copy of it
-            // would be work for nobody.
-            self.withdraw(&sent_ids).await;
             if attempt > options.retries || Instant::now() >= deadline {
+                guard.now().await;
                 return Err(give_up);
             }
+            // Nobody is to work on an attempt given up: a late or reclaimed copy of it
+            // would be work for nobody.
+            guard.withdraw().await;
             tracing::debug!(stream = %self.name(), request = %id, attempt, error = %give_up, "sending the request again");
-        }
-    }
-}
-
-impl Stream {
-    /// Deletes the request entries of attempts given up, best effort (a responder that
-    /// holds one already answers into the void; the caller drops that answer).
-    async fn withdraw(&self, ids: &[crate::backend::EntryId]) {
-        if let Err(e) = self.remove(ids).await {
-            tracing::debug!(stream = %self.name(), error = %e, "withdrawing a request failed");
         }
     }
 }

@@ -19,9 +19,12 @@ use bytes::Bytes;
 use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 use tracing::debug;
 
-use super::{inbox, ACCEPT, CODE, HEARTBEAT, HEARTBEAT_NAME, ID, INBOX, RESPONDER};
+use super::{
+    cancel::{self, CancelState, Cancellation},
+    inbox, ACCEPT, CODE, HEARTBEAT, HEARTBEAT_NAME, ID, INBOX, RESPONDER,
+};
 use crate::{
-    backend::EntryId,
+    backend::{EntryId, PubSubEvent},
     streaming::{Event, NewEvent, Sink, Stream},
     Backend, Error, Result,
 };
@@ -37,6 +40,15 @@ struct InFlight {
     next: Instant,
     /// Where the request is pending: (stream key, group, consumer).
     pending: (String, String, String),
+    /// Fired when the caller cancels or the deadline passes; a cancelled request sends
+    /// no heartbeats and its answer is dropped.
+    cancel: Arc<CancelState>,
+}
+
+impl InFlight {
+    fn cancelled(&self) -> bool {
+        Cancellation::of(self.cancel.clone()).is_cancelled()
+    }
 }
 
 #[derive(Default)]
@@ -47,6 +59,26 @@ struct State {
     /// When the heartbeat task wakes next (`None`: when told), so a new request wakes it
     /// only if it needs a heartbeat sooner.
     wakes_at: Option<Instant>,
+    /// Listeners on the cancel channels, by service stream key (module `cancel`).
+    listeners: HashMap<String, JoinHandle<()>>,
+    /// Request IDs cancelled recently, until their deadline: a request read just before
+    /// its caller withdrew it is not handed to a handler.
+    recent: HashMap<String, SystemTime>,
+}
+
+impl State {
+    /// Request `id` was cancelled: its runs here stop (heartbeats, answer), and a copy
+    /// read later is not delivered.
+    fn cancel(&mut self, id: &str, deadline: SystemTime) {
+        let now = SystemTime::now();
+        self.recent.retain(|_, until| *until > now);
+        if deadline > now {
+            self.recent.insert(id.to_owned(), deadline);
+        }
+        for f in self.in_flight.values().filter(|f| f.id == id) {
+            f.cancel.cancel();
+        }
+    }
 }
 
 /// A sink member's requests in flight and their heartbeats.
@@ -114,6 +146,12 @@ impl Responding {
             .map_or(every, |ms| every.min(Duration::from_millis(ms / 2)));
         let first_at = Instant::now() + first;
         let mut state = self.lock();
+        // Checked under the lock that registers it, so a cancel is either seen here or
+        // finds the request registered.
+        if state.recent.contains_key(id) {
+            debug!(request = %id, stream = %stream.name(), "a request its caller cancelled: acknowledged, not handled");
+            return Delivery::Expired;
+        }
         state.in_flight.insert(
             (event.stream.clone(), event.id),
             InFlight {
@@ -127,8 +165,13 @@ impl Responding {
                     event.sink.clone().unwrap_or_default(),
                     consumer.to_owned(),
                 ),
+                cancel: Arc::default(),
             },
         );
+        if !state.listeners.contains_key(stream.key()) {
+            let task = tokio::spawn(listen(stream.clone(), self.state.clone()));
+            state.listeners.insert(stream.key().to_owned(), task);
+        }
         if state.task.is_none() {
             state.task = Some(tokio::spawn(beat(
                 backend.clone(),
@@ -155,11 +198,32 @@ impl Responding {
         }
     }
 
-    /// The sink closes: every heartbeat stops.
+    /// Whether the caller of `event` still waits (see [`Sink::cancellation`]).
+    pub(crate) fn cancellation(&self, event: &Event) -> Cancellation {
+        let state = self.lock();
+        match state.in_flight.get(&(event.stream.clone(), event.id)) {
+            Some(f) => Cancellation::of(f.cancel.clone()),
+            None => Cancellation::default(),
+        }
+    }
+
+    /// Whether `event` is a request in flight here whose caller cancelled it (its answer
+    /// is for nobody).
+    fn is_cancelled(&self, event: &Event) -> bool {
+        self.lock()
+            .in_flight
+            .get(&(event.stream.clone(), event.id))
+            .is_some_and(InFlight::cancelled)
+    }
+
+    /// The sink closes: every heartbeat and cancel listener stops.
     pub(crate) fn stop(&self) {
         let mut state = self.lock();
         state.in_flight.clear();
         if let Some(task) = state.task.take() {
+            task.abort();
+        }
+        for (_, task) in state.listeners.drain() {
             task.abort();
         }
     }
@@ -174,15 +238,32 @@ async fn beat(backend: Arc<dyn Backend>, state: Arc<Mutex<State>>, changed: Arc<
         let (due, next) = {
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             let now = (Instant::now(), SystemTime::now());
-            st.in_flight.retain(|_, f| f.deadline > now.1);
+            st.in_flight.retain(|_, f| {
+                let live = f.deadline > now.1;
+                if !live {
+                    f.cancel.cancel(); // the caller stopped waiting
+                }
+                live
+            });
             let mut due = Vec::new();
             for ((_, entry), f) in st.in_flight.iter_mut() {
-                if f.next <= now.0 {
+                if f.next <= now.0 && !f.cancelled() {
                     f.next = now.0 + f.every;
                     due.push((f.inbox.clone(), f.id.clone(), f.pending.clone(), *entry));
                 }
             }
-            let next = st.in_flight.values().map(|f| f.next).min();
+            // A cancelled request wakes the task only at its deadline, to be forgotten.
+            let next = st
+                .in_flight
+                .values()
+                .map(|f| {
+                    if f.cancelled() {
+                        Instant::now() + f.deadline.duration_since(now.1).unwrap_or_default()
+                    } else {
+                        f.next
+                    }
+                })
+                .min();
             st.wakes_at = next;
             (due, next)
         };
@@ -222,6 +303,68 @@ async fn beat(backend: Arc<dyn Backend>, state: Arc<Mutex<State>>, changed: Arc<
                 }
             }
             None => changed.notified().await,
+        }
+    }
+}
+
+/// Listens on `stream`'s cancel channel for as long as the sink member lives (aborted by
+/// [`Responding::stop`]). Once subscribed, and again each time a lost subscription is
+/// back, requests in flight whose entry left the stream meanwhile (their caller withdrew
+/// them) are cancelled: a cancel published while nobody listened is not missed.
+async fn listen(stream: Stream, state: Arc<Mutex<State>>) {
+    let channel = cancel::channel(stream.key());
+    let mut retry = Duration::from_millis(100);
+    let mut sub = loop {
+        match stream
+            .backend
+            .subscribe(std::slice::from_ref(&channel))
+            .await
+        {
+            Ok(sub) => break sub,
+            Err(e) => {
+                debug!(stream = %stream.name(), error = %e, ?retry, "subscribing to cancels failed; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    recheck(&stream, &state).await;
+    while let Some(event) = sub.recv().await {
+        match event {
+            PubSubEvent::Message { payload, .. } => {
+                if let Some((id, deadline)) = cancel::parse(&payload) {
+                    lock(&state).cancel(&id, deadline);
+                }
+            }
+            PubSubEvent::Lost => {}
+            PubSubEvent::Restored => recheck(&stream, &state).await,
+        }
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Cancels the requests in flight of `stream` whose entry is no longer in it.
+async fn recheck(stream: &Stream, state: &Mutex<State>) {
+    let live: Vec<(EntryId, Arc<CancelState>)> = lock(state)
+        .in_flight
+        .iter()
+        .filter(|(_, f)| f.pending.0 == stream.key() && !f.cancelled())
+        .map(|((_, entry), f)| (*entry, f.cancel.clone()))
+        .collect();
+    for (entry, cancel) in live {
+        match stream
+            .backend
+            .stream_range(stream.key(), entry, entry, Some(1))
+            .await
+        {
+            Ok(found) if found.is_empty() => cancel.cancel(),
+            Ok(_) => {}
+            Err(e) => {
+                debug!(stream = %stream.name(), error = %e, "checking a request in flight failed")
+            }
         }
     }
 }
@@ -268,6 +411,15 @@ impl Sink {
         self.answer(event, answer).await
     }
 
+    /// Whether the caller of request `event` (delivered by this sink, not answered yet)
+    /// still waits for the answer: the handle fires when the caller cancels (drops its
+    /// future, or gives up after its timeout or retries) and when the request's deadline
+    /// passes; stop the work then, the answer would be dropped. For an event that is not
+    /// a request in flight here, a handle that never fires.
+    pub fn cancellation(&self, event: &Event) -> Cancellation {
+        self.responding().cancellation(event)
+    }
+
     /// Answers the request `event` with an error, which the caller gets as
     /// [`Error::Remote`] with this `code` (1 to 64 bytes) and `message`; then acknowledges
     /// it. Errors: as [`Sink::reply`].
@@ -311,7 +463,10 @@ impl Sink {
         let answer = answer
             .with_header(ID, id)
             .with_header(RESPONDER, self.consumer());
-        if inbox.add_if_exists(answer).await?.is_none() {
+        let expired = event.deadline().is_some_and(|d| d <= SystemTime::now());
+        if expired || self.responding().is_cancelled(event) {
+            debug!(request = %id, "the caller cancelled or its deadline passed: answer dropped");
+        } else if inbox.add_if_exists(answer).await?.is_none() {
             debug!(request = %id, "the caller's inbox is gone (it stopped waiting long ago): answer dropped");
         }
         self.responding().finished(std::slice::from_ref(event));
