@@ -157,6 +157,15 @@ pub enum Error {
         what: String,
     },
 
+    /// A job call ([`Node::call`](crate::pool::Node::call)) found no worker running the job:
+    /// it was never dispatched, was stopped, or is between two owners (moving, or
+    /// waiting for a worker) past the call's deadline. The call reached no handler.
+    #[error("job {key:?} has no running worker")]
+    NotRunning {
+        /// The job key.
+        key: String,
+    },
+
     /// The pool is shutting down (or was shut down less than its shutdown TTL ago).
     #[error("pool {pool:?} is shutting down")]
     ShuttingDown {
@@ -348,6 +357,7 @@ impl Error {
                 message: message.clone(),
             },
             Error::Aborted { what } => Error::Aborted { what: what.clone() },
+            Error::NotRunning { key } => Error::NotRunning { key: key.clone() },
             Error::Timeout { what } => Error::Timeout { what: what.clone() },
             Error::ShuttingDown { pool } => Error::ShuttingDown { pool: pool.clone() },
             Error::Refused {
@@ -398,7 +408,7 @@ impl Error {
     /// | [`Config`](Error::Config), [`InvalidName`](Error::InvalidName), [`InvalidKey`](Error::InvalidKey), [`InvalidArgument`](Error::InvalidArgument), [`PayloadTooLarge`](Error::PayloadTooLarge) | no | the call itself is wrong |
     /// | [`WrongType`](Error::WrongType), [`InvalidValue`](Error::InvalidValue), [`Malformed`](Error::Malformed), [`NoGroup`](Error::NoGroup) | no | the stored data is not what the call needs |
     /// | [`Closed`](Error::Closed), [`ShuttingDown`](Error::ShuttingDown) | no | the handle or pool is going away |
-    /// | [`JobExists`](Error::JobExists), [`JobFailed`](Error::JobFailed), [`Remote`](Error::Remote) | no | an answer, not a failure to get one |
+    /// | [`JobExists`](Error::JobExists), [`JobFailed`](Error::JobFailed), [`Remote`](Error::Remote), [`NotRunning`](Error::NotRunning) | no | an answer, not a failure to get one (a job between owners runs again once placed: call again if you know it exists) |
     /// | [`Backend`](Error::Backend) | no | an error nobody classified: look at it |
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -431,6 +441,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Remote { .. } => "remote",
             Error::Aborted { .. } => "aborted",
+            Error::NotRunning { .. } => "not_running",
             Error::ShuttingDown { .. } => "shutting_down",
             Error::Refused { .. } => "refused",
             Error::Denied { .. } => "denied",
@@ -543,6 +554,7 @@ mod tests {
                 false,
             ),
             (Error::Aborted { what: s() }, true),
+            (Error::NotRunning { key: s() }, false),
         ];
         let mut kinds = std::collections::HashSet::new();
         let count = cases.len();

@@ -14,11 +14,15 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+/// Milliseconds since the Unix epoch of `t` (0 before it, saturating far after).
+pub(crate) fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A new ULID as text, e.g. `01JDZ6S41TSV4RRFFQ69G5FAVX`.
 pub(crate) fn new_id() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let ms = epoch_ms(SystemTime::now());
     let random = u128::from(random_u64()) << 64 | u128::from(random_u64());
     ulid::Ulid::from_parts(ms, random).to_string()
 }

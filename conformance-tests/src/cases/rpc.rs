@@ -547,3 +547,50 @@ pub async fn rpc_cancellation_reaches_the_responder(cx: Ctx) {
         .expect("a timed-out request is cancelled");
     sink.close().await.unwrap();
 }
+
+/// A handler that dies holding a request (its task panics, dropping its receiver) is
+/// noticed: the caller is told at the next heartbeat tick and retries at once, and a live
+/// member answers — long before the deadline. The dead subscriber's instance takes no more
+/// requests.
+pub async fn rpc_a_handler_that_dies_is_noticed(cx: Ctx) {
+    let s = service(&cx, "svc");
+    let doomed = s.new_sink("r", responder_opts()).await.unwrap();
+    let mut rx = doomed.subscribe().unwrap();
+    let handler = tokio::spawn(async move {
+        let _request = rx.recv().await;
+        panic!("a handler bug");
+    });
+    let caller = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let options = quick()
+                .with_timeout(Duration::from_secs(60))
+                .with_retries(1);
+            (
+                s.request(NewEvent::new("q", "fragile"), options).await,
+                t.elapsed(),
+            )
+        })
+    };
+    assert!(handler.await.unwrap_err().is_panic());
+    let live = s.new_sink("r", responder_opts()).await.unwrap();
+    let echoing = echo(live.clone(), live.subscribe().unwrap(), "live");
+    let (reply, took) = caller.await.unwrap();
+    let reply = reply.unwrap();
+    assert_eq!(&reply.payload[..], b"FRAGILE");
+    assert_eq!(reply.responder.as_deref(), Some(live.consumer()));
+    assert!(
+        took < Duration::from_secs(5),
+        "retried after {took:?}, not at the deadline"
+    );
+    // The same again: the doomed instance, without subscribers, takes nothing more.
+    let reply = s
+        .request(NewEvent::new("q", "again"), quick())
+        .await
+        .unwrap();
+    assert_eq!(reply.responder.as_deref(), Some(live.consumer()));
+    echoing.abort();
+    doomed.close().await.unwrap();
+    live.close().await.unwrap();
+}

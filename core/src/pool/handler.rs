@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::JobLease;
+use super::{JobCall, JobLease};
 use crate::error::BoxError;
 
 /// A job as given to [`JobHandler::start`].
@@ -73,5 +73,15 @@ pub trait JobHandler: Send + Sync + 'static {
         let _ = payload;
         tracing::warn!(job = %key, "the handler does not implement notify; ignoring the notification");
         Ok(())
+    }
+
+    /// Answers a call made with [`Node::call`](super::Node::call) to job `call.key`, which
+    /// this worker runs (its lease held when the call was handed over). Runs beside the
+    /// job and other calls; return within [`JobCall::deadline`] (a later answer is
+    /// dropped). Return a [`CallError`](super::CallError) to answer with an error code.
+    /// The default answers the error code `unsupported`.
+    async fn call(&self, call: &JobCall) -> Result<Bytes, BoxError> {
+        let _ = call;
+        Err(super::call::unsupported())
     }
 }

@@ -1,4 +1,5 @@
-//! Node inboxes: one stream per node carrying dispatch results and notifications.
+//! Node inboxes: one stream per node carrying dispatch results, notifications, and job
+//! calls and their answers (module `call`).
 //!
 //! A node reads its own inbox (`inbox_loop`) and deletes what it handled, so an inbox
 //! holds only unread messages. Senders append only to an inbox that exists (never into
@@ -13,12 +14,16 @@
 //! - a *notification* ([`NodeInner::send_inbox`]) is sent once: a repeat after an ambiguous
 //!   failure could deliver it twice, and notifications are at most once.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use tokio::{sync::watch, time::Instant};
 use tracing::{debug, warn, Instrument};
 
 use super::{
+    call::{handle_call, Incoming},
     node::{owner_node, NodeInner},
     options::NodeOptions,
     records::InboxMessage,
@@ -54,7 +59,7 @@ impl NodeInner {
 
     /// One attempt: appends `msg` to `node`'s inbox if that inbox exists; `Ok(false)` when
     /// it does not.
-    async fn try_send(&self, node: &str, msg: &InboxMessage) -> Result<bool> {
+    pub(super) async fn try_send(&self, node: &str, msg: &InboxMessage) -> Result<bool> {
         let stream = self.inbox_stream(node)?;
         let sent = stream
             .add_if_exists(NewEvent::new("m", codec::encode(msg)?))
@@ -183,6 +188,25 @@ async fn handle_inbox(inner: &Arc<NodeInner>, event: Event) {
                 None => warn!(job = %key, "notification dropped after forwarding"),
             }
         }
+        Ok(InboxMessage::Call {
+            key,
+            payload,
+            from,
+            waiter,
+            deadline_ms,
+            trace_parent,
+        }) => {
+            let call = Incoming {
+                key,
+                payload,
+                deadline: UNIX_EPOCH + Duration::from_millis(deadline_ms),
+                trace_parent,
+                from,
+                waiter,
+            };
+            handle_call(inner, call);
+        }
+        Ok(InboxMessage::CallAnswer { waiter, answer }) => inner.calls.resolve(waiter, answer),
         Err(e) => warn!(pool = %inner.pool, error = %e, "ignoring a malformed inbox message"),
     }
 }

@@ -101,6 +101,11 @@ impl JobLease {
         held
     }
 
+    /// Ends this run's lease (the pool stopped or moved the job).
+    pub(crate) fn revoke(&self) {
+        self.state.release();
+    }
+
     /// Resolves once [`is_held`](Self::is_held) is false: the job was stopped, or the
     /// worker's liveness may have lapsed.
     pub async fn lost(&self) {

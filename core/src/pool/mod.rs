@@ -26,11 +26,14 @@
 //!   A caller retrying a dispatch can tell its own earlier admission from someone else's
 //!   job ([`DispatchOptions::with_id`], [`Error::is_admitted_by`](crate::Error::is_admitted_by)).
 //!
-//! Also: a pool-wide [`Ticker`] (each tick to exactly one node) and a scheduler
-//! ([`Node::schedule`], a [`Producer`] planning jobs every interval on one node at a time).
+//! Also: job calls ([`Node::call`], answered by [`JobHandler::call`] on the one worker
+//! running the job, never two), a pool-wide [`Ticker`] (each tick to exactly one node) and
+//! a scheduler ([`Node::schedule`], a [`Producer`] planning jobs every interval on one
+//! node at a time).
 //!
 //! See `docs/ARCHITECTURE.md` for the state layout and the reconciliation rules.
 
+mod call;
 mod handler;
 mod hashing;
 mod inbox;
@@ -46,6 +49,7 @@ mod scheduler;
 mod ticker;
 mod worker;
 
+pub use call::{CallError, JobCall, MAX_CALL_TIMEOUT};
 pub use handler::{Job, JobHandler};
 pub use hashing::route;
 pub use lease::JobLease;

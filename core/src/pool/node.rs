@@ -72,6 +72,8 @@ pub(crate) struct NodeInner {
     pub(crate) reader: Reader,
     pub(crate) local: Mutex<HashMap<String, Arc<LocalWorker>>>,
     pub(crate) waiters: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
+    /// Job calls waiting for their answer ([`Node::call`]).
+    pub(crate) calls: super::call::Calls,
     next_dispatch: AtomicU64,
     /// Workers whose liveness lease was missing at the last check (two checks in a row
     /// get them removed). Every other listed worker is presumed alive.
@@ -89,7 +91,7 @@ pub(crate) struct NodeInner {
 /// A node of a pool. Cheap to clone; clones share the node.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<NodeInner>,
+    pub(super) inner: Arc<NodeInner>,
 }
 
 impl std::fmt::Debug for Node {
@@ -194,6 +196,7 @@ impl Node {
             reader,
             local: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
+            calls: Default::default(),
             next_dispatch: AtomicU64::new(1),
             dead: Mutex::new(HashSet::new()),
             kick: Notify::new(),
@@ -301,7 +304,7 @@ impl Node {
         .await
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(super) fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed {
                 what: format!("pool {:?} node", self.inner.pool),
@@ -310,7 +313,7 @@ impl Node {
         Ok(())
     }
 
-    fn check_payload(&self, payload: &Bytes) -> Result<()> {
+    pub(super) fn check_payload(&self, payload: &Bytes) -> Result<()> {
         let limit = self.inner.options.max_payload;
         if payload.len() > limit {
             return Err(Error::PayloadTooLarge {

@@ -125,6 +125,21 @@ pub(crate) enum InboxMessage {
         payload: Bytes,
         hops: u8,
     },
+    /// A job call for the worker running `key` ([`super::Node::call`]); the answer goes
+    /// to node `from`'s inbox for its `waiter`.
+    Call {
+        key: String,
+        payload: Bytes,
+        from: String,
+        waiter: u64,
+        deadline_ms: u64,
+        trace_parent: Option<String>,
+    },
+    /// The answer to a [`InboxMessage::Call`].
+    CallAnswer {
+        waiter: u64,
+        answer: super::call::CallAnswer,
+    },
 }
 
 pub(crate) fn now_ms() -> u64 {

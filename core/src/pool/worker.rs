@@ -79,7 +79,7 @@ pub(crate) struct LocalWorker {
     /// Woken whenever a job leaves `jobs` (so removal can wait for in-flight starts).
     pub(crate) slot_freed: tokio::sync::Notify,
     /// The lease handed to the user code of each job started here, released on stop.
-    leases: Mutex<HashMap<String, Arc<LeaseState>>>,
+    leases: Mutex<HashMap<String, JobLease>>,
     /// The `pulse_pool_jobs_running` series of this worker.
     pub(crate) running: metrics::Gauge,
 }
@@ -164,28 +164,42 @@ impl LocalWorker {
 
     /// A new lease for a run of `key` won under `generation` (replacing any previous one).
     fn grant(self: &Arc<Self>, key: &str, generation: u64, hold_for: Duration) -> JobLease {
-        let state = Arc::new(LeaseState::default());
+        let lease = JobLease::new(self, generation, hold_for, Arc::new(LeaseState::default()));
         if let Some(old) = self
             .leases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned(), state.clone())
+            .insert(key.to_owned(), lease.clone())
         {
-            old.release();
+            old.revoke();
         }
-        JobLease::new(self, generation, hold_for, state)
+        lease
     }
 
     /// Ends the lease of `key`'s current run (its code must stop acting).
     fn revoke(&self, key: &str) {
-        if let Some(state) = self
+        if let Some(lease) = self
             .leases
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key)
         {
-            state.release();
+            lease.revoke();
         }
+    }
+
+    /// The lease of `key`'s run here while this worker runs the job and holds the lease
+    /// ([`JobLease::is_held`]): what a job call needs to be handed to this worker.
+    pub(crate) fn lease_of(&self, key: &str) -> Option<JobLease> {
+        if self.slots().get(key) != Some(&Slot::Running) {
+            return None;
+        }
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .filter(|l| l.is_held())
+            .cloned()
     }
 
     /// True while a failed start of `key` is backing off.

@@ -108,6 +108,8 @@ pub(crate) const ACCEPT: &str = "pulse.rpc.accept";
 pub(crate) const REPLY_NAME: &str = "reply";
 pub(crate) const ERROR_NAME: &str = "error";
 pub(crate) const HEARTBEAT_NAME: &str = "heartbeat";
+/// An inbox entry saying the handler holding a request ended without answering.
+pub(crate) const ABANDONED_NAME: &str = "abandoned";
 
 /// Longest request timeout.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -210,11 +212,9 @@ pub(crate) enum Signal {
     Confirmed {
         sink: String,
     },
-}
-
-fn ms_of(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    /// The handler holding the request ended without answering (it panicked, or dropped
+    /// its subscription): worth a retry at once.
+    Abandoned,
 }
 
 impl Event {
@@ -264,7 +264,7 @@ impl Stream {
         }
         let started = Instant::now();
         let deadline = started + options.timeout;
-        let deadline_ms = ms_of(SystemTime::now() + options.timeout);
+        let deadline_ms = crate::ids::epoch_ms(SystemTime::now() + options.timeout);
         let id = crate::ids::new_id();
         let inbox = inbox::Inbox::join(self).await?;
         let mut waiting = inbox.expect(&id);
@@ -352,6 +352,11 @@ async fn wait(
                     last_news = Instant::now();
                 }
                 Some(Signal::Confirmed { .. }) => {} // not for a request
+                Some(Signal::Abandoned) => {
+                    return Outcome::GaveUp(Error::Aborted {
+                        what: "the responder's handler ended without answering".into(),
+                    })
+                }
                 Some(Signal::Reply(reply)) => return Outcome::Done(Ok(reply)),
                 Some(Signal::Error { code, message }) => {
                     return Outcome::Done(Err(Error::Remote { code, message }))
@@ -412,6 +417,7 @@ fn signal_of(event: Event) -> Option<(String, Signal)> {
                 trace_parent: event.trace_parent,
             })
         }
+        ABANDONED_NAME => Signal::Abandoned,
         confirm::CONFIRMED_NAME => Signal::Confirmed {
             sink: event.header(SINK)?.to_owned(),
         },

@@ -5,7 +5,9 @@
 //! Invariants: a request past its deadline is never handed to a handler (the sink
 //! acknowledges it instead); heartbeats for a request stop when it is answered or
 //! acknowledged, when its deadline passes, or when the sink closes — so a caller sees them
-//! stop when the responder dies; an answer is added to the inbox before the request is
+//! stop when the responder dies; when every subscription it was delivered to ended
+//! without an answer (the handler's task panicked or dropped its receiver), the caller is
+//! told at the next heartbeat tick (`abandoned`) and aborts that attempt at once; an answer is added to the inbox before the request is
 //! acknowledged, so a crash in between redelivers the request rather than losing the
 //! answer (the caller keeps the first answer and drops a second).
 
@@ -16,12 +18,16 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::{sync::Notify, task::JoinHandle, time::Instant};
+use tokio::{
+    sync::{mpsc::WeakSender, Notify},
+    task::JoinHandle,
+    time::Instant,
+};
 use tracing::debug;
 
 use super::{
     cancel::{self, CancelState, Cancellation},
-    inbox, ACCEPT, CODE, HEARTBEAT, HEARTBEAT_NAME, ID, INBOX, RESPONDER,
+    inbox, ABANDONED_NAME, ACCEPT, CODE, HEARTBEAT, HEARTBEAT_NAME, ID, INBOX, RESPONDER,
 };
 use crate::{
     backend::{EntryId, PubSubEvent},
@@ -43,11 +49,21 @@ struct InFlight {
     /// Fired when the caller cancels or the deadline passes; a cancelled request sends
     /// no heartbeats and its answer is dropped.
     cancel: Arc<CancelState>,
+    /// The subscribers it was delivered to: once none listens (the handler's task ended
+    /// without answering — it panicked, or dropped its receiver), nobody will answer.
+    watchers: Vec<WeakSender<Event>>,
 }
 
 impl InFlight {
     fn cancelled(&self) -> bool {
         Cancellation::of(self.cancel.clone()).is_cancelled()
+    }
+
+    /// True once no subscriber it was delivered to listens any more.
+    fn abandoned(&self) -> bool {
+        self.watchers
+            .iter()
+            .all(|w| w.upgrade().is_none_or(|tx| tx.is_closed()))
     }
 }
 
@@ -116,6 +132,7 @@ impl Responding {
         stream: &Stream,
         consumer: &str,
         event: &Event,
+        watchers: Vec<WeakSender<Event>>,
     ) -> Delivery {
         let (Some(id), Some(inbox_name)) = (event.header(ID), event.header(INBOX)) else {
             return Delivery::Deliver;
@@ -166,6 +183,7 @@ impl Responding {
                     consumer.to_owned(),
                 ),
                 cancel: Arc::default(),
+                watchers,
             },
         );
         if !state.listeners.contains_key(stream.key()) {
@@ -235,15 +253,24 @@ impl Responding {
 /// deadline passes (or the process dies) this stops and the usual reclaim applies.
 async fn beat(backend: Arc<dyn Backend>, state: Arc<Mutex<State>>, changed: Arc<Notify>) {
     loop {
+        let mut abandoned = Vec::new();
         let (due, next) = {
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             let now = (Instant::now(), SystemTime::now());
             st.in_flight.retain(|_, f| {
-                let live = f.deadline > now.1;
-                if !live {
+                if f.deadline <= now.1 {
                     f.cancel.cancel(); // the caller stopped waiting
+                    return false;
                 }
-                live
+                if f.abandoned() && !f.cancelled() {
+                    // Its handler is gone: the caller is told (it aborts this attempt and
+                    // may retry at once), heartbeats stop, and the request is reclaimed
+                    // after the ack grace unless the caller withdrew it.
+                    debug!(request = %f.id, "the handler's subscription ended without an answer");
+                    abandoned.push((f.inbox.clone(), f.id.clone()));
+                    return false;
+                }
+                true
             });
             let mut due = Vec::new();
             for ((_, entry), f) in st.in_flight.iter_mut() {
@@ -267,6 +294,12 @@ async fn beat(backend: Arc<dyn Backend>, state: Arc<Mutex<State>>, changed: Arc<
             st.wakes_at = next;
             (due, next)
         };
+        for (inbox, id) in abandoned {
+            let told = NewEvent::new(ABANDONED_NAME, Bytes::new()).with_header(ID, id);
+            if let Err(e) = inbox.add_if_exists(told).await {
+                debug!(error = %e, "telling a caller its request was abandoned failed; it aborts without heartbeats");
+            }
+        }
         // One heartbeat entry per inbox, listing its requests.
         let mut fresh: HashMap<(String, String, String), Vec<EntryId>> = HashMap::new();
         let mut by_inbox: HashMap<String, (Stream, String)> = HashMap::new();

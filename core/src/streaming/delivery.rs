@@ -49,6 +49,13 @@ impl Subscribers {
         EventReceiver { rx }
     }
 
+    /// Weak handles on the current subscribers: whether any of them still listens can be
+    /// asked later without keeping their queues open (a request in flight asks it, to
+    /// tell a handler that died holding it, see `rpc::responder`).
+    pub(crate) fn watchers(&self) -> Vec<mpsc::WeakSender<Event>> {
+        self.senders().iter().map(mpsc::Sender::downgrade).collect()
+    }
+
     /// True when at least one subscriber is still listening.
     pub(crate) fn any(&self) -> bool {
         let mut s = self.senders();

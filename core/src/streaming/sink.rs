@@ -82,6 +82,8 @@ pub(super) struct SinkInner {
     pub(super) subscribers: Subscribers,
     acks: mpsc::UnboundedSender<AckRequest>,
     changed: Notify,
+    /// Woken by a new subscriber (a read loop waits for one when all have gone).
+    subscribed: Notify,
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -144,6 +146,7 @@ impl Stream {
             subscribers: Subscribers::default(),
             acks,
             changed: Notify::new(),
+            subscribed: Notify::new(),
             closed: AtomicBool::new(false),
             shutdown,
             tasks: Mutex::new(Vec::new()),
@@ -277,12 +280,15 @@ impl Sink {
     }
 
     /// A new subscriber. It receives every event this instance receives; the first
-    /// subscriber starts reading and reclaiming.
+    /// subscriber starts reading and reclaiming. While every subscriber has dropped its
+    /// receiver the instance takes no new events (they go to other instances; those it
+    /// holds are reclaimed by them after `ack_grace`), until someone subscribes again.
     ///
     /// Errors: [`Error::Closed`].
     pub fn subscribe(&self) -> Result<EventReceiver> {
         self.check_open()?;
         let rx = self.inner.subscribers.add(self.inner.options.buffer);
+        self.inner.subscribed.notify_one();
         if !self.inner.started.swap(true, Ordering::SeqCst) {
             let read = tokio::spawn(
                 read_loop(self.inner.clone(), self.inner.shutdown.subscribe())
@@ -535,6 +541,33 @@ impl SinkInner {
             .clone()
     }
 
+    /// Hands pending `entries` back: their idle time is set to when they are due for
+    /// reclaim, so another instance takes them at its next pass (this delivery counts).
+    async fn release(
+        &self,
+        stream: &Stream,
+        entries: &[StreamEntry],
+        deliveries: Option<&HashMap<EntryId, u64>>,
+    ) {
+        let mut by_idle: HashMap<Duration, Vec<EntryId>> = HashMap::new();
+        for e in entries {
+            let count = deliveries.map_or(1, |d| d.get(&e.id).copied().unwrap_or(2));
+            by_idle
+                .entry(self.options.due_after(count))
+                .or_default()
+                .push(e.id);
+        }
+        for (idle, ids) in by_idle {
+            if let Err(e) = self
+                .backend
+                .group_set_idle(&stream.key, &self.name, &self.consumer, &ids, idle)
+                .await
+            {
+                debug!(sink = %self.name, error = %e, "handing back events nobody here handles failed; they are reclaimed after the ack grace");
+            }
+        }
+    }
+
     fn ack_later(&self, key: &str, id: EntryId) {
         let _ = self.acks.send(AckRequest {
             key: key.to_owned(),
@@ -553,6 +586,12 @@ impl SinkInner {
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
         let stream = &member.stream;
+        if !self.options.no_ack && !self.subscribers.any() {
+            // Read while the last subscriber went away (a read was already blocked):
+            // nobody here would handle them, so they are due for the others at once.
+            self.release(stream, &entries, deliveries).await;
+            return true;
+        }
         for entry in entries {
             let id = entry.id;
             match Event::from_entry(&stream.name, Some(&self.name), entry) {
@@ -569,8 +608,13 @@ impl SinkInner {
                 }
                 Ok(event)
                     if matches!(
-                        self.responding
-                            .on_delivery(&self.backend, stream, &self.consumer, &event),
+                        self.responding.on_delivery(
+                            &self.backend,
+                            stream,
+                            &self.consumer,
+                            &event,
+                            self.subscribers.watchers()
+                        ),
                         crate::rpc::Delivery::Expired
                     ) =>
                 {
@@ -613,6 +657,14 @@ async fn read_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = inner.changed.notified() => continue,
+            }
+        }
+        if !inner.subscribers.any() {
+            // Every subscriber dropped its receiver (its task ended or panicked): take
+            // nothing nobody would handle until someone subscribes again.
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = inner.subscribed.notified() => continue,
             }
         }
         let keys: Vec<String> = members.iter().map(|m| m.stream.key.clone()).collect();

@@ -6,7 +6,7 @@
 //! recording handler, the nodes' options — and the cases live by concern: `jobs` (dispatch,
 //! admission, stop, leases, notify, node lifecycle), `moves` (jobs moving on removal,
 //! close, crash, join, churn, a paused node), `schedules` (ticker, scheduler) and `faults`
-//! (failed backend calls).
+//! (failed backend calls), `calls` (job calls).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -24,10 +24,12 @@ use pulse::{
 
 use crate::{eventually, Ctx};
 
+mod calls;
 mod faults;
 mod jobs;
 mod moves;
 mod schedules;
+pub use calls::*;
 pub use faults::*;
 pub use jobs::*;
 pub use moves::*;
