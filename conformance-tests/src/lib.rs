@@ -329,6 +329,7 @@ macro_rules! conformance_suite {
             pool_job_call_answers_from_the_running_worker,
             pool_job_call_unsupported_and_unplaced,
             pool_job_calls_during_moves_reach_one_owner,
+            pool_jobs_survive_a_lost_state,
             pool_remove_worker_moves_jobs,
             pool_close_moves_jobs,
             pool_crash_recovers_jobs,

@@ -18,6 +18,10 @@
 //!   can take the job.
 //! - **Minimal moves**: rendezvous hashing moves ~1/(n+1) of the jobs when a worker joins
 //!   and only the leaver's jobs when one leaves.
+//! - **A lost store loses no job**: when the pool's state vanishes (a restart without
+//!   persistence, a flush, a failover to an empty replica), each node re-admits the jobs
+//!   its workers run from what it holds locally, before anything is stopped for a missing
+//!   record (module `recovery`).
 //! - **Bounded waits**: dispatch, close and shutdown all have timeouts.
 //! - **Failed calls are retried, not trusted**: a backend call can fail before it was
 //!   applied or after (its reply lost). Every decision the pool takes — a release, a
@@ -44,6 +48,7 @@ mod node;
 mod options;
 mod reconcile;
 mod records;
+mod recovery;
 mod retry;
 mod scheduler;
 mod ticker;

@@ -74,6 +74,8 @@ pub(crate) struct NodeInner {
     pub(crate) waiters: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
     /// Job calls waiting for their answer ([`Node::call`]).
     pub(crate) calls: super::call::Calls,
+    /// What the node keeps to recover from a lost store (module `recovery`).
+    pub(crate) recovery: super::recovery::Recovery,
     next_dispatch: AtomicU64,
     /// Workers whose liveness lease was missing at the last check (two checks in a row
     /// get them removed). Every other listed worker is presumed alive.
@@ -197,6 +199,7 @@ impl Node {
             local: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             calls: Default::default(),
+            recovery: Default::default(),
             next_dispatch: AtomicU64::new(1),
             dead: Mutex::new(HashSet::new()),
             kick: Notify::new(),
@@ -236,14 +239,17 @@ impl Node {
             // What a map change touched is marked for reconciliation right where the replica
             // applies it: the key of a job or owner record, everything for membership
             // changes and whole-map events.
-            for (map, per_key) in [
-                (&inner.jobs, true),
-                (&inner.owners, true),
-                (&inner.workers, false),
+            for (map, name, per_key) in [
+                (&inner.jobs, "jobs", true),
+                (&inner.owners, "owners", true),
+                (&inner.workers, "workers", false),
             ] {
+                inner.recovery.init(name, map.revision());
                 let node = Arc::downgrade(inner);
                 map.on_change(Box::new(move |e| {
                     if let Some(node) = node.upgrade() {
+                        // Before the mark: a loss holds the passes first.
+                        node.state_changed(name, e);
                         node.mark(e.key.as_deref().filter(|_| per_key));
                     }
                 }));

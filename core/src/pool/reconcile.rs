@@ -192,6 +192,11 @@ async fn reconcile(inner: &Arc<NodeInner>) {
     if inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
         return;
     }
+    if inner.recovery.is_recovering() {
+        // The state was lost: nothing is stopped for a missing record until the jobs
+        // running here are re-admitted (the recovery marks everything when done).
+        return;
+    }
     let dead = inner.dead.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let members = inner.workers.snapshot();
     let active: Vec<&str> = members

@@ -356,6 +356,7 @@ pub(crate) async fn start(
                 );
                 retiring
             };
+            node.recovery.started(&key, &record);
             info!(pool = %node.pool, worker = %w.id, job = %key, requeued, "started job");
             node.metrics.starts.increment(1);
             w.running.increment(1.0);
@@ -417,6 +418,7 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
         }
     }
     node.metrics.stops.increment(1);
+    node.recovery.stopped(&key, how);
     w.running.decrement(1.0);
     if how == Release::Handoff {
         node.metrics.moves.increment(1);

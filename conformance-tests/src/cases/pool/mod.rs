@@ -28,11 +28,13 @@ mod calls;
 mod faults;
 mod jobs;
 mod moves;
+mod recovery;
 mod schedules;
 pub use calls::*;
 pub use faults::*;
 pub use jobs::*;
 pub use moves::*;
+pub use recovery::*;
 pub use schedules::*;
 
 /// Every start and stop of every handler, and any overlap seen.

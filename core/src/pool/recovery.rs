@@ -1,0 +1,250 @@
+//! Recovery from a lost store: when the pool's state vanishes or regresses (Redis restarted
+//! without persistence, `FLUSHALL`, a failover to an empty or lagging replica), the jobs
+//! this node's workers were running come back from what the node holds locally.
+//!
+//! What the node keeps: every job a local worker started, with its record (key, payload,
+//! creation time, trace parent), from its start until the job is gone for good (its
+//! record deleted: stopped here for that, or seen deleted by the jobs replica) or another
+//! node's worker is seen owning it (that node keeps it then). A run stopped by fencing
+//! (its worker cut off from the store) or handed over is kept until then: that is exactly
+//! the case of a store that went away, or of a hand-over decided from a view that a
+//! moment later turns out to be of a lost state.
+//!
+//! How a loss is seen: a replica of one of the pool's maps (jobs, owners, workers)
+//! resyncs to another generation of its map (its epoch changed from one that existed,
+//! e.g. to none after a flush) or to an older revision of the same one (a replica that
+//! lagged). Then, before any reconcile pass may stop a job for its missing record (passes
+//! are held while recovering):
+//! 1. each local worker renews its liveness and re-writes its worker record, so no other
+//!    node takes its jobs for a dead owner's;
+//! 2. for each job still running here, its owner record is written if absent (an owner
+//!    first, so no other worker can take the job between the two writes); if another
+//!    worker holds it by now, the local run stops;
+//! 3. each kept job's record is written if absent (without its dispatch: the dispatcher
+//!    heard back long ago) — jobs no longer running here (fenced) are then taken by
+//!    whichever worker they route to.
+//!
+//! Every step is a conditional write, repeated until the store agrees. The window left:
+//! a job dispatched in the last moment before the loss whose start never reached a worker
+//! (its dispatcher's call times out: never silently gone), and a job stopped by
+//! `stop_job` whose deletion no node had seen before the loss (it comes back).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use tracing::{debug, info, warn};
+
+use super::{
+    node::{NodeInner, SHUTDOWN},
+    records::JobRecord,
+    retry::Backoff,
+    worker::{self, Release, Slot, RELEASED},
+};
+use crate::{
+    backend::{Revision, SetCondition},
+    codec,
+    rmap::{EventKind, MapEvent},
+};
+
+/// What a node keeps to recover from a lost store.
+#[derive(Default)]
+pub(crate) struct Recovery {
+    /// The jobs local workers run or ran until a fence, by key.
+    held: Mutex<HashMap<String, JobRecord>>,
+    /// Each map replica's last revision (jobs, owners, workers), to tell a loss from a
+    /// change.
+    seen: Mutex<HashMap<&'static str, Revision>>,
+    /// Set while recovering: reconcile passes wait.
+    pub(crate) recovering: AtomicBool,
+}
+
+impl Recovery {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, JobRecord>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A local worker started `key` from `record`.
+    pub(crate) fn started(&self, key: &str, record: &JobRecord) {
+        let mut kept = record.clone();
+        kept.dispatch = None;
+        self.held().insert(key.to_owned(), kept);
+    }
+
+    /// A local run of `key` ended the way `how` says: its record deleted, the job is no
+    /// longer anyone's to bring back; handed over or fenced, it is kept (see the module
+    /// docs).
+    pub(crate) fn stopped(&self, key: &str, how: Release) {
+        if how == Release::Delete {
+            self.held().remove(key);
+        }
+    }
+
+    /// Replica `map` is at `revision` (at join): a loss is judged from there.
+    pub(crate) fn init(&self, map: &'static str, revision: Revision) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(map, revision);
+    }
+
+    pub(crate) fn is_recovering(&self) -> bool {
+        self.recovering.load(Ordering::SeqCst)
+    }
+}
+
+impl NodeInner {
+    /// Called for every change replica `map` (`jobs`, `owners` or `workers`) applies: a
+    /// loss of the state starts a recovery; a record seen deleted, or a job seen owned by
+    /// another node's worker, is no longer kept.
+    pub(crate) fn state_changed(self: &Arc<Self>, map: &'static str, e: &MapEvent) {
+        let previous = self
+            .recovery
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(map, e.revision)
+            .unwrap_or_default();
+        let lost = (e.kind == EventKind::Reset
+            && previous.epoch != 0
+            && e.revision.epoch != previous.epoch)
+            || (e.revision.epoch == previous.epoch && e.revision.rev < previous.rev);
+        if lost {
+            if self.shut_down.load(Ordering::SeqCst) || self.control.contains_key(SHUTDOWN) {
+                return; // the pool's own shutdown deleted it
+            }
+            warn!(pool = %self.pool, map, ?previous, now = ?e.revision, "the pool's state was lost or regressed; re-admitting the jobs this node runs");
+            if !self.recovery.recovering.swap(true, Ordering::SeqCst) {
+                tokio::spawn(recover(self.clone()));
+            }
+            return;
+        }
+        let Some(key) = e.key.as_deref() else {
+            return;
+        };
+        match (map, e.kind) {
+            ("jobs", EventKind::Delete) => {
+                self.recovery.held().remove(key);
+            }
+            ("owners", EventKind::Change) => {
+                let owner = self.owners.get(key);
+                let owner = owner
+                    .as_deref()
+                    .and_then(|o| std::str::from_utf8(o).ok())
+                    .map(super::records::worker_of);
+                let elsewhere = owner
+                    .is_some_and(|o| o != RELEASED && !self.locals().iter().any(|w| w.id == o));
+                if elsewhere {
+                    self.recovery.held().remove(key);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Re-admits the kept jobs (see the module docs), repeating until every step succeeded and
+/// no job started meanwhile is left out; then lets reconcile passes run again.
+async fn recover(inner: Arc<NodeInner>) {
+    let mut backoff = Backoff::new(inner.options.worker_ttl / 3);
+    let mut readmitted = 0;
+    loop {
+        if inner.closed.load(Ordering::SeqCst) {
+            break;
+        }
+        match readmit(&inner).await {
+            Ok(n) => {
+                readmitted = n;
+                break;
+            }
+            Err(e) => {
+                debug!(pool = %inner.pool, error = %e, "re-admitting jobs failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+    inner.recovery.recovering.store(false, Ordering::SeqCst);
+    info!(pool = %inner.pool, jobs = readmitted, "the pool's state is recovered");
+    inner.mark(None);
+}
+
+/// One pass of the recovery; `Ok(n)` once every kept job was re-admitted.
+async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
+    let ttl = inner.options.worker_ttl;
+    // 1. Liveness and worker records of the workers that may act.
+    for w in inner.locals() {
+        if w.is_stopped() || w.is_fenced() {
+            continue; // a fenced worker comes back under a new generation on its own
+        }
+        let tag = w.tag();
+        let sent = tokio::time::Instant::now();
+        if inner
+            .backend
+            .lease_acquire(&inner.alive_key(&tag)?, &tag, ttl)
+            .await?
+        {
+            *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+        }
+        inner
+            .workers
+            .set(&w.id, codec::encode(&w.record(&inner.id))?)
+            .await?;
+    }
+    // 2 and 3, for each kept job.
+    let held: Vec<(String, JobRecord)> = inner
+        .recovery
+        .held()
+        .iter()
+        .map(|(k, r)| (k.clone(), r.clone()))
+        .collect();
+    for (key, record) in &held {
+        let running = inner
+            .locals()
+            .into_iter()
+            .find(|w| !w.is_fenced() && w.slots().get(key) == Some(&Slot::Running));
+        if let Some(w) = running {
+            let tag = w
+                .won_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
+                .map_or_else(|| w.tag(), |(_, t)| t.clone());
+            let out = inner
+                .owners
+                .set_if(key, tag.clone(), SetCondition::IfAbsent)
+                .await?;
+            let ours = out.written || out.previous.as_deref() == Some(tag.as_bytes());
+            if !ours {
+                // Another worker holds it by now (it re-admitted the job first): ours stops.
+                w.slots().insert(key.clone(), Slot::Stopping);
+                tokio::spawn(worker::stop(
+                    inner.clone(),
+                    w.clone(),
+                    key.clone(),
+                    Release::Nothing,
+                ));
+                continue;
+            }
+            w.won_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), (out.revision, tag));
+        }
+        inner
+            .jobs
+            .set_if(key, record.encode()?, SetCondition::IfAbsent)
+            .await?;
+    }
+    // Jobs started while this pass ran were not in its list: once more for them.
+    let now: Vec<String> = inner.recovery.held().keys().cloned().collect();
+    if now.iter().any(|k| !held.iter().any(|(h, _)| h == k)) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        return Box::pin(readmit(inner)).await;
+    }
+    Ok(held.len())
+}
