@@ -86,7 +86,10 @@ async fn fifty_readers_hold_one_blocking_connection() {
     }
     let (shared, blocked) = fifty_readers(true).await;
     assert_eq!(blocked, 1);
-    assert!(shared <= 4, "{shared} connections for 50 shared readers");
+    // The command and pub/sub connections, the shared blocking one, and the pooled ones
+    // that the readers' first (non-blocking) reads ran on concurrently — one or two,
+    // closed after 30 s idle.
+    assert!(shared <= 6, "{shared} connections for 50 shared readers");
     let (own, blocked) = fifty_readers(false).await;
     assert_eq!(blocked, 50);
     assert!(own >= 51, "{own} connections for 50 unshared readers");
