@@ -22,7 +22,7 @@ use super::{
     retry::Backoff,
     worker::{self, LocalWorker, Release},
 };
-use crate::{backend::Ttl, codec};
+use crate::backend::Ttl;
 
 /// Renews every local worker's liveness every `worker_ttl / 3` (each call bounded, the
 /// workers concurrently), and keeps the node's inbox and the workers' records in place.
@@ -58,7 +58,7 @@ pub(crate) async fn keepalive_loop(inner: Arc<NodeInner>, mut stop: watch::Recei
             if w.is_stopped() || w.is_fenced() || inner.workers.contains_key(&w.id) {
                 continue;
             }
-            if let Ok(v) = codec::encode(&w.record(&inner.id)) {
+            if let Ok(v) = w.record(&inner.id).encode() {
                 let _ = tokio::time::timeout(bound, inner.workers.set_if_absent(&w.id, v)).await;
             }
         }
@@ -88,7 +88,7 @@ async fn keep_worker(inner: Arc<NodeInner>, w: Arc<LocalWorker>, bound: Duration
         return;
     }
     let record = w.record(&inner.id);
-    if let Ok(v) = codec::encode(&record) {
+    if let Ok(v) = record.encode() {
         // Until this write succeeds the worker stays fenced; the next period tries again.
         if tokio::time::timeout(bound, inner.workers.set(&w.id, v))
             .await
@@ -191,7 +191,7 @@ pub(crate) async fn refresh_alive(inner: &Arc<NodeInner>, dead_seen: &mut HashSe
         let generation = inner
             .workers
             .get(&id)
-            .and_then(|v| codec::decode::<WorkerRecord>("worker record", &v).ok())
+            .and_then(|v| WorkerRecord::decode(&v).ok())
             .map_or(1, |r| r.generation);
         let Ok(key) = inner.alive_key(&format!("{id}#{generation}")) else {
             continue;

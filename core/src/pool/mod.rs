@@ -38,6 +38,7 @@
 //! See `docs/ARCHITECTURE.md` for the state layout and the reconciliation rules.
 
 mod call;
+mod groups;
 mod handler;
 mod hashing;
 mod inbox;
@@ -55,6 +56,7 @@ mod ticker;
 mod worker;
 
 pub use call::{CallError, JobCall, MAX_CALL_TIMEOUT};
+pub use groups::{DEFAULT_GROUP, MAX_PREFIXES};
 pub use handler::{Job, JobHandler};
 pub use hashing::route;
 pub use lease::JobLease;

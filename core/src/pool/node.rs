@@ -45,7 +45,6 @@ use super::{
 };
 use crate::{
     backend::{MapTarget, Ttl},
-    codec,
     keys::{validate_map_key, validate_name},
     rmap::{Map, MapOptions},
     spans::{self, traced},
@@ -68,6 +67,10 @@ pub(crate) struct NodeInner {
     pub(crate) owners: Map,
     pub(crate) workers: Map,
     pub(crate) control: Map,
+    /// The worker groups' ranges (module `groups`).
+    pub(crate) groups: Map,
+    /// Groups whose jobs wait for a live worker, and how many, as last reported.
+    pub(crate) starving: Mutex<std::collections::BTreeMap<String, usize>>,
     pub(crate) inbox: Stream,
     pub(crate) reader: Reader,
     pub(crate) local: Mutex<HashMap<String, Arc<LocalWorker>>>,
@@ -170,6 +173,7 @@ impl Node {
         let jobs = join("jobs").await?;
         let owners = join("owners").await?;
         let workers = join("workers").await?;
+        let groups = join("groups").await?;
         let id = crate::ids::new_id();
         let inbox_opts = StreamOptions::default()
             .with_keyspace(options.keyspace.clone())
@@ -194,6 +198,8 @@ impl Node {
             owners,
             workers,
             control,
+            groups,
+            starving: Mutex::default(),
             inbox,
             reader,
             local: Mutex::new(HashMap::new()),
@@ -340,9 +346,25 @@ impl Node {
     ///
     /// Errors: [`Error::Closed`]; [`Error::InvalidArgument`] on a client-only node; backend
     /// errors.
-    #[tracing::instrument(level = "debug", name = "pulse.pool.op", skip_all, fields(op = "add_worker", pool = %self.inner.pool, node = %self.inner.id))]
     pub async fn add_worker(&self, handler: impl JobHandler) -> Result<Worker> {
+        self.add_worker_in_group(super::DEFAULT_GROUP, handler)
+            .await
+    }
+
+    /// Adds a worker running `handler` to worker group `group` (see
+    /// [`set_group_range`](Self::set_group_range)): it runs only jobs whose keys are in
+    /// the group's range, and takes its share of them at once; only jobs of its group
+    /// move to it. Otherwise as [`add_worker`](Self::add_worker).
+    ///
+    /// Errors: as `add_worker`, and `InvalidName` for an invalid group name.
+    #[tracing::instrument(level = "debug", name = "pulse.pool.op", skip_all, fields(op = "add_worker", pool = %self.inner.pool, node = %self.inner.id, group))]
+    pub async fn add_worker_in_group(
+        &self,
+        group: &str,
+        handler: impl JobHandler,
+    ) -> Result<Worker> {
         self.check_open()?;
+        super::groups::validate_group(group)?;
         if self.inner.options.client_only {
             return Err(Error::InvalidArgument(
                 "a client-only node hosts no workers".into(),
@@ -351,9 +373,14 @@ impl Node {
         let inner = &self.inner;
         let id = crate::ids::new_id();
         let running = inner.metrics.running(&id);
-        let w = Arc::new(LocalWorker::new(id, Arc::new(handler), running));
+        let w = Arc::new(LocalWorker::new(
+            id,
+            group.to_owned(),
+            Arc::new(handler),
+            running,
+        ));
         let (tag, alive) = (w.tag(), inner.alive_key(&w.tag())?);
-        let record = codec::encode(&w.record(&inner.id))?;
+        let record = w.record(&inner.id).encode()?;
         // Liveness first, then the record: a listed worker is always alive at first.
         let added = async {
             inner
@@ -379,7 +406,7 @@ impl Node {
             }
             return Err(e);
         }
-        info!(pool = %inner.pool, worker = %w.id, "worker added");
+        info!(pool = %inner.pool, worker = %w.id, group, "worker added");
         inner.mark(None);
         Ok(Worker::new(w))
     }
@@ -418,10 +445,11 @@ impl Node {
         let mut out: Vec<PoolWorker> = snap
             .iter()
             .filter_map(|(id, v)| {
-                let r: WorkerRecord = codec::decode("worker record", v).ok()?;
+                let r = WorkerRecord::decode(v).ok()?;
                 Some(PoolWorker {
                     id: id.clone(),
                     node: r.node,
+                    group: r.group,
                     created_at: std::time::SystemTime::UNIX_EPOCH
                         + Duration::from_millis(r.created_ms),
                 })
@@ -693,6 +721,6 @@ impl Node {
 pub(crate) fn owner_node(inner: &NodeInner, key: &str) -> Option<String> {
     let owner = inner.owners.get(key)?;
     let owner = worker_of(&String::from_utf8_lossy(&owner)).to_owned();
-    let record: WorkerRecord = codec::decode("worker record", &inner.workers.get(&owner)?).ok()?;
+    let record = WorkerRecord::decode(&inner.workers.get(&owner)?).ok()?;
     Some(record.node)
 }

@@ -34,13 +34,14 @@ use tokio::{sync::watch, time::Instant};
 use tracing::{debug, warn};
 
 use super::{
+    groups::DEFAULT_GROUP,
     hashing::route,
     liveness::refresh_alive,
     node::NodeInner,
     records::{worker_of, JobRecord, WorkerRecord},
     worker::{self, LocalWorker, Release, Slot, RELEASED},
 };
-use crate::{backend::SetCondition, codec};
+use crate::backend::SetCondition;
 
 /// The keys whose job or owner record changed since the last reconcile pass, or `all` when
 /// anything else changed (membership, liveness, a collapsed or whole-map event, the
@@ -204,6 +205,22 @@ async fn reconcile(inner: &Arc<NodeInner>) {
         .map(String::as_str)
         .filter(|w| !dead.contains(*w))
         .collect();
+    // Within its group, a job goes to the rendezvous choice among the group's live
+    // workers; a group without one holds its jobs (module `groups`).
+    let ranges = inner.ranges();
+    let mut by_group: HashMap<String, Vec<&str>> = HashMap::new();
+    for w in &active {
+        let group = members
+            .get(*w)
+            .and_then(|v| WorkerRecord::decode(v).ok())
+            .map_or_else(|| DEFAULT_GROUP.to_owned(), |r| r.group);
+        by_group.entry(group).or_default().push(w);
+    }
+    let target = |k: &str| -> Option<&str> {
+        by_group
+            .get(ranges.group_of(k))
+            .and_then(|ws| route(k, ws.iter().copied()))
+    };
     let dirty = inner.take_dirty();
     // A full pass reads consistent snapshots. An incremental one reads only its keys, point
     // by point: a snapshot held while notices arrive would make the replica copy the whole
@@ -236,7 +253,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
         let id = worker_of(owner);
         let stale_generation = members
             .get(id)
-            .and_then(|v| codec::decode::<WorkerRecord>("worker record", v).ok())
+            .and_then(|v| WorkerRecord::decode(v).ok())
             .is_some_and(|r| format!("{id}#{}", r.generation) != owner);
         dead.contains(id) || !members.contains_key(id) || stale_generation
     };
@@ -252,18 +269,26 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             })
             .count();
         inner.metrics.waiting.set(waiting as f64);
+        let mut starving = std::collections::BTreeMap::new();
+        for k in all.keys() {
+            let group = ranges.group_of(k);
+            if !by_group.contains_key(group) {
+                *starving.entry(group.to_owned()).or_insert(0) += 1;
+            }
+        }
+        inner.report_starving(starving);
     }
     // The jobs this pass may start, each with the worker it routes to (computed once: each
     // local worker takes those routed to it).
     let candidates: Vec<(String, Bytes, Option<&str>)> = match &jobs {
         Some(all) => all
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone(), route(k, active.iter().copied())))
+            .map(|(k, v)| (k.clone(), v.clone(), target(k)))
             .collect(),
         None => dirty
             .keys
             .iter()
-            .filter_map(|k| job_of(k).map(|v| (k.clone(), v, route(k, active.iter().copied()))))
+            .filter_map(|k| job_of(k).map(|v| (k.clone(), v, target(k))))
             .collect(),
     };
     let fence_after = inner.options.worker_ttl * 2 / 3;
@@ -309,7 +334,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                 Some(Release::Delete)
             } else if replica_current && owner_of(&key) != won_tag {
                 Some(Release::Nothing)
-            } else if route(&key, active.iter().copied()).is_some_and(|t| t != w.id) {
+            } else if target(&key).is_some_and(|t| t != w.id) {
                 Some(Release::Handoff)
             } else {
                 None
@@ -380,9 +405,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             // record changed and does nothing.)
             let how = match job {
                 None => Release::Delete,
-                Some(_) if route(key, active.iter().copied()) != Some(w.id.as_str()) => {
-                    Release::Handoff
-                }
+                Some(_) if target(key) != Some(w.id.as_str()) => Release::Handoff,
                 Some(_) => continue,
             };
             {

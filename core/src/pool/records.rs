@@ -97,12 +97,57 @@ impl JobRecord {
 }
 
 /// A worker's record, in the `workers` map under its ID.
+///
+/// A worker of the default group is written in the layout before groups
+/// ([`WorkerRecordV1`]), byte for byte, so nodes of earlier releases still read it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WorkerRecord {
     pub(crate) node: String,
     pub(crate) created_ms: u64,
     /// The worker's current ownership generation (see `LocalWorker::tag`).
     pub(crate) generation: u64,
+    /// Its worker group (module `groups`).
+    pub(crate) group: String,
+}
+
+/// The worker record layout before groups, still read and still written for workers of the
+/// default group.
+#[derive(Serialize, Deserialize)]
+struct WorkerRecordV1 {
+    node: String,
+    created_ms: u64,
+    generation: u64,
+}
+
+impl WorkerRecord {
+    /// Encodes the record: in the layout before groups when in the default group.
+    pub(crate) fn encode(&self) -> crate::Result<Vec<u8>> {
+        if self.group == super::groups::DEFAULT_GROUP {
+            return crate::codec::encode(&WorkerRecordV1 {
+                node: self.node.clone(),
+                created_ms: self.created_ms,
+                generation: self.generation,
+            });
+        }
+        crate::codec::encode(self)
+    }
+
+    /// Decodes a stored worker record, of this layout or the one before.
+    pub(crate) fn decode(bytes: &[u8]) -> crate::Result<WorkerRecord> {
+        let e = match crate::codec::decode::<WorkerRecord>("worker record", bytes) {
+            Ok(r) => return Ok(r),
+            Err(e) => e,
+        };
+        match crate::codec::decode::<WorkerRecordV1>("worker record", bytes) {
+            Ok(v1) => Ok(WorkerRecord {
+                node: v1.node,
+                created_ms: v1.created_ms,
+                generation: v1.generation,
+                group: super::groups::DEFAULT_GROUP.to_owned(),
+            }),
+            Err(_) => Err(e),
+        }
+    }
 }
 
 /// The worker ID part of an owner tag (`<worker>#<generation>`).

@@ -48,7 +48,6 @@ use super::{
 };
 use crate::{
     backend::{Revision, SetCondition},
-    codec,
     rmap::{EventKind, MapEvent},
 };
 
@@ -192,7 +191,7 @@ async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
         }
         inner
             .workers
-            .set(&w.id, codec::encode(&w.record(&inner.id))?)
+            .set(&w.id, w.record(&inner.id).encode()?)
             .await?;
     }
     // 2 and 3, for each kept job.

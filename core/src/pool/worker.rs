@@ -57,6 +57,8 @@ pub(crate) enum Release {
 
 pub(crate) struct LocalWorker {
     pub(crate) id: String,
+    /// Its worker group (module `groups`).
+    pub(crate) group: String,
     pub(crate) created: SystemTime,
     pub(crate) handler: Arc<dyn JobHandler>,
     pub(crate) jobs: Mutex<HashMap<String, Slot>>,
@@ -85,9 +87,15 @@ pub(crate) struct LocalWorker {
 }
 
 impl LocalWorker {
-    pub(crate) fn new(id: String, handler: Arc<dyn JobHandler>, running: metrics::Gauge) -> Self {
+    pub(crate) fn new(
+        id: String,
+        group: String,
+        handler: Arc<dyn JobHandler>,
+        running: metrics::Gauge,
+    ) -> Self {
         LocalWorker {
             id,
+            group,
             created: SystemTime::now(),
             handler,
             jobs: Mutex::new(HashMap::new()),
@@ -130,6 +138,7 @@ impl LocalWorker {
             node: node.to_owned(),
             created_ms: now_ms(),
             generation: self.generation.load(Ordering::SeqCst),
+            group: self.group.clone(),
         }
     }
 
@@ -272,6 +281,11 @@ impl Worker {
         &self.inner.id
     }
 
+    /// Its worker group ([`DEFAULT_GROUP`](super::DEFAULT_GROUP) unless added to another).
+    pub fn group(&self) -> &str {
+        &self.inner.group
+    }
+
     /// When it was added.
     pub fn created_at(&self) -> std::time::SystemTime {
         self.inner.created
@@ -303,6 +317,8 @@ pub struct PoolWorker {
     pub id: String,
     /// The node hosting it.
     pub node: String,
+    /// Its worker group.
+    pub group: String,
     /// When it was added.
     pub created_at: std::time::SystemTime,
 }

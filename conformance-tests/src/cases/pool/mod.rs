@@ -26,12 +26,14 @@ use crate::{eventually, Ctx};
 
 mod calls;
 mod faults;
+mod groups;
 mod jobs;
 mod moves;
 mod recovery;
 mod schedules;
 pub use calls::*;
 pub use faults::*;
+pub use groups::*;
 pub use jobs::*;
 pub use moves::*;
 pub use recovery::*;
