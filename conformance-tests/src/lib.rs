@@ -333,6 +333,7 @@ macro_rules! conformance_suite {
             pool_groups_route_by_range_and_move_only_their_jobs,
             pool_group_without_workers_holds_its_jobs,
             pool_group_ranges_refuse_bad_input,
+            pool_inspection_shows_jobs_workers_and_waits,
             pool_remove_worker_moves_jobs,
             pool_close_moves_jobs,
             pool_crash_recovers_jobs,

@@ -15,8 +15,9 @@ use tracing::{info, warn};
 
 use super::{
     node::{NodeInner, SHUTDOWN},
+    records::is_released,
     retry::until_agreed,
-    worker::{self, LocalWorker, Release, RELEASED},
+    worker::{self, LocalWorker, Release},
 };
 use crate::{Error, Result};
 
@@ -105,7 +106,13 @@ pub(crate) async fn crash(inner: &Arc<NodeInner>) {
     }
     // Closing a reader or a map cannot fail (their `Result` is the shape of every close).
     let _ = inner.reader.close().await;
-    for m in [&inner.jobs, &inner.owners, &inner.workers, &inner.control] {
+    for m in [
+        &inner.jobs,
+        &inner.owners,
+        &inner.workers,
+        &inner.control,
+        &inner.groups,
+    ] {
         let _ = m.close().await;
     }
 }
@@ -153,7 +160,13 @@ pub(crate) async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clear();
-    for m in [&inner.jobs, &inner.owners, &inner.workers, &inner.control] {
+    for m in [
+        &inner.jobs,
+        &inner.owners,
+        &inner.workers,
+        &inner.control,
+        &inner.groups,
+    ] {
         let _ = m.close().await; // cannot fail
     }
     info!(pool = %inner.pool, node = %inner.id, "closed");
@@ -215,7 +228,8 @@ pub(crate) async fn shutdown(inner: &Arc<NodeInner>) -> Result<()> {
                         false
                     }
                 };
-                if (o == RELEASED || gone) && inner.owners.test_and_delete(&key, o).await.is_err() {
+                if (is_released(&o) || gone) && inner.owners.test_and_delete(&key, o).await.is_err()
+                {
                     failed = true;
                 }
             }
@@ -243,6 +257,7 @@ pub(crate) async fn shutdown(inner: &Arc<NodeInner>) -> Result<()> {
     inner.owners.destroy().await?;
     inner.jobs.destroy().await?;
     inner.workers.destroy().await?;
+    inner.groups.destroy().await?;
     if timed_out {
         return Err(Error::Timeout {
             what: format!("jobs of pool {:?} to stop", inner.pool),

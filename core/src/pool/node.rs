@@ -38,9 +38,9 @@ use super::{
     leave::{self, close, control_loop, retire},
     liveness::{fence_loop, keepalive_loop},
     reconcile::{reconcile_loop, Dirty},
-    records::{now_ms, worker_of, Dispatch, InboxMessage, JobRecord, WorkerRecord},
+    records::{is_released, now_ms, worker_of, Dispatch, InboxMessage, JobRecord, WorkerRecord},
     retry::until_agreed,
-    worker::{LocalWorker, PoolWorker, Release, Worker, RELEASED},
+    worker::{LocalWorker, PoolWorker, Release, Worker},
     DispatchOptions, NodeOptions,
 };
 use crate::{
@@ -672,7 +672,7 @@ impl Node {
             .owners
             .get(key)
             .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .filter(|o| o != RELEASED)
+            .filter(|o| !is_released(o))
             .map(|o| worker_of(&o).to_owned())
     }
 

@@ -38,8 +38,11 @@ use super::{
     hashing::route,
     liveness::refresh_alive,
     node::NodeInner,
-    records::{worker_of, JobRecord, WorkerRecord},
-    worker::{self, LocalWorker, Release, Slot, RELEASED},
+    records::{
+        is_released, now_ms, owner_moves, owner_tag, owner_value, worker_of, JobRecord,
+        WorkerRecord,
+    },
+    worker::{self, LocalWorker, Release, Slot},
 };
 use crate::backend::SetCondition;
 
@@ -97,9 +100,10 @@ impl NodeInner {
         std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// `Ok(true)` only when the backend confirms `owner`'s liveness lease is gone.
+    /// `Ok(true)` only when the backend confirms the liveness lease of `owner` (a tag or
+    /// an owner value) is gone.
     pub(crate) async fn confirmed_dead(&self, owner: &str) -> crate::Result<bool> {
-        let key = self.alive_key(owner)?;
+        let key = self.alive_key(owner_tag(owner))?;
         Ok(!self.backend.exists(&key).await?)
     }
 }
@@ -159,17 +163,20 @@ async fn take(inner: Arc<NodeInner>, w: Arc<LocalWorker>, t: Take) {
             Err(e) => return not_taken(Some(e)),
         }
     }
+    // The run's owner value: its tag, when it starts, and the job's moves so far.
+    let moves = t.previous.as_deref().map_or(0, |p| owner_moves(p) + 1);
+    let value = owner_value(&t.tag, now_ms(), moves);
     let won = match &t.previous {
         None => inner
             .owners
-            .set_if(&t.key, t.tag.clone(), SetCondition::IfAbsent)
+            .set_if(&t.key, value.clone(), SetCondition::IfAbsent)
             .await
             .map(|r| r.written.then_some(r.revision)),
         // Even a record naming this very worker is confirmed by compare-and-set: the
         // replica may be stale (this worker handed the job off since).
         Some(o) => inner
             .owners
-            .test_and_set(&t.key, o.clone(), t.tag.clone())
+            .test_and_set(&t.key, o.clone(), value.clone())
             .await
             .map(|r| r.written.then_some(r.revision)),
     };
@@ -178,7 +185,7 @@ async fn take(inner: Arc<NodeInner>, w: Arc<LocalWorker>, t: Take) {
             w.won_at
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(t.key.clone(), (revision, t.tag));
+                .insert(t.key.clone(), (revision, value));
             let requeued = t.previous.is_some();
             worker::start(inner, w, t.key, t.record, requeued).await;
         }
@@ -254,7 +261,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
         let stale_generation = members
             .get(id)
             .and_then(|v| WorkerRecord::decode(v).ok())
-            .is_some_and(|r| format!("{id}#{}", r.generation) != owner);
+            .is_some_and(|r| format!("{id}#{}", r.generation) != owner_tag(owner));
         dead.contains(id) || !members.contains_key(id) || stale_generation
     };
     if let (Some(all), Some(held)) = (&jobs, &owners) {
@@ -264,7 +271,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             .keys()
             .filter(|k| match held.get(*k).map(|v| std::str::from_utf8(v)) {
                 None => true,
-                Some(Ok(o)) => o == RELEASED || presumed_gone(o),
+                Some(Ok(o)) => is_released(o) || presumed_gone(o),
                 Some(Err(_)) => true,
             })
             .count();
@@ -362,7 +369,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             let tag = w.tag();
             let confirm = match previous.as_deref() {
                 None => false,
-                Some(o) if o == RELEASED || o == tag => false,
+                Some(o) if is_released(o) || owner_tag(o) == tag => false,
                 // Another owner (another worker, or an old generation of this one): only once
                 // the backend confirms that identity's liveness is gone for good.
                 Some(o) if presumed_gone(o) || worker_of(o) == w.id => true,
@@ -427,7 +434,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
         if job.is_some() {
             continue;
         }
-        let removable = owner == RELEASED
+        let removable = is_released(&owner)
             || (presumed_gone(&owner) && matches!(inner.confirmed_dead(&owner).await, Ok(true)));
         if removable {
             if let Err(e) = inner.owners.test_and_delete(key, owner).await {

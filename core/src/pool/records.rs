@@ -150,8 +150,51 @@ impl WorkerRecord {
     }
 }
 
-/// The worker ID part of an owner tag (`<worker>#<generation>`).
-pub(crate) fn worker_of(tag: &str) -> &str {
+/// The value of an owner record: the owner's tag `<worker>#<generation>`, then (since
+/// worker groups) when its run started (ms since the epoch) and how often the job moved
+/// before it — `<tag> <since_ms> <moves>`; or, for a job released for a move,
+/// `~released <released_ms> <moves>`. Records of earlier releases (the bare tag, the bare
+/// `~released`) still parse, with no time and no moves. Nodes of earlier releases cannot
+/// read the new layout: upgrade every node of a pool together.
+pub(crate) fn owner_value(tag: &str, since_ms: u64, moves: u32) -> String {
+    format!("{tag} {since_ms} {moves}")
+}
+
+/// The owner value of a job released for a move now, keeping its count of moves.
+pub(crate) fn released_value(moves: u32) -> String {
+    format!("{RELEASED} {} {moves}", now_ms())
+}
+
+/// The tag part of an owner value (`~released` for a released job).
+pub(crate) fn owner_tag(value: &str) -> &str {
+    value.split_once(' ').map_or(value, |(tag, _)| tag)
+}
+
+/// True for the value of a job released for a move.
+pub(crate) fn is_released(value: &str) -> bool {
+    owner_tag(value) == RELEASED
+}
+
+/// When the run an owner value names started (or the job was released), if it says.
+pub(crate) fn owner_since_ms(value: &str) -> Option<u64> {
+    let mut parts = value.split(' ');
+    let _tag = parts.next();
+    let since = parts.next()?;
+    parts.next()?; // the moves
+    since.parse().ok()
+}
+
+/// How often the job moved before the run an owner value names (0 when it does not say).
+pub(crate) fn owner_moves(value: &str) -> u32 {
+    value
+        .rsplit_once(' ')
+        .and_then(|(_, m)| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The worker ID in an owner value or tag (`<worker>#<generation>`).
+pub(crate) fn worker_of(value: &str) -> &str {
+    let tag = owner_tag(value);
     tag.rsplit_once('#').map_or(tag, |(id, _)| id)
 }
 
@@ -193,9 +236,34 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Owner-record value of a job released for a move, in the layout before move counts
+/// (the next start is a requeue).
+pub(crate) const RELEASED: &str = "~released";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_values_of_both_layouts_parse() {
+        let v = owner_value("01W#3", 1_700_000_000_000, 4);
+        assert_eq!(owner_tag(&v), "01W#3");
+        assert_eq!(worker_of(&v), "01W");
+        assert_eq!(owner_since_ms(&v), Some(1_700_000_000_000));
+        assert_eq!(owner_moves(&v), 4);
+        assert!(!is_released(&v));
+        for old in ["01W#3", "01W"] {
+            assert_eq!(owner_tag(old), old);
+            assert_eq!(worker_of(old), "01W");
+            assert_eq!((owner_since_ms(old), owner_moves(old)), (None, 0));
+        }
+        let r = released_value(5);
+        assert!(is_released(&r) && is_released(RELEASED));
+        assert!(owner_since_ms(&r).is_some_and(|ms| ms > 0));
+        assert_eq!(owner_moves(&r), 5);
+        assert_eq!(owner_since_ms(RELEASED), None);
+        assert_eq!(owner_moves(RELEASED), 0);
+    }
 
     #[test]
     fn records_of_the_previous_layout_still_decode() {

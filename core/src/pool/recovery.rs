@@ -42,9 +42,10 @@ use tracing::{debug, info, warn};
 
 use super::{
     node::{NodeInner, SHUTDOWN},
+    records::is_released,
     records::JobRecord,
     retry::Backoff,
-    worker::{self, Release, Slot, RELEASED},
+    worker::{self, Release, Slot},
 };
 use crate::{
     backend::{Revision, SetCondition},
@@ -132,12 +133,11 @@ impl NodeInner {
             }
             ("owners", EventKind::Change) => {
                 let owner = self.owners.get(key);
-                let owner = owner
-                    .as_deref()
-                    .and_then(|o| std::str::from_utf8(o).ok())
-                    .map(super::records::worker_of);
-                let elsewhere = owner
-                    .is_some_and(|o| o != RELEASED && !self.locals().iter().any(|w| w.id == o));
+                let owner = owner.as_deref().and_then(|o| std::str::from_utf8(o).ok());
+                let elsewhere = owner.is_some_and(|o| {
+                    let id = super::records::worker_of(o);
+                    !is_released(o) && !self.locals().iter().any(|w| w.id == id)
+                });
                 if elsewhere {
                     self.recovery.held().remove(key);
                 }
@@ -207,17 +207,18 @@ async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
             .into_iter()
             .find(|w| !w.is_fenced() && w.slots().get(key) == Some(&Slot::Running));
         if let Some(w) = running {
-            let tag = w
+            // The very value it held, so its start time and moves survive too.
+            let value = w
                 .won_at
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(key)
-                .map_or_else(|| w.tag(), |(_, t)| t.clone());
+                .map_or_else(|| w.tag(), |(_, v)| v.clone());
             let out = inner
                 .owners
-                .set_if(key, tag.clone(), SetCondition::IfAbsent)
+                .set_if(key, value.clone(), SetCondition::IfAbsent)
                 .await?;
-            let ours = out.written || out.previous.as_deref() == Some(tag.as_bytes());
+            let ours = out.written || out.previous.as_deref() == Some(value.as_bytes());
             if !ours {
                 // Another worker holds it by now (it re-admitted the job first): ours stops.
                 w.slots().insert(key.clone(), Slot::Stopping);
@@ -232,7 +233,7 @@ async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
             w.won_at
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), (out.revision, tag));
+                .insert(key.clone(), (out.revision, value));
         }
         inner
             .jobs

@@ -25,13 +25,12 @@ use super::{
     handler::{Job, JobHandler},
     lease::{JobLease, LeaseState},
     node::NodeInner,
-    records::{now_ms, InboxMessage, JobRecord, WorkerRecord},
+    records::{
+        now_ms, owner_moves, owner_tag, released_value, InboxMessage, JobRecord, WorkerRecord,
+    },
     retry::{retryable, Backoff},
 };
 use crate::spans;
-
-/// Owner-record value of a job released for a move (the next start is a requeue).
-pub(crate) const RELEASED: &str = "~released";
 
 /// Longest back-off between failed starts of a moving job.
 const MAX_START_BACKOFF: Duration = Duration::from_secs(60);
@@ -338,7 +337,7 @@ pub(crate) async fn start(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&key)
-        .map(|(_, t)| t.clone());
+        .map(|(_, v)| owner_tag(v).to_owned());
     let won_generation = won_tag
         .as_deref()
         .and_then(|t| t.rsplit_once('#'))
@@ -389,14 +388,14 @@ pub(crate) async fn start(
         Err(e) => {
             warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "job failed to start");
             w.revoke(&key);
-            let tag = w
+            let value = w
                 .won_at
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key)
-                .map_or_else(|| w.tag(), |(_, t)| t);
+                .map_or_else(|| w.tag(), |(_, v)| v);
             // Released while the slot is still held, so no pass re-takes it meanwhile.
-            release(&node, &w, &key, &tag, Release::Handoff).await;
+            release(&node, &w, &key, &value, Release::Handoff).await;
             let delay = w.fail(&key, node.options.retry_delay, MAX_START_BACKOFF);
             w.free(&key);
             // Look at the job again once the back-off is over.
@@ -444,8 +443,8 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&key);
-    let tag = won.map_or_else(|| w.tag(), |(_, t)| t);
-    release(&node, &w, &key, &tag, how).await;
+    let value = won.map_or_else(|| w.tag(), |(_, v)| v);
+    release(&node, &w, &key, &value, how).await;
     w.free(&key);
     node.mark(Some(&key));
 }
@@ -467,28 +466,34 @@ pub(crate) async fn release_orphan(
     node.mark(Some(&key));
 }
 
-/// Updates the owner record of `key` (held under `tag`) as `how` says, retrying until the
-/// store agrees. Every attempt is a compare-and-set against `tag`, so a repeat of an attempt
+/// Updates the owner record of `key` (holding `value`) as `how` says, retrying until the
+/// store agrees. Every attempt is a compare-and-set against `value`, so a repeat of an attempt
 /// that was applied (its reply lost) changes nothing, and a record someone else holds by
 /// now is left alone.
 ///
 /// Gives up only when the write can no longer matter or can never succeed: the worker came
-/// back under a new generation (records of `tag` are then dead for everyone and taken once
+/// back under a new generation (records of its old tag are then dead for everyone and taken once
 /// the old liveness is gone), the maps were closed (the node closed; `close` waits for
 /// releases first, within its stop timeout), or the error is not one a retry can fix.
-pub(crate) async fn release(node: &NodeInner, w: &LocalWorker, key: &str, tag: &str, how: Release) {
+pub(crate) async fn release(
+    node: &NodeInner,
+    w: &LocalWorker,
+    key: &str,
+    value: &str,
+    how: Release,
+) {
     let mut backoff = Backoff::new(node.options.worker_ttl / 3);
     let mut attempts = 0u32;
     loop {
         let result = match how {
             Release::Delete => node
                 .owners
-                .test_and_delete(key, tag.to_owned())
+                .test_and_delete(key, value.to_owned())
                 .await
                 .map(|_| ()),
             Release::Handoff => node
                 .owners
-                .test_and_set(key, tag.to_owned(), RELEASED)
+                .test_and_set(key, value.to_owned(), released_value(owner_moves(value)))
                 .await
                 .map(|_| ()),
             Release::Nothing => Ok(()),
@@ -501,7 +506,7 @@ pub(crate) async fn release(node: &NodeInner, w: &LocalWorker, key: &str, tag: &
                 }
                 return;
             }
-            Err(e) if retryable(&e) && w.tag() == tag => {
+            Err(e) if retryable(&e) && w.tag() == owner_tag(value) => {
                 if attempts == 1 {
                     warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "could not update the owner record; retrying until the backend agrees");
                 } else {

@@ -218,3 +218,104 @@ pub async fn pool_group_ranges_refuse_bad_input(cx: Ctx) {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// Inspection from a client-only node: every job with its group, owner, node, start time
+/// and moves; every worker with its group, job count and liveness; the waiting jobs with
+/// why and since when.
+pub async fn pool_inspection_shows_jobs_workers_and_waits(cx: Ctx) {
+    use pulse::pool::{JobStatus, WaitReason};
+    let ledger = Arc::new(Ledger::default());
+    let quick = opts(&cx).with_dispatch_timeout(Duration::from_millis(300));
+    let a = Node::join(cx.backend.clone(), "pool", quick.clone())
+        .await
+        .unwrap();
+    let b = Node::join(cx.backend.clone(), "pool", quick.clone())
+        .await
+        .unwrap();
+    let c = Node::join(cx.backend.clone(), "pool", quick.with_client_only(true))
+        .await
+        .unwrap();
+    let w1 = a.add_worker(rec(&ledger, "w1")).await.unwrap();
+    let p1 = b
+        .add_worker_in_group("premium", rec(&ledger, "p1"))
+        .await
+        .unwrap();
+    a.set_group_range("premium", &["vip:"]).await.unwrap();
+    a.set_group_range("gold", &["gold:"]).await.unwrap();
+    let before = std::time::SystemTime::now() - Duration::from_secs(1);
+    for k in ["job-1", "job-2", "vip:1"] {
+        c.dispatch_job(k, "payload").await.unwrap();
+    }
+    let r = c.dispatch_job("gold:1", "x").await;
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    eventually("c sees every job placed", || async {
+        let s = c.inspect().await.unwrap();
+        s.jobs.len() == 4
+            && ["job-1", "job-2", "vip:1"]
+                .iter()
+                .all(|k| matches!(s.job(k).unwrap().status, JobStatus::Running { .. }))
+    })
+    .await;
+    let s = c.inspect().await.unwrap();
+    let running = |k: &str| match &s.job(k).unwrap().status {
+        JobStatus::Running {
+            worker,
+            node,
+            since,
+        } => (worker.clone(), node.clone(), *since),
+        other => panic!("{k}: {other:?}"),
+    };
+    let (worker, node, since) = running("job-1");
+    assert_eq!((worker.as_str(), node.as_deref()), (w1.id(), Some(a.id())));
+    assert!(since.is_some_and(|t| t > before), "{since:?}");
+    let (worker, node, _) = running("vip:1");
+    assert_eq!((worker.as_str(), node.as_deref()), (p1.id(), Some(b.id())));
+    assert_eq!(s.job("vip:1").unwrap().group, "premium");
+    assert_eq!(s.job("job-1").unwrap().group, DEFAULT_GROUP);
+    assert_eq!(s.job("job-1").unwrap().payload_len, 7);
+    let gold = s.job("gold:1").unwrap();
+    assert_eq!(gold.group, "gold");
+    assert!(
+        matches!(
+            gold.status,
+            JobStatus::Waiting { reason: WaitReason::NoWorkerInGroup, since: Some(t) } if t > before
+        ),
+        "{gold:?}"
+    );
+    assert_eq!(s.waiting().count(), 1);
+    assert!(s.longest_wait().is_some());
+    let workers: Vec<(&str, &str, usize, bool)> = s
+        .workers
+        .iter()
+        .map(|w| (w.id.as_str(), w.group.as_str(), w.jobs, w.alive))
+        .collect();
+    let mut want = vec![
+        (w1.id(), DEFAULT_GROUP, 2, true),
+        (p1.id(), "premium", 1, true),
+    ];
+    want.sort();
+    assert_eq!(workers, want);
+    assert_eq!(s.ranges.len(), 2);
+    // A new default worker: the jobs that move to it count one move each.
+    a.add_worker(rec(&ledger, "w2")).await.unwrap();
+    a.add_worker(rec(&ledger, "w3")).await.unwrap();
+    eventually("a default job moved and says so", || async {
+        let s = c.inspect().await.unwrap();
+        s.jobs.iter().any(|j| {
+            j.moves == 1
+                && matches!(&j.status, JobStatus::Running { worker, .. } if worker != w1.id())
+        })
+    })
+    .await;
+    // b dies: its worker is not alive any more, its job waits.
+    b.simulate_crash().await;
+    eventually("p1 dead, vip:1 waiting", || async {
+        let s = c.inspect().await.unwrap();
+        let p1_dead = s.workers.iter().all(|w| w.id != p1.id() || !w.alive);
+        p1_dead && matches!(s.job("vip:1").unwrap().status, JobStatus::Waiting { .. })
+    })
+    .await;
+    for n in [&a, &c] {
+        n.close().await.unwrap();
+    }
+}

@@ -376,7 +376,7 @@ pub async fn pool_close_leaks_nothing(cx: Ctx) {
     a.add_worker(rec(&ledger, "w")).await.unwrap();
     a.dispatch_job("k", "x").await.unwrap();
     a.close().await.unwrap();
-    let channels: Vec<String> = ["jobs", "owners", "workers", "control"]
+    let channels: Vec<String> = ["jobs", "owners", "workers", "control", "groups"]
         .iter()
         .map(|p| cx.keyspace().pool_map("pool", p).unwrap().channel)
         .collect();

@@ -12,7 +12,7 @@ use crate::{util::eventually_within, Ctx};
 /// liveness leases and its nodes' inboxes.
 fn state_keys(cx: &Ctx, nodes: &[&pulse::pool::Node]) -> Vec<String> {
     let ks = cx.keyspace();
-    let mut out: Vec<String> = ["jobs", "owners", "workers", "control"]
+    let mut out: Vec<String> = ["jobs", "owners", "workers", "control", "groups"]
         .iter()
         .map(|part| ks.pool_map("pool", part).unwrap().hash)
         .collect();
