@@ -334,6 +334,7 @@ macro_rules! conformance_suite {
             pool_group_without_workers_holds_its_jobs,
             pool_group_ranges_refuse_bad_input,
             pool_inspection_shows_jobs_workers_and_waits,
+            pool_events_and_stop_reasons,
             pool_remove_worker_moves_jobs,
             pool_close_moves_jobs,
             pool_crash_recovers_jobs,

@@ -210,6 +210,12 @@ impl super::node::NodeInner {
         } else {
             warn!(pool = %self.pool, groups = ?starving, "jobs wait for a worker of their group (none is alive): add one, or change the range");
         }
+        for (group, count) in &starving {
+            self.events.emit(super::PoolEvent::JobsWaiting {
+                group: group.clone(),
+                count: *count,
+            });
+        }
         *last = starving;
     }
 }

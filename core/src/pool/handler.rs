@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{JobCall, JobLease};
+use super::{JobCall, JobLease, StopReason};
 use crate::error::BoxError;
 
 /// A job as given to [`JobHandler::start`].
@@ -30,12 +30,27 @@ pub struct Job {
     pub trace_parent: Option<String>,
 }
 
+/// A job as given to [`JobHandler::on_stop`]: which, and why it stops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobStop {
+    /// The job key.
+    pub key: String,
+    /// The payload it was started with.
+    pub payload: Bytes,
+    /// The worker stopping it.
+    pub worker: String,
+    /// Why it stops.
+    pub reason: StopReason,
+}
+
 /// The code a worker runs for its jobs. Jobs are long-running: `start` sets a job going
-/// (spawn its work and return), `stop` ends it.
+/// (spawn its work and return), `stop` (or `on_stop`, with the job and the reason) ends it.
 ///
 /// The pool calls `start` for a key on at most one worker at a time, and never calls
-/// `start` again on a worker for a key it already runs. `stop` is called before the job
-/// moves elsewhere.
+/// `start` again on a worker for a key it already runs. The job is stopped before it moves
+/// elsewhere; **its lease is already released when `on_stop`/`stop` runs** (the job's
+/// code must not act any more, whatever the handler still has to clean up).
 ///
 /// Implement it with `#[pulse::async_trait]` on the `impl` block (the signatures rustdoc
 /// shows below are what that attribute expands `async fn` into):
@@ -64,8 +79,20 @@ pub trait JobHandler: Send + Sync + 'static {
     /// later with back-off.
     async fn start(&self, job: &Job) -> Result<(), BoxError>;
 
-    /// Stops the job. Errors are logged; the job is considered stopped either way.
-    async fn stop(&self, key: &str) -> Result<(), BoxError>;
+    /// Stops the job `key`. Errors are logged; the job is considered stopped either way.
+    /// Called by the default [`on_stop`](Self::on_stop); implement one or the other. The
+    /// default does nothing (the job's code then stops on its lease, see [`JobLease`]).
+    async fn stop(&self, key: &str) -> Result<(), BoxError> {
+        let _ = key;
+        Ok(())
+    }
+
+    /// Stops a job, knowing its payload and why it stops ([`StopReason`]). The default
+    /// calls [`stop`](Self::stop) with the key. Errors are logged; the job is considered
+    /// stopped either way.
+    async fn on_stop(&self, stop: &JobStop) -> Result<(), BoxError> {
+        self.stop(&stop.key).await
+    }
 
     /// Receives a notification sent with [`Node::notify_worker`](super::Node::notify_worker).
     /// The default ignores it (with a log line).

@@ -14,6 +14,7 @@ use tokio::{sync::watch, task::JoinHandle, time::Instant};
 use tracing::{info, warn};
 
 use super::{
+    events::StopReason,
     node::{NodeInner, SHUTDOWN},
     records::is_released,
     retry::until_agreed,
@@ -40,8 +41,13 @@ pub(crate) async fn retire(
 ) -> Result<()> {
     w.stopped.store(true, Ordering::SeqCst);
     // Only started jobs can be stopped; jobs still starting are stopped once started.
+    let reason = if release == Release::Delete {
+        StopReason::Shutdown
+    } else {
+        StopReason::WorkerLeaving
+    };
     for k in w.stopping_all_running() {
-        tokio::spawn(worker::stop(inner.clone(), w.clone(), k, release));
+        tokio::spawn(worker::stop(inner.clone(), w.clone(), k, release, reason));
     }
     // Each stop frees its slot once the handler's `stop` returned (within the stop timeout)
     // and the release reached the store; jobs still starting finish their start, see the
@@ -115,6 +121,7 @@ pub(crate) async fn crash(inner: &Arc<NodeInner>) {
     ] {
         let _ = m.close().await;
     }
+    inner.events.close();
 }
 
 /// [`Node::close`](super::Node::close) (with `Release::Handoff`) and the close that ends
@@ -169,6 +176,7 @@ pub(crate) async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()
     ] {
         let _ = m.close().await; // cannot fail
     }
+    inner.events.close();
     info!(pool = %inner.pool, node = %inner.id, "closed");
     first_err.map_or(Ok(()), Err)
 }

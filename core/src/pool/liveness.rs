@@ -16,6 +16,7 @@ use tokio::{sync::watch, time::Instant};
 use tracing::{debug, info, warn};
 
 use super::{
+    events::{PoolEvent, StopReason},
     inbox::inbox_ttl,
     node::NodeInner,
     records::WorkerRecord,
@@ -165,12 +166,22 @@ pub(crate) async fn fence_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<
 /// Stops every job of `w` without touching owner records: they may belong to others now.
 async fn fence(inner: &Arc<NodeInner>, w: &Arc<LocalWorker>) {
     inner.metrics.fences.increment(1);
+    inner.events.emit(PoolEvent::WorkerFenced {
+        worker: w.id.clone(),
+    });
     let keys = w.stopping_all_running();
     if !keys.is_empty() {
         warn!(worker = %w.id, jobs = keys.len(), "liveness may have lapsed: stopping this worker's jobs");
     }
     for k in keys {
-        worker::stop(inner.clone(), w.clone(), k, Release::Nothing).await;
+        worker::stop(
+            inner.clone(),
+            w.clone(),
+            k,
+            Release::Nothing,
+            StopReason::Fenced,
+        )
+        .await;
     }
 }
 

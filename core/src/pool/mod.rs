@@ -38,6 +38,7 @@
 //! See `docs/ARCHITECTURE.md` for the state layout and the reconciliation rules.
 
 mod call;
+mod events;
 mod groups;
 mod handler;
 mod hashing;
@@ -57,8 +58,9 @@ mod ticker;
 mod worker;
 
 pub use call::{CallError, JobCall, MAX_CALL_TIMEOUT};
+pub use events::{PoolEvent, PoolEvents, StopReason, EVENT_QUEUE};
 pub use groups::{DEFAULT_GROUP, MAX_PREFIXES};
-pub use handler::{Job, JobHandler};
+pub use handler::{Job, JobHandler, JobStop};
 pub use hashing::route;
 pub use inspect::{JobInfo, JobStatus, PoolState, WaitReason, WorkerInfo};
 pub use lease::JobLease;

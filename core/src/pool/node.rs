@@ -79,6 +79,8 @@ pub(crate) struct NodeInner {
     pub(crate) calls: super::call::Calls,
     /// What the node keeps to recover from a lost store (module `recovery`).
     pub(crate) recovery: super::recovery::Recovery,
+    /// The subscribers of its pool events (module `events`).
+    pub(crate) events: super::events::Events,
     next_dispatch: AtomicU64,
     /// Workers whose liveness lease was missing at the last check (two checks in a row
     /// get them removed). Every other listed worker is presumed alive.
@@ -206,6 +208,7 @@ impl Node {
             waiters: Mutex::new(HashMap::new()),
             calls: Default::default(),
             recovery: Default::default(),
+            events: Default::default(),
             next_dispatch: AtomicU64::new(1),
             dead: Mutex::new(HashSet::new()),
             kick: Notify::new(),
@@ -241,25 +244,33 @@ impl Node {
             "control",
             Box::pin(control_loop(inner.clone(), control, stop())),
         ));
-        if !inner.options.client_only {
-            // What a map change touched is marked for reconciliation right where the replica
-            // applies it: the key of a job or owner record, everything for membership
-            // changes and whole-map events.
-            for (map, name, per_key) in [
-                (&inner.jobs, "jobs", true),
-                (&inner.owners, "owners", true),
-                (&inner.workers, "workers", false),
-            ] {
-                inner.recovery.init(name, map.revision());
-                let node = Arc::downgrade(inner);
-                map.on_change(Box::new(move |e| {
-                    if let Some(node) = node.upgrade() {
+        // What a map change touched is marked for reconciliation right where the replica
+        // applies it: the key of a job or owner record, everything for membership and
+        // range changes and whole-map events. Every node derives pool events from them.
+        let hosts_workers = !inner.options.client_only;
+        for (map, name, per_key) in [
+            (&inner.jobs, "jobs", true),
+            (&inner.owners, "owners", true),
+            (&inner.workers, "workers", false),
+            (&inner.groups, "groups", false),
+        ] {
+            inner.recovery.init(name, map.revision());
+            if name == "groups" {
+                inner.recovery.seen_ranges(map.get(super::groups::RANGES));
+            }
+            let node = Arc::downgrade(inner);
+            map.on_change(Box::new(move |e| {
+                if let Some(node) = node.upgrade() {
+                    if hosts_workers {
                         // Before the mark: a loss holds the passes first.
                         node.state_changed(name, e);
                         node.mark(e.key.as_deref().filter(|_| per_key));
                     }
-                }));
-            }
+                    node.derive_events(name, e);
+                }
+            }));
+        }
+        if hosts_workers {
             tasks.push(spawn(
                 "reconcile",
                 Box::pin(reconcile_loop(inner.clone(), stop())),

@@ -34,6 +34,7 @@ use tokio::{sync::watch, time::Instant};
 use tracing::{debug, warn};
 
 use super::{
+    events::StopReason,
     groups::DEFAULT_GROUP,
     hashing::route,
     liveness::refresh_alive,
@@ -348,7 +349,12 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             };
             if let Some(release) = release {
                 w.slots().insert(key.clone(), Slot::Stopping);
-                tokio::spawn(worker::stop(inner.clone(), w.clone(), key, release));
+                let reason = match release {
+                    Release::Delete => StopReason::Stopped,
+                    Release::Handoff => StopReason::Moved,
+                    Release::Nothing => StopReason::OwnershipLost,
+                };
+                tokio::spawn(worker::stop(inner.clone(), w.clone(), key, release, reason));
             }
         }
         // Start what this worker should run.

@@ -16,7 +16,8 @@
 //! lagged). Then, before any reconcile pass may stop a job for its missing record (passes
 //! are held while recovering):
 //! 1. each local worker renews its liveness and re-writes its worker record, so no other
-//!    node takes its jobs for a dead owner's;
+//!    node takes its jobs for a dead owner's; the groups' ranges as last seen are
+//!    re-written if absent, so no job changes group;
 //! 2. for each job still running here, its owner record is written if absent (an owner
 //!    first, so no other worker can take the job between the two writes); if another
 //!    worker holds it by now, the local run stops;
@@ -41,6 +42,7 @@ use std::{
 use tracing::{debug, info, warn};
 
 use super::{
+    events::{PoolEvent, StopReason},
     node::{NodeInner, SHUTDOWN},
     records::is_released,
     records::JobRecord,
@@ -62,6 +64,10 @@ pub(crate) struct Recovery {
     seen: Mutex<HashMap<&'static str, Revision>>,
     /// Set while recovering: reconcile passes wait.
     pub(crate) recovering: AtomicBool,
+    /// Losses seen so far: a recovery repeats if another is seen while it runs.
+    losses: std::sync::atomic::AtomicU64,
+    /// The groups' ranges record as last seen (re-written, if absent, after a loss).
+    ranges: Mutex<Option<bytes::Bytes>>,
 }
 
 impl Recovery {
@@ -93,13 +99,23 @@ impl Recovery {
             .insert(map, revision);
     }
 
+    /// The ranges record is `ranges` (at join).
+    pub(crate) fn seen_ranges(&self, ranges: Option<bytes::Bytes>) {
+        *self.ranges.lock().unwrap_or_else(|p| p.into_inner()) = ranges;
+    }
+
+    /// The payload job `key` was started with here, while kept.
+    pub(crate) fn payload_of(&self, key: &str) -> Option<bytes::Bytes> {
+        self.held().get(key).map(|r| r.payload.clone())
+    }
+
     pub(crate) fn is_recovering(&self) -> bool {
         self.recovering.load(Ordering::SeqCst)
     }
 }
 
 impl NodeInner {
-    /// Called for every change replica `map` (`jobs`, `owners` or `workers`) applies: a
+    /// Called for every change replica `map` (`jobs`, `owners`, `workers`, `groups`) applies: a
     /// loss of the state starts a recovery; a record seen deleted, or a job seen owned by
     /// another node's worker, is no longer kept.
     pub(crate) fn state_changed(self: &Arc<Self>, map: &'static str, e: &MapEvent) {
@@ -119,17 +135,30 @@ impl NodeInner {
                 return; // the pool's own shutdown deleted it
             }
             warn!(pool = %self.pool, map, ?previous, now = ?e.revision, "the pool's state was lost or regressed; re-admitting the jobs this node runs");
+            self.recovery.losses.fetch_add(1, Ordering::SeqCst);
             if !self.recovery.recovering.swap(true, Ordering::SeqCst) {
+                self.events.emit(PoolEvent::StateLost);
                 tokio::spawn(recover(self.clone()));
             }
             return;
+        }
+        if map == "groups" {
+            let now = self.groups.get(super::groups::RANGES);
+            *self
+                .recovery
+                .ranges
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = now;
         }
         let Some(key) = e.key.as_deref() else {
             return;
         };
         match (map, e.kind) {
             ("jobs", EventKind::Delete) => {
-                self.recovery.held().remove(key);
+                // A local run keeps it until its stop (which tells the handler the payload).
+                if !self.locals().iter().any(|w| w.slots().contains_key(key)) {
+                    self.recovery.held().remove(key);
+                }
             }
             ("owners", EventKind::Change) => {
                 let owner = self.owners.get(key);
@@ -156,7 +185,10 @@ async fn recover(inner: Arc<NodeInner>) {
         if inner.closed.load(Ordering::SeqCst) {
             break;
         }
+        let losses = inner.recovery.losses.load(Ordering::SeqCst);
         match readmit(&inner).await {
+            // Another map's loss seen meanwhile (replicas resync one by one): once more.
+            Ok(_) if inner.recovery.losses.load(Ordering::SeqCst) != losses => {}
             Ok(n) => {
                 readmitted = n;
                 break;
@@ -168,6 +200,9 @@ async fn recover(inner: Arc<NodeInner>) {
         }
     }
     inner.recovery.recovering.store(false, Ordering::SeqCst);
+    inner
+        .events
+        .emit(PoolEvent::StateRecovered { jobs: readmitted });
     info!(pool = %inner.pool, jobs = readmitted, "the pool's state is recovered");
     inner.mark(None);
 }
@@ -192,6 +227,19 @@ async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
         inner
             .workers
             .set(&w.id, w.record(&inner.id).encode()?)
+            .await?;
+    }
+    // The ranges, so no job changes group for the loss.
+    let ranges = inner
+        .recovery
+        .ranges
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(ranges) = ranges {
+        inner
+            .groups
+            .set_if(super::groups::RANGES, ranges, SetCondition::IfAbsent)
             .await?;
     }
     // 2 and 3, for each kept job.
@@ -227,6 +275,7 @@ async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
                     w.clone(),
                     key.clone(),
                     Release::Nothing,
+                    StopReason::OwnershipLost,
                 ));
                 continue;
             }

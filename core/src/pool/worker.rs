@@ -22,7 +22,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 
 use super::{
-    handler::{Job, JobHandler},
+    events::{PoolEvent, StopReason},
+    handler::{Job, JobHandler, JobStop},
     lease::{JobLease, LeaseState},
     node::NodeInner,
     records::{
@@ -378,10 +379,24 @@ pub(crate) async fn start(
             if won_tag.as_deref() != Some(w.tag().as_str()) {
                 // Fenced while starting: the record may already be someone else's.
                 warn!(pool = %node.pool, worker = %w.id, job = %key, "liveness lapsed during start: stopping the job");
-                stop(node.clone(), w.clone(), key.clone(), Release::Nothing).await;
+                stop(
+                    node.clone(),
+                    w.clone(),
+                    key.clone(),
+                    Release::Nothing,
+                    StopReason::Fenced,
+                )
+                .await;
             } else if retiring {
                 // The worker is being removed: hand the job over right away.
-                stop(node.clone(), w.clone(), key.clone(), Release::Handoff).await;
+                stop(
+                    node.clone(),
+                    w.clone(),
+                    key.clone(),
+                    Release::Handoff,
+                    StopReason::WorkerLeaving,
+                )
+                .await;
             }
             None
         }
@@ -415,11 +430,23 @@ pub(crate) async fn start(
 }
 
 /// Runs the handler's `stop` (bounded by the stop timeout), then updates the owner record.
-pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String, how: Release) {
+pub(crate) async fn stop(
+    node: Arc<NodeInner>,
+    w: Arc<LocalWorker>,
+    key: String,
+    how: Release,
+    reason: StopReason,
+) {
     w.revoke(&key);
+    let job = JobStop {
+        key: key.clone(),
+        payload: node.recovery.payload_of(&key).unwrap_or_default(),
+        worker: w.id.clone(),
+        reason,
+    };
     let stopping = w
         .handler
-        .stop(&key)
+        .on_stop(&job)
         .instrument(spans::job(&node.pool, &w.id, "stop", &key));
     match tokio::time::timeout(node.options.stop_timeout, stopping).await {
         Ok(Ok(())) => {
@@ -434,6 +461,11 @@ pub(crate) async fn stop(node: Arc<NodeInner>, w: Arc<LocalWorker>, key: String,
     }
     node.metrics.stops.increment(1);
     node.recovery.stopped(&key, how);
+    node.events.emit(PoolEvent::JobStopped {
+        key: key.clone(),
+        worker: w.id.clone(),
+        reason,
+    });
     w.running.decrement(1.0);
     if how == Release::Handoff {
         node.metrics.moves.increment(1);

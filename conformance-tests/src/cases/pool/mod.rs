@@ -25,6 +25,7 @@ use pulse::{
 use crate::{eventually, Ctx};
 
 mod calls;
+mod events;
 mod faults;
 mod groups;
 mod jobs;
@@ -32,6 +33,7 @@ mod moves;
 mod recovery;
 mod schedules;
 pub use calls::*;
+pub use events::*;
 pub use faults::*;
 pub use groups::*;
 pub use jobs::*;

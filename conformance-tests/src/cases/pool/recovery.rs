@@ -5,6 +5,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use pulse::pool::PoolEvent;
+
 use super::{keys, node, rec, Ledger};
 use crate::{util::eventually_within, Ctx};
 
@@ -39,6 +41,7 @@ pub async fn pool_jobs_survive_a_lost_state(cx: Ctx) {
     assert!(a.stop_job("gone").await.unwrap());
     crate::eventually("all running", || async { ledger.exactly_once(&ks) }).await;
 
+    let mut events = a.events().unwrap();
     let deleted = cx
         .backend
         .delete(&state_keys(&cx, &[&a, &b]))
@@ -67,6 +70,16 @@ pub async fn pool_jobs_survive_a_lost_state(cx: Ctx) {
         "a job stopped before the loss stays stopped"
     );
     ledger.assert_no_overlap();
+    // The node said so.
+    let seen: Vec<PoolEvent> = std::iter::from_fn(|| events.try_recv()).collect();
+    let lost = seen.iter().position(|e| *e == PoolEvent::StateLost);
+    let back = seen
+        .iter()
+        .position(|e| matches!(e, PoolEvent::StateRecovered { .. }));
+    assert!(
+        matches!((lost, back), (Some(l), Some(r)) if l < r),
+        "lost then recovered: {seen:?}"
+    );
     for k in &ks {
         assert_eq!(
             ledger.payloads.lock().unwrap().get(k).map(|p| p.to_vec()),
