@@ -154,11 +154,11 @@ impl NodeInner {
             return;
         };
         match (map, e.kind) {
-            ("jobs", EventKind::Delete) => {
-                // A local run keeps it until its stop (which tells the handler the payload).
-                if !self.locals().iter().any(|w| w.slots().contains_key(key)) {
-                    self.recovery.held().remove(key);
-                }
+            // A local run keeps it until its stop (which tells the handler the payload).
+            ("jobs", EventKind::Delete)
+                if !self.locals().iter().any(|w| w.slots().contains_key(key)) =>
+            {
+                self.recovery.held().remove(key);
             }
             ("owners", EventKind::Change) => {
                 let owner = self.owners.get(key);
