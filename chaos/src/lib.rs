@@ -4,10 +4,12 @@
 //! AOF persistence (`appendfsync always`, so a SIGKILLed Redis keeps every acknowledged
 //! write), starts child processes of *this* binary in roles (pool workers, stream producers
 //! and sink members, map replicas), injects faults (SIGKILL, SIGSTOP past the TTL, graceful
-//! leave, join, Redis SIGKILL + restart, killed subscription connections), and audits an
+//! leave, join, worker-group range changes, Redis SIGKILL + restart, Redis losing
+//! everything, killed subscription connections), and audits an
 //! external ledger — one append-only file per process, outside Redis — against each
 //! component's promise:
-//! - [`pool`]: no job lost, never two runs of a job at once, every job running at the end;
+//! - [`pool`]: no job lost (a job running before the store lost everything runs after it),
+//!   never two runs of a job at once, every job running at the end in its key's group;
 //! - [`streams`]: every event whose add was acknowledged is delivered to every sink at
 //!   least once (duplicates counted);
 //! - [`rmap`]: replicas in several processes converge after Redis restarts and killed
@@ -151,6 +153,18 @@ impl Harness {
             }
         })
         .map_err(|e| e.to_string())
+    }
+
+    /// Makes Redis lose everything it holds (`FLUSHALL` on every node), as a restart
+    /// without persistence or a failover to an empty replica would.
+    pub async fn flush_redis(&self) -> Result<(), String> {
+        for mut conn in self.raw_nodes().await? {
+            redis::cmd("FLUSHALL")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Plain connections to every node of the store (one for a single server), for faults

@@ -130,6 +130,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         println!("  jobs lost:                      {}", r.lost.len());
         println!("  jobs running twice at once:     {}", r.overlapping.len());
         println!("  jobs not running at the end:    {}", r.not_running.len());
+        println!("  jobs outside their group:       {}", r.misplaced.len());
         println!(
             "  unexpected worker exits:        {}",
             r.unexpected_exits.len()
@@ -139,6 +140,7 @@ async fn run(args: &Args) -> Result<bool, String> {
             .iter()
             .chain(&r.overlapping)
             .chain(&r.not_running)
+            .chain(&r.misplaced)
             .chain(&r.unexpected_exits)
             .take(20)
         {
@@ -151,13 +153,15 @@ async fn run(args: &Args) -> Result<bool, String> {
         print_faults(&r.faults);
         let _ = writeln!(
             md,
-            "### Pool\n\n{} jobs, 4 worker processes at the start, worker TTL 2 s: {} handler \
-             starts; **{} lost, {} running twice at once, {} not running at the end**.\n",
+            "### Pool\n\n{} jobs, 4 worker processes at the start (two groups), worker TTL 2 s: \
+             {} handler starts; **{} lost, {} running twice at once, {} not running at the \
+             end, {} outside their group**.\n",
             r.dispatched,
             r.starts,
             r.lost.len(),
             r.overlapping.len(),
-            r.not_running.len()
+            r.not_running.len(),
+            r.misplaced.len()
         );
         fault_rows(&mut md, &r.faults);
         passed &= r.passed();

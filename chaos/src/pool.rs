@@ -1,7 +1,12 @@
 //! Pool chaos: worker processes (the `pool_worker` example plus a ledger-writing handler)
-//! run 1,000 jobs while the harness SIGKILLs, SIGSTOPs, adds and removes workers and
-//! restarts Redis; the ledger then shows whether any job was lost, ran twice at once, or
-//! was left not running, and how long each fault took to heal.
+//! run 1,000 jobs while the harness SIGKILLs, SIGSTOPs, adds and removes workers, changes
+//! the worker groups' ranges, restarts Redis and makes it lose everything (`FLUSHALL`);
+//! the ledger then shows whether any job was lost, ran twice at once, or was left not
+//! running — a job running before the loss must run after it — and how long each fault
+//! took to heal.
+//!
+//! Workers are in two groups: `premium` (keys `job-00…` to `job-02…`, and `job-03…` while
+//! the range fault has it) and the default group; each group keeps at least one worker.
 //!
 //! What "running" means, precisely: a run starts when the handler's `start` is called (it
 //! refuses if its [`JobLease`](pulse::pool::JobLease) is not held) and ends at the first of:
@@ -31,6 +36,11 @@ use crate::{
 
 const POOL: &str = "chaos";
 
+/// The second worker group, and its range (the range fault adds and removes the last).
+const PREMIUM: &str = "premium";
+const PREMIUM_RANGE: [&str; 3] = ["job-00", "job-01", "job-02"];
+const PREMIUM_EXTRA: &str = "job-03";
+
 /// Settings of a pool chaos run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -55,6 +65,8 @@ pub struct Report {
     pub overlapping: Vec<String>,
     /// Jobs not running on exactly one live worker at the end.
     pub not_running: Vec<String>,
+    /// Jobs running at the end on a worker of another group than their key's.
+    pub misplaced: Vec<String>,
     /// Handler starts recorded.
     pub starts: usize,
     /// Faults injected, each with its time to recover.
@@ -69,6 +81,7 @@ impl Report {
         self.lost.is_empty()
             && self.overlapping.is_empty()
             && self.not_running.is_empty()
+            && self.misplaced.is_empty()
             && self.unexpected_exits.is_empty()
             && self.faults.iter().all(|f| f.recovered.is_some())
     }
@@ -131,15 +144,19 @@ pub async fn worker_role() -> Result<(), String> {
         Node::join(backend.clone(), POOL, options.clone())
     })
     .await?;
+    let group = std::env::var("CHAOS_GROUP").unwrap_or_else(|_| pulse::pool::DEFAULT_GROUP.into());
     let handler = LedgerHandler { ledger };
-    let mut worker = node.add_worker(handler).await;
+    let mut worker = node.add_worker_in_group(&group, handler).await;
     while let Err(e) = worker {
         eprintln!("add_worker: {e}; retrying");
         tokio::time::sleep(Duration::from_millis(200)).await;
         worker = node
-            .add_worker(LedgerHandler {
-                ledger: Arc::new(crate::role_ledger()?),
-            })
+            .add_worker_in_group(
+                &group,
+                LedgerHandler {
+                    ledger: Arc::new(crate::role_ledger()?),
+                },
+            )
             .await;
     }
     term.recv().await;
@@ -320,19 +337,77 @@ impl Audit {
 
 struct Workers {
     procs: Vec<Proc>,
+    /// The group of each process, by name.
+    groups: HashMap<String, String>,
     next: usize,
     env: Vec<(&'static str, String)>,
 }
 
 impl Workers {
-    fn spawn(&mut self, h: &Harness) -> Result<String, String> {
+    fn spawn(&mut self, h: &Harness, group: &str) -> Result<String, String> {
         let name = format!("worker-{}", self.next);
         self.next += 1;
+        let mut env = self.env.clone();
+        env.push(("CHAOS_GROUP", group.to_owned()));
         let p = h
-            .spawn("pool-worker", &name, &self.env, false)
+            .spawn("pool-worker", &name, &env, false)
             .map_err(|e| format!("spawn {name}: {e}"))?;
         self.procs.push(p);
+        self.groups.insert(name.clone(), group.to_owned());
         Ok(name)
+    }
+
+    fn group_of(&self, name: &str) -> String {
+        self.groups
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| pulse::pool::DEFAULT_GROUP.to_owned())
+    }
+
+    /// Whether process `i`'s group has another worker (so it can be removed for good).
+    fn replaceable(&self, i: usize) -> bool {
+        let group = self.group_of(&self.procs[i].name);
+        self.procs
+            .iter()
+            .filter(|p| self.group_of(&p.name) == group)
+            .count()
+            > 1
+    }
+}
+
+/// Jobs running on a live worker of another group than the one `range` gives their key.
+fn misplaced(audit: &Audit, workers: &Workers, range: &[&str]) -> Vec<String> {
+    audit
+        .open
+        .keys()
+        .filter(|(p, _)| !audit.frozen.contains(p) && !audit.dead.contains(p))
+        .filter(|(p, key)| {
+            let want = if range.iter().any(|r| key.starts_with(r)) {
+                PREMIUM
+            } else {
+                pulse::pool::DEFAULT_GROUP
+            };
+            workers.group_of(p) != want
+        })
+        .map(|(p, key)| format!("{key} on {p} ({})", workers.group_of(p)))
+        .collect()
+}
+
+/// The range the premium group has when the range fault has moved `job-03…` in or not.
+fn premium_range(extra: bool) -> Vec<&'static str> {
+    let mut range = PREMIUM_RANGE.to_vec();
+    if extra {
+        range.push(PREMIUM_EXTRA);
+    }
+    range
+}
+
+/// The group of the `n`-th worker started at the beginning or added later.
+fn group_for(n: usize) -> &'static str {
+    if n % 2 == 1 {
+        PREMIUM
+    } else {
+        pulse::pool::DEFAULT_GROUP
     }
 }
 
@@ -390,14 +465,15 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
     };
     let mut workers = Workers {
         procs: Vec::new(),
+        groups: HashMap::new(),
         next: 0,
         env: vec![
             ("PULSE_REDIS_URL", h.url()),
             ("CHAOS_TTL_MS", cfg.ttl.as_millis().to_string()),
         ],
     };
-    for _ in 0..cfg.workers {
-        workers.spawn(h)?;
+    for n in 0..cfg.workers.max(2) {
+        workers.spawn(h, group_for(n))?;
     }
     let mut audit = Audit::new(Tail::new(&h.ledger_dir));
     let backend = h.backend().await?;
@@ -408,6 +484,11 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
     let dispatcher = Node::join(backend, POOL, options)
         .await
         .map_err(|e| e.to_string())?;
+    dispatcher
+        .set_group_range(PREMIUM, &PREMIUM_RANGE)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut extra_in_range = false;
     let keys: Vec<String> = (0..cfg.jobs).map(|i| format!("job-{i:04}")).collect();
 
     let began = Instant::now();
@@ -426,16 +507,51 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
         ));
     }
 
-    // Redis restarts at a third and two thirds of the run; other faults at random.
+    // Redis restarts at a third and two thirds of the run, and loses everything (FLUSHALL)
+    // half-way; other faults at random.
     let chaos_end = Instant::now() + cfg.duration;
     let restarts_at = [cfg.duration / 3, cfg.duration * 2 / 3].map(|d| Instant::now() + d);
     let mut restarts_done = 0;
+    let flush_at = Instant::now() + cfg.duration / 2;
+    let mut flushed = false;
     let max_workers = cfg.workers + 2;
     while Instant::now() < chaos_end {
         // When the fault was complete (the process dead, Redis back, ...): recovery is
         // timed from then.
         let since;
-        let (kind, fault) = if restarts_done < 2 && Instant::now() >= restarts_at[restarts_done] {
+        // False when a fault's own check failed (a loss of the store not repaired, jobs
+        // left in their old group), whatever the settle says.
+        let mut readmitted = true;
+        let (kind, fault) = if !flushed && Instant::now() >= flush_at {
+            flushed = true;
+            h.flush_redis().await?;
+            since = Instant::now();
+            // The workers' runs never stopped: recovered means the store holds every job
+            // again (re-admitted by the nodes that ran them), then the usual settle.
+            let jobs = pulse::keys::Keyspace::default()
+                .pool_map(POOL, "jobs")
+                .map_err(|e| e.to_string())?
+                .hash;
+            loop {
+                let stored: HashSet<String> = h
+                    .hash_get_all(&jobs)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                if keys.iter().all(|k| stored.contains(k)) {
+                    break;
+                }
+                if since.elapsed() > SETTLE_LIMIT {
+                    readmitted = false;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let what = "Redis loses everything (FLUSHALL): until every job runs again".to_owned();
+            (what.clone(), what)
+        } else if restarts_done < 2 && Instant::now() >= restarts_at[restarts_done] {
             restarts_done += 1;
             // The second restart keeps Redis down past the worker TTL.
             let down = if restarts_done == 2 {
@@ -451,21 +567,25 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
             );
             (what.clone(), what)
         } else {
-            match rng.below(4) {
+            match rng.below(5) {
                 0 if !workers.procs.is_empty() => {
                     let i = rng.below(workers.procs.len());
                     let mut p = workers.procs.remove(i);
                     p.kill().await.map_err(|e| e.to_string())?;
                     audit.died(&p.name, now_us())?;
                     since = Instant::now();
-                    let new = workers.spawn(h)?;
+                    let new = workers.spawn(h, &workers.group_of(&p.name))?;
                     (
                         "SIGKILL a worker (a new one starts)".to_owned(),
                         format!("SIGKILL {} (replaced by {new})", p.name),
                     )
                 }
-                1 if !workers.procs.is_empty() => {
-                    let i = rng.below(workers.procs.len());
+                // Only a worker whose group has another one: its jobs must move there.
+                1 if (0..workers.procs.len()).any(|i| workers.replaceable(i)) => {
+                    let mut i = rng.below(workers.procs.len());
+                    while !workers.replaceable(i) {
+                        i = (i + 1) % workers.procs.len();
+                    }
                     let frozen_for = cfg.ttl * 2;
                     let name = workers.procs[i].name.clone();
                     workers.procs[i].freeze().map_err(|e| e.to_string())?;
@@ -493,7 +613,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                     )
                 }
                 2 if workers.procs.len() < max_workers => {
-                    let name = workers.spawn(h)?;
+                    let name = workers.spawn(h, group_for(workers.next))?;
                     since = Instant::now();
                     // Recovered once it took its share (and everything runs).
                     let began = Instant::now();
@@ -508,8 +628,37 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
                         format!("add {name} (until it runs its share)"),
                     )
                 }
-                _ if workers.procs.len() > 2 => {
-                    let i = rng.below(workers.procs.len());
+                3 => {
+                    // Move a slice of keys between the groups.
+                    extra_in_range = !extra_in_range;
+                    let range = premium_range(extra_in_range);
+                    dispatcher
+                        .set_group_range(PREMIUM, &range)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    since = Instant::now();
+                    // Recovered once every job runs in its new group.
+                    while !misplaced(&audit, &workers, &range).is_empty() {
+                        if since.elapsed() > SETTLE_LIMIT {
+                            readmitted = false;
+                            break;
+                        }
+                        audit.ingest()?;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    let how = if extra_in_range { "into" } else { "out of" };
+                    (
+                        "change a group's range: until the moved jobs run again".to_owned(),
+                        format!("{PREMIUM_EXTRA}… {how} the {PREMIUM} range"),
+                    )
+                }
+                _ if workers.procs.len() > 2
+                    && (0..workers.procs.len()).any(|i| workers.replaceable(i)) =>
+                {
+                    let mut i = rng.below(workers.procs.len());
+                    while !workers.replaceable(i) {
+                        i = (i + 1) % workers.procs.len();
+                    }
                     let mut p = workers.procs.remove(i);
                     let clean = p
                         .terminate(Duration::from_secs(30))
@@ -534,6 +683,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
         };
         let recovered = settle(&mut audit, &mut workers, &keys, &mut report)
             .await?
+            .filter(|_| readmitted)
             .map(|_| since.elapsed());
         h.say(&format!(
             "pool: {fault}: {}",
@@ -554,6 +704,7 @@ pub async fn run(h: &Harness, cfg: &Config) -> Result<Report, String> {
     // Final state: every job exists and runs exactly once.
     let _ = settle(&mut audit, &mut workers, &keys, &mut report).await?;
     report.not_running = audit.unsettled(&keys);
+    report.misplaced = misplaced(&audit, &workers, &premium_range(extra_in_range));
     let existing: HashSet<String> = dispatcher.job_keys().into_iter().collect();
     report.lost = keys
         .iter()
