@@ -208,7 +208,7 @@ async fn pools(captured: &Captured, memory: &pulse_memory::MemoryBackend) {
 
     let worker = node.add_worker(Idle).await.unwrap();
     let running = format!(
-        "pulse_pool_jobs_running{{pool=jobs,worker={}}}",
+        "pulse_pool_jobs_running{{group=default,pool=jobs,worker={}}}",
         worker.id()
     );
     captured

@@ -21,12 +21,10 @@
 //! | `pulse_pool_job_stops_total` | counter | `pool` | jobs stopped on this node's workers |
 //! | `pulse_pool_job_moves_total` | counter | `pool` | jobs this node's workers handed to another worker (membership changed) |
 //! | `pulse_pool_fences_total` | counter | `pool` | times a worker of this node stopped all its jobs because its liveness may have lapsed |
-//! | `pulse_pool_jobs_running` | gauge | `pool`, `worker` | jobs a worker of this node runs |
+//! | `pulse_pool_jobs_running` | gauge | `pool`, `worker`, `group` | jobs a worker of this node runs |
 //! | `pulse_pool_jobs_waiting` | gauge | `pool` | jobs dispatched but run by no worker, as of this node's last full reconcile pass |
 //! | `pulse_backend_op_seconds` | histogram | `backend`, `op` | duration of a backend command that does not block by design (the Redis backend; `op` is the command or script) |
 //! | `pulse_backend_errors_total` | counter | `backend`, `op`, `error` ([`Error::kind`]) | backend commands that failed |
-//!
-//! Dead-lettered events get their counter with dead-letter streams.
 //!
 //! **Cost.** Each handle (stream, sink member, map, pool, worker, backend operation) asks
 //! the recorder for its series once, when it is created, and afterwards a recording is an
@@ -159,8 +157,8 @@ impl PoolMetrics {
     }
 
     /// The running-jobs gauge of worker `worker`.
-    pub(crate) fn running(&self, worker: &str) -> Gauge {
-        gauge!("pulse_pool_jobs_running", "pool" => self.pool.clone(), "worker" => worker.to_owned())
+    pub(crate) fn running(&self, worker: &str, group: &str) -> Gauge {
+        gauge!("pulse_pool_jobs_running", "pool" => self.pool.clone(), "worker" => worker.to_owned(), "group" => group.to_owned())
     }
 }
 

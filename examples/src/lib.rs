@@ -86,6 +86,18 @@ impl pulse::pool::JobHandler for PrintingHandler {
     }
 }
 
+/// A job handler that runs nothing and prints nothing (for examples that show where jobs
+/// run from the outside: inspection and events).
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+#[pulse::async_trait]
+impl pulse::pool::JobHandler for Quiet {
+    async fn start(&self, _job: &pulse::pool::Job) -> Result<(), pulse::error::BoxError> {
+        Ok(())
+    }
+}
+
 /// What [`telemetry_workload`] keeps running: close it when done.
 #[derive(Debug)]
 pub struct Workload {

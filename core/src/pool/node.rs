@@ -383,7 +383,7 @@ impl Node {
         }
         let inner = &self.inner;
         let id = crate::ids::new_id();
-        let running = inner.metrics.running(&id);
+        let running = inner.metrics.running(&id, group);
         let w = Arc::new(LocalWorker::new(
             id,
             group.to_owned(),
