@@ -31,7 +31,7 @@ use tokio::{sync::oneshot, time::Instant};
 use tracing::{debug, Instrument};
 
 use super::{
-    lease::JobLease,
+    handler::{CallError, JobCall},
     node::{owner_node, Node, NodeInner},
     records::InboxMessage,
     worker::LocalWorker,
@@ -40,47 +40,6 @@ use crate::{error::BoxError, keys::validate_map_key, spans, Error, Result};
 
 /// Longest call timeout.
 pub const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
-/// A call to a running job, as given to [`JobHandler::call`](super::JobHandler::call).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct JobCall {
-    /// The job key.
-    pub key: String,
-    /// What the caller sent.
-    pub payload: Bytes,
-    /// When the caller stops waiting: an answer after it is dropped.
-    pub deadline: SystemTime,
-    /// The lease of the job's run on this worker (as in [`Job::lease`](super::Job)): held
-    /// when the call was handed over; check it before a side effect, as the job's code does.
-    pub lease: JobLease,
-    /// The W3C `traceparent` of the calling span, if it was traced (feature
-    /// `opentelemetry`); the handler's `call` span links to it.
-    pub trace_parent: Option<String>,
-}
-
-/// An error a [`JobHandler::call`](super::JobHandler::call) returns to answer with a code:
-/// the caller gets [`Error::Remote`] with this code and message. Any other error reaches
-/// the caller as code `handler_error` with its text; a handler that does not implement
-/// `call` answers `unsupported`, one that panics `panicked`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct CallError {
-    /// The error code (application-defined, e.g. `not_found`).
-    pub code: String,
-    /// The message.
-    pub message: String,
-}
-
-impl CallError {
-    /// An error answer with `code` and `message`.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        CallError {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// What a node answers to a call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,12 +282,4 @@ fn failed(e: BoxError) -> CallAnswer {
             message: e.to_string(),
         },
     }
-}
-
-/// The error [`JobHandler::call`](super::JobHandler::call) answers by default.
-pub(crate) fn unsupported() -> BoxError {
-    Box::new(CallError::new(
-        "unsupported",
-        "the job's handler does not answer calls",
-    ))
 }

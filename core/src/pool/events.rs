@@ -19,32 +19,11 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::node::Node;
+use super::{handler::StopReason, node::Node};
 use crate::{Error, Result};
 
 /// Most events a subscriber's queue holds before it is collapsed into [`PoolEvent::Lagged`].
 pub const EVENT_QUEUE: usize = 1024;
-
-/// Why a job stopped on a worker (in [`PoolEvent::JobStopped`] and
-/// [`JobStop`](super::JobStop)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StopReason {
-    /// Its record was deleted: [`Node::stop_job`], or a start that failed.
-    Stopped,
-    /// It moves to another worker (one joined, the ranges changed, or its worker's group
-    /// lost it).
-    Moved,
-    /// Its worker could not renew its liveness in time and stopped everything (fencing):
-    /// another worker may take it.
-    Fenced,
-    /// Another worker owns it by now (seen after a loss of the store, or a stale run).
-    OwnershipLost,
-    /// Its worker was removed, or its node is closing: it moves to another worker.
-    WorkerLeaving,
-    /// The pool is shutting down.
-    Shutdown,
-}
 
 /// Something that happened in the pool.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{JobCall, JobLease, StopReason};
+use super::JobLease;
 use crate::error::BoxError;
 
 /// A job as given to [`JobHandler::start`].
@@ -28,6 +28,69 @@ pub struct Job {
     /// The W3C `traceparent` of the span that dispatched it (feature `opentelemetry`);
     /// the `start` span links to it.
     pub trace_parent: Option<String>,
+}
+
+/// Why a job stopped on a worker (in [`JobStop`] and
+/// [`PoolEvent::JobStopped`](super::PoolEvent::JobStopped)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Its record was deleted: [`Node::stop_job`](super::Node::stop_job), or a start that
+    /// failed.
+    Stopped,
+    /// It moves to another worker (one joined, the ranges changed, or its worker's group
+    /// lost it).
+    Moved,
+    /// Its worker could not renew its liveness in time and stopped everything (fencing):
+    /// another worker may take it.
+    Fenced,
+    /// Another worker owns it by now (seen after a loss of the store, or a stale run).
+    OwnershipLost,
+    /// Its worker was removed, or its node is closing: it moves to another worker.
+    WorkerLeaving,
+    /// The pool is shutting down.
+    Shutdown,
+}
+
+/// A call to a running job, as given to [`JobHandler::call`](super::JobHandler::call).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobCall {
+    /// The job key.
+    pub key: String,
+    /// What the caller sent.
+    pub payload: Bytes,
+    /// When the caller stops waiting: an answer after it is dropped.
+    pub deadline: SystemTime,
+    /// The lease of the job's run on this worker (as in [`Job::lease`](super::Job)): held
+    /// when the call was handed over; check it before a side effect, as the job's code does.
+    pub lease: JobLease,
+    /// The W3C `traceparent` of the calling span, if it was traced (feature
+    /// `opentelemetry`); the handler's `call` span links to it.
+    pub trace_parent: Option<String>,
+}
+
+/// An error a [`JobHandler::call`](super::JobHandler::call) returns to answer with a code:
+/// the caller gets [`Error::Remote`] with this code and message. Any other error reaches
+/// the caller as code `handler_error` with its text; a handler that does not implement
+/// `call` answers `unsupported`, one that panics `panicked`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct CallError {
+    /// The error code (application-defined, e.g. `not_found`).
+    pub code: String,
+    /// The message.
+    pub message: String,
+}
+
+impl CallError {
+    /// An error answer with `code` and `message`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        CallError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// A job as given to [`JobHandler::on_stop`]: which, and why it stops.
@@ -109,6 +172,9 @@ pub trait JobHandler: Send + Sync + 'static {
     /// The default answers the error code `unsupported`.
     async fn call(&self, call: &JobCall) -> Result<Bytes, BoxError> {
         let _ = call;
-        Err(super::call::unsupported())
+        Err(Box::new(CallError::new(
+            "unsupported",
+            "the job's handler does not answer calls",
+        )))
     }
 }

@@ -24,7 +24,46 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::worker::LocalWorker;
+use tokio::time::Instant;
+
+/// A worker's liveness as its runs' leases judge it, shared by the worker and its leases:
+/// whether it fenced, its ownership generation, when its last successful renewal was sent.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    /// When the last liveness renewal that succeeded was *sent*.
+    pub(crate) last_renewal: std::sync::Mutex<Instant>,
+    /// Set when the worker could not renew in time and stopped its jobs; it starts nothing
+    /// until a renewal succeeds again.
+    pub(crate) fenced: AtomicBool,
+    /// Ownership generation: bumped whenever the worker may have lost its liveness (it
+    /// fenced), so owner records of the old generation are dead for everyone.
+    pub(crate) generation: std::sync::atomic::AtomicU64,
+}
+
+impl Liveness {
+    pub(crate) fn new() -> Self {
+        Liveness {
+            last_renewal: std::sync::Mutex::new(Instant::now()),
+            fenced: AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
+    }
+
+    /// True when the last successful renewal was sent `fence_after` ago or more: the lease
+    /// may be about to lapse (or have lapsed, after a pause), so nothing may be trusted.
+    pub(crate) fn renewal_overdue(&self, fence_after: Duration) -> bool {
+        self.renewal_sent().elapsed() >= fence_after
+    }
+
+    /// When the last successful liveness renewal was sent.
+    pub(crate) fn renewal_sent(&self) -> Instant {
+        *self.last_renewal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Shared between a [`JobLease`] and the worker that granted it.
 #[derive(Debug, Default)]
@@ -60,7 +99,7 @@ impl LeaseState {
 /// ```
 #[derive(Clone)]
 pub struct JobLease {
-    worker: Weak<LocalWorker>,
+    worker: Weak<Liveness>,
     generation: u64,
     hold_for: Duration,
     state: Arc<LeaseState>,
@@ -68,7 +107,7 @@ pub struct JobLease {
 
 impl JobLease {
     pub(crate) fn new(
-        worker: &Arc<LocalWorker>,
+        worker: &Arc<Liveness>,
         generation: u64,
         hold_for: Duration,
         state: Arc<LeaseState>,

@@ -14,11 +14,12 @@ use tokio::{sync::watch, task::JoinHandle, time::Instant};
 use tracing::{info, warn};
 
 use super::{
-    events::StopReason,
+    handler::StopReason,
     node::{NodeInner, SHUTDOWN},
     records::is_released,
     retry::until_agreed,
-    worker::{self, LocalWorker, Release},
+    run,
+    worker::{LocalWorker, Release},
 };
 use crate::{Error, Result};
 
@@ -47,11 +48,11 @@ pub(crate) async fn retire(
         StopReason::WorkerLeaving
     };
     for k in w.stopping_all_running() {
-        tokio::spawn(worker::stop(inner.clone(), w.clone(), k, release, reason));
+        tokio::spawn(run::stop(inner.clone(), w.clone(), k, release, reason));
     }
     // Each stop frees its slot once the handler's `stop` returned (within the stop timeout)
     // and the release reached the store; jobs still starting finish their start, see the
-    // worker retiring and stop themselves (`worker::start`). Wait for every slot, not for
+    // worker retiring and stop themselves (`run::start`). Wait for every slot, not for
     // the tasks: a release retried while the store refuses must not hold `close` forever.
     let deadline = Instant::now() + inner.options.stop_timeout * 2;
     let drained = loop {

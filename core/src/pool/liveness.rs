@@ -16,12 +16,14 @@ use tokio::{sync::watch, time::Instant};
 use tracing::{debug, info, warn};
 
 use super::{
-    events::{PoolEvent, StopReason},
+    events::PoolEvent,
+    handler::StopReason,
     inbox::inbox_ttl,
     node::NodeInner,
     records::WorkerRecord,
     retry::Backoff,
-    worker::{self, LocalWorker, Release},
+    run,
+    worker::{LocalWorker, Release},
 };
 use crate::backend::Ttl;
 
@@ -72,7 +74,7 @@ async fn keep_worker(inner: Arc<NodeInner>, w: Arc<LocalWorker>, bound: Duration
     let ttl = inner.options.worker_ttl;
     // After a pause this may run before the watchdog: never renew a possibly lapsed
     // identity — fence first, then come back under a new generation.
-    if w.renewal_overdue(ttl * 2 / 3) && !w.fenced.swap(true, Ordering::SeqCst) {
+    if w.renewal_overdue(ttl * 2 / 3) && !w.live.fenced.swap(true, Ordering::SeqCst) {
         fence(&inner, &w).await;
     }
     if w.is_fenced() {
@@ -80,7 +82,7 @@ async fn keep_worker(inner: Arc<NodeInner>, w: Arc<LocalWorker>, bound: Duration
         // generation, so records of the old one are dead for everyone. (A failed release
         // of the old lease only makes others wait for it to expire.)
         let old = w.tag();
-        w.generation.fetch_add(1, Ordering::SeqCst);
+        w.live.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(key) = inner.alive_key(&old) {
             let _ = tokio::time::timeout(bound, inner.backend.lease_release(&key, &old)).await;
         }
@@ -95,7 +97,7 @@ async fn keep_worker(inner: Arc<NodeInner>, w: Arc<LocalWorker>, bound: Duration
             .await
             .is_ok_and(|r| r.is_ok())
         {
-            w.fenced.store(false, Ordering::SeqCst);
+            w.live.fenced.store(false, Ordering::SeqCst);
             info!(worker = %w.id, generation = record.generation, "liveness restored under a new generation");
             inner.mark(None);
         }
@@ -119,7 +121,10 @@ async fn renew(inner: &NodeInner, w: &LocalWorker, bound: Duration) -> bool {
         let why =
             match tokio::time::timeout(bound, inner.backend.lease_acquire(&key, &tag, ttl)).await {
                 Ok(Ok(true)) => {
-                    *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+                    *w.live
+                        .last_renewal
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = sent;
                     return true;
                 }
                 Ok(Ok(false)) => {
@@ -155,7 +160,7 @@ pub(crate) async fn fence_loop(inner: Arc<NodeInner>, mut stop: watch::Receiver<
         for w in inner.locals() {
             if !w.is_stopped()
                 && w.renewal_overdue(fence_after)
-                && !w.fenced.swap(true, Ordering::SeqCst)
+                && !w.live.fenced.swap(true, Ordering::SeqCst)
             {
                 fence(&inner, &w).await;
             }
@@ -174,7 +179,7 @@ async fn fence(inner: &Arc<NodeInner>, w: &Arc<LocalWorker>) {
         warn!(worker = %w.id, jobs = keys.len(), "liveness may have lapsed: stopping this worker's jobs");
     }
     for k in keys {
-        worker::stop(
+        run::stop(
             inner.clone(),
             w.clone(),
             k,

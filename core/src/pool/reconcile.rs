@@ -34,8 +34,8 @@ use tokio::{sync::watch, time::Instant};
 use tracing::{debug, warn};
 
 use super::{
-    events::StopReason,
     groups::DEFAULT_GROUP,
+    handler::StopReason,
     hashing::route,
     liveness::refresh_alive,
     node::NodeInner,
@@ -43,7 +43,8 @@ use super::{
         is_released, now_ms, owner_moves, owner_tag, owner_value, worker_of, JobRecord,
         WorkerRecord,
     },
-    worker::{self, LocalWorker, Release, Slot},
+    run,
+    worker::{LocalWorker, Release, Slot},
 };
 use crate::backend::SetCondition;
 
@@ -188,7 +189,7 @@ async fn take(inner: Arc<NodeInner>, w: Arc<LocalWorker>, t: Take) {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(t.key.clone(), (revision, value));
             let requeued = t.previous.is_some();
-            worker::start(inner, w, t.key, t.record, requeued).await;
+            run::start(inner, w, t.key, t.record, requeued).await;
         }
         Ok(None) => not_taken(None),
         Err(e) => not_taken(Some(e)),
@@ -354,7 +355,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                     Release::Handoff => StopReason::Moved,
                     Release::Nothing => StopReason::OwnershipLost,
                 };
-                tokio::spawn(worker::stop(inner.clone(), w.clone(), key, release, reason));
+                tokio::spawn(run::stop(inner.clone(), w.clone(), key, release, reason));
             }
         }
         // Start what this worker should run.
@@ -428,7 +429,7 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                 }
                 slots.insert(key.clone(), Slot::Stopping);
             }
-            tokio::spawn(worker::release_orphan(
+            tokio::spawn(run::release_orphan(
                 inner.clone(),
                 (*w).clone(),
                 key.clone(),

@@ -42,12 +42,14 @@ use std::{
 use tracing::{debug, info, warn};
 
 use super::{
-    events::{PoolEvent, StopReason},
+    events::PoolEvent,
+    handler::StopReason,
     node::{NodeInner, SHUTDOWN},
     records::is_released,
     records::JobRecord,
     retry::Backoff,
-    worker::{self, Release, Slot},
+    run,
+    worker::{Release, Slot},
 };
 use crate::{
     backend::{Revision, SetCondition},
@@ -222,7 +224,10 @@ async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
             .lease_acquire(&inner.alive_key(&tag)?, &tag, ttl)
             .await?
         {
-            *w.last_renewal.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+            *w.live
+                .last_renewal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = sent;
         }
         inner
             .workers
@@ -270,7 +275,7 @@ async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
             if !ours {
                 // Another worker holds it by now (it re-admitted the job first): ours stops.
                 w.slots().insert(key.clone(), Slot::Stopping);
-                tokio::spawn(worker::stop(
+                tokio::spawn(run::stop(
                     inner.clone(),
                     w.clone(),
                     key.clone(),

@@ -9,7 +9,7 @@
 //!
 //! Contract with the callers: they pass only such repeatable writes, and a deadline when a
 //! caller waits (a user's `add_worker`, `close`); background releases pass none and stop
-//! when the write can no longer matter (see `worker::release`).
+//! when the write can no longer matter (see `run::release`).
 
 use std::{future::Future, time::Duration};
 

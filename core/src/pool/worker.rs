@@ -1,13 +1,13 @@
-//! A worker hosted by this node: its handler, the jobs it runs, the actions that start
-//! and stop them, and the public handles ([`Worker`] for a local worker, [`PoolWorker`]
-//! for any worker of the pool).
+//! A worker hosted by this node: its handler, the jobs it runs (their slots, leases and
+//! won owner values), its liveness state, and the public handles ([`Worker`] for a local
+//! worker, [`PoolWorker`] for any worker of the pool). What acts on a worker's jobs —
+//! start, stop, release — is module `run`; this module knows nothing of the node.
 //!
 //! Invariants: a job is in `jobs` from the moment this worker decided to start it (before
 //! the owner record is taken) until its `stop` returned *and* its owner record was updated
 //! (released, deleted) in the store; `start` is never called for a key already in `jobs`,
 //! so a worker never runs two copies of a job, and never re-takes a record it is still
-//! releasing. Releases are retried until the store agrees (see [`release`]): a release
-//! that never arrives would leave the job to an owner that no longer runs it.
+//! releasing.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,22 +19,12 @@ use std::{
 };
 
 use tokio::time::Instant;
-use tracing::{debug, info, warn, Instrument};
 
 use super::{
-    events::{PoolEvent, StopReason},
-    handler::{Job, JobHandler, JobStop},
-    lease::{JobLease, LeaseState},
-    node::NodeInner,
-    records::{
-        now_ms, owner_moves, owner_tag, released_value, InboxMessage, JobRecord, WorkerRecord,
-    },
-    retry::{retryable, Backoff},
+    handler::JobHandler,
+    lease::{JobLease, LeaseState, Liveness},
+    records::{now_ms, WorkerRecord},
 };
-use crate::spans;
-
-/// Longest back-off between failed starts of a moving job.
-const MAX_START_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What a worker is doing with a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,14 +60,8 @@ pub(crate) struct LocalWorker {
     /// so the key is looked at again when the slot frees.
     deferred: Mutex<HashSet<String>>,
     pub(crate) stopped: AtomicBool,
-    /// When the last liveness renewal that succeeded was *sent*.
-    pub(crate) last_renewal: Mutex<Instant>,
-    /// Set when the worker could not renew in time and stopped its jobs; it starts nothing
-    /// until a renewal succeeds again.
-    pub(crate) fenced: AtomicBool,
-    /// Ownership generation: bumped whenever the worker may have lost its liveness (it
-    /// fenced), so owner records of the old generation are dead for everyone.
-    pub(crate) generation: std::sync::atomic::AtomicU64,
+    /// Its liveness (fenced, generation, last renewal), shared with its runs' leases.
+    pub(crate) live: Arc<Liveness>,
     /// Woken whenever a job leaves `jobs` (so removal can wait for in-flight starts).
     pub(crate) slot_freed: tokio::sync::Notify,
     /// The lease handed to the user code of each job started here, released on stop.
@@ -103,9 +87,7 @@ impl LocalWorker {
             backoff: Mutex::new(HashMap::new()),
             deferred: Mutex::new(HashSet::new()),
             stopped: AtomicBool::new(false),
-            last_renewal: Mutex::new(Instant::now()),
-            fenced: AtomicBool::new(false),
-            generation: std::sync::atomic::AtomicU64::new(1),
+            live: Arc::new(Liveness::new()),
             slot_freed: tokio::sync::Notify::new(),
             leases: Mutex::new(HashMap::new()),
             running,
@@ -137,7 +119,7 @@ impl LocalWorker {
         WorkerRecord {
             node: node.to_owned(),
             created_ms: now_ms(),
-            generation: self.generation.load(Ordering::SeqCst),
+            generation: self.live.generation.load(Ordering::SeqCst),
             group: self.group.clone(),
         }
     }
@@ -149,31 +131,35 @@ impl LocalWorker {
     /// The identity this worker owns jobs under: `<id>#<generation>`. Owner records and
     /// the liveness lease use it.
     pub(crate) fn tag(&self) -> String {
-        format!("{}#{}", self.id, self.generation.load(Ordering::SeqCst))
+        format!(
+            "{}#{}",
+            self.id,
+            self.live.generation.load(Ordering::SeqCst)
+        )
     }
 
     pub(crate) fn is_fenced(&self) -> bool {
-        self.fenced.load(Ordering::SeqCst)
+        self.live.is_fenced()
     }
 
-    /// True when the last successful renewal was sent `fence_after` ago or more: the lease
-    /// may be about to lapse (or have lapsed, after a pause), so nothing may be trusted.
+    /// See [`Liveness::renewal_overdue`].
     pub(crate) fn renewal_overdue(&self, fence_after: Duration) -> bool {
-        self.last_renewal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
-            >= fence_after
+        self.live.renewal_overdue(fence_after)
     }
 
     /// When the last successful liveness renewal was sent.
     pub(crate) fn renewal_sent(&self) -> Instant {
-        *self.last_renewal.lock().unwrap_or_else(|p| p.into_inner())
+        self.live.renewal_sent()
     }
 
     /// A new lease for a run of `key` won under `generation` (replacing any previous one).
-    fn grant(self: &Arc<Self>, key: &str, generation: u64, hold_for: Duration) -> JobLease {
-        let lease = JobLease::new(self, generation, hold_for, Arc::new(LeaseState::default()));
+    pub(crate) fn grant(&self, key: &str, generation: u64, hold_for: Duration) -> JobLease {
+        let lease = JobLease::new(
+            &self.live,
+            generation,
+            hold_for,
+            Arc::new(LeaseState::default()),
+        );
         if let Some(old) = self
             .leases
             .lock()
@@ -186,7 +172,7 @@ impl LocalWorker {
     }
 
     /// Ends the lease of `key`'s current run (its code must stop acting).
-    fn revoke(&self, key: &str) {
+    pub(crate) fn revoke(&self, key: &str) {
         if let Some(lease) = self
             .leases
             .lock()
@@ -247,7 +233,7 @@ impl LocalWorker {
             .remove(key)
     }
 
-    fn succeed(&self, key: &str) {
+    pub(crate) fn succeed(&self, key: &str) {
         self.backoff
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -321,235 +307,4 @@ pub struct PoolWorker {
     pub group: String,
     /// When it was added.
     pub created_at: std::time::SystemTime,
-}
-
-/// Runs the handler's `start` for a job this worker just took ownership of.
-pub(crate) async fn start(
-    node: Arc<NodeInner>,
-    w: Arc<LocalWorker>,
-    key: String,
-    record: JobRecord,
-    requeued: bool,
-) {
-    // The run belongs to the generation that won the owner record: if the worker fenced
-    // since (new generation), the record is dead for everyone and the lease is never held.
-    let won_tag = w
-        .won_at
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-        .map(|(_, v)| owner_tag(v).to_owned());
-    let won_generation = won_tag
-        .as_deref()
-        .and_then(|t| t.rsplit_once('#'))
-        .and_then(|(_, g)| g.parse().ok())
-        .unwrap_or(0);
-    let job = Job {
-        key: key.clone(),
-        payload: record.payload.clone(),
-        created_at: SystemTime::UNIX_EPOCH + Duration::from_millis(record.created_ms),
-        requeued,
-        worker: w.id.clone(),
-        lease: w.grant(&key, won_generation, node.options.worker_ttl * 2 / 3),
-        trace_parent: record.trace_parent.clone(),
-    };
-    let span = spans::job(&node.pool, &w.id, "start", &key);
-    spans::link_producer(&span, job.trace_parent.as_deref());
-    let outcome = w.handler.start(&job).instrument(span).await;
-    let error = match outcome {
-        Ok(()) => {
-            w.succeed(&key);
-            let retiring = {
-                let mut slots = w.slots();
-                let retiring = w.is_stopped();
-                slots.insert(
-                    key.clone(),
-                    if retiring {
-                        Slot::Stopping
-                    } else {
-                        Slot::Running
-                    },
-                );
-                retiring
-            };
-            node.recovery.started(&key, &record);
-            info!(pool = %node.pool, worker = %w.id, job = %key, requeued, "started job");
-            node.metrics.starts.increment(1);
-            w.running.increment(1.0);
-            if won_tag.as_deref() != Some(w.tag().as_str()) {
-                // Fenced while starting: the record may already be someone else's.
-                warn!(pool = %node.pool, worker = %w.id, job = %key, "liveness lapsed during start: stopping the job");
-                stop(
-                    node.clone(),
-                    w.clone(),
-                    key.clone(),
-                    Release::Nothing,
-                    StopReason::Fenced,
-                )
-                .await;
-            } else if retiring {
-                // The worker is being removed: hand the job over right away.
-                stop(
-                    node.clone(),
-                    w.clone(),
-                    key.clone(),
-                    Release::Handoff,
-                    StopReason::WorkerLeaving,
-                )
-                .await;
-            }
-            None
-        }
-        Err(e) => {
-            warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "job failed to start");
-            w.revoke(&key);
-            let value = w
-                .won_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key)
-                .map_or_else(|| w.tag(), |(_, v)| v);
-            // Released while the slot is still held, so no pass re-takes it meanwhile.
-            release(&node, &w, &key, &value, Release::Handoff).await;
-            let delay = w.fail(&key, node.options.retry_delay, MAX_START_BACKOFF);
-            w.free(&key);
-            // Look at the job again once the back-off is over.
-            node.mark_later(&key, delay);
-            Some(e.to_string())
-        }
-    };
-    if let Some(dispatch) = record.dispatch {
-        let message = InboxMessage::Started {
-            key,
-            dispatch_id: dispatch.waiter,
-            error,
-        };
-        node.send_result(&dispatch.node, &message).await;
-    }
-    node.mark(Some(&job.key));
-}
-
-/// Runs the handler's `stop` (bounded by the stop timeout), then updates the owner record.
-pub(crate) async fn stop(
-    node: Arc<NodeInner>,
-    w: Arc<LocalWorker>,
-    key: String,
-    how: Release,
-    reason: StopReason,
-) {
-    w.revoke(&key);
-    let job = JobStop {
-        key: key.clone(),
-        payload: node.recovery.payload_of(&key).unwrap_or_default(),
-        worker: w.id.clone(),
-        reason,
-    };
-    let stopping = w
-        .handler
-        .on_stop(&job)
-        .instrument(spans::job(&node.pool, &w.id, "stop", &key));
-    match tokio::time::timeout(node.options.stop_timeout, stopping).await {
-        Ok(Ok(())) => {
-            info!(pool = %node.pool, worker = %w.id, job = %key, release = ?how, "stopped job")
-        }
-        Ok(Err(e)) => {
-            warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "stop failed; the job is considered stopped")
-        }
-        Err(_) => {
-            warn!(pool = %node.pool, worker = %w.id, job = %key, "stop timed out; the job is considered stopped")
-        }
-    }
-    node.metrics.stops.increment(1);
-    node.recovery.stopped(&key, how);
-    node.events.emit(PoolEvent::JobStopped {
-        key: key.clone(),
-        worker: w.id.clone(),
-        reason,
-    });
-    w.running.decrement(1.0);
-    if how == Release::Handoff {
-        node.metrics.moves.increment(1);
-    }
-    let won = w
-        .won_at
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&key);
-    let value = won.map_or_else(|| w.tag(), |(_, v)| v);
-    release(&node, &w, &key, &value, how).await;
-    w.free(&key);
-    node.mark(Some(&key));
-}
-
-/// Releases the owner record of `key` held under `tag` by a worker whose slot for the key
-/// is [`Slot::Stopping`] and that runs nothing for it, then frees the slot. Used for records
-/// found naming a worker that does not run the job (a take whose reply was lost, a release
-/// or delete that failed before).
-pub(crate) async fn release_orphan(
-    node: Arc<NodeInner>,
-    w: Arc<LocalWorker>,
-    key: String,
-    tag: String,
-    how: Release,
-) {
-    info!(pool = %node.pool, worker = %w.id, job = %key, ?how, "releasing an owner record this worker holds without running the job");
-    release(&node, &w, &key, &tag, how).await;
-    w.free(&key);
-    node.mark(Some(&key));
-}
-
-/// Updates the owner record of `key` (holding `value`) as `how` says, retrying until the
-/// store agrees. Every attempt is a compare-and-set against `value`, so a repeat of an attempt
-/// that was applied (its reply lost) changes nothing, and a record someone else holds by
-/// now is left alone.
-///
-/// Gives up only when the write can no longer matter or can never succeed: the worker came
-/// back under a new generation (records of its old tag are then dead for everyone and taken once
-/// the old liveness is gone), the maps were closed (the node closed; `close` waits for
-/// releases first, within its stop timeout), or the error is not one a retry can fix.
-pub(crate) async fn release(
-    node: &NodeInner,
-    w: &LocalWorker,
-    key: &str,
-    value: &str,
-    how: Release,
-) {
-    let mut backoff = Backoff::new(node.options.worker_ttl / 3);
-    let mut attempts = 0u32;
-    loop {
-        let result = match how {
-            Release::Delete => node
-                .owners
-                .test_and_delete(key, value.to_owned())
-                .await
-                .map(|_| ()),
-            Release::Handoff => node
-                .owners
-                .test_and_set(key, value.to_owned(), released_value(owner_moves(value)))
-                .await
-                .map(|_| ()),
-            Release::Nothing => Ok(()),
-        };
-        attempts += 1;
-        match result {
-            Ok(()) => {
-                if attempts > 1 {
-                    info!(pool = %node.pool, worker = %w.id, job = %key, attempts, "owner record updated after retries");
-                }
-                return;
-            }
-            Err(e) if retryable(&e) && w.tag() == owner_tag(value) => {
-                if attempts == 1 {
-                    warn!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "could not update the owner record; retrying until the backend agrees");
-                } else {
-                    debug!(pool = %node.pool, worker = %w.id, job = %key, error = %e, attempts, "owner record update failed again");
-                }
-                backoff.wait().await;
-            }
-            Err(e) => {
-                debug!(pool = %node.pool, worker = %w.id, job = %key, error = %e, "owner record update abandoned: it can no longer matter");
-                return;
-            }
-        }
-    }
 }

@@ -296,14 +296,15 @@ pub async fn pool_inspection_shows_jobs_workers_and_waits(cx: Ctx) {
     want.sort();
     assert_eq!(workers, want);
     assert_eq!(s.ranges.len(), 2);
-    // A new default worker: the jobs that move to it count one move each.
-    a.add_worker(rec(&ledger, "w2")).await.unwrap();
-    a.add_worker(rec(&ledger, "w3")).await.unwrap();
-    eventually("a default job moved and says so", || async {
+    // w1 leaves for a new default worker: its jobs move, one move each.
+    let w2 = a.add_worker(rec(&ledger, "w2")).await.unwrap();
+    a.remove_worker(&w1).await.unwrap();
+    eventually("the default jobs moved and say so", || async {
         let s = c.inspect().await.unwrap();
-        s.jobs.iter().any(|j| {
+        ["job-1", "job-2"].iter().all(|k| {
+            let j = s.job(k).unwrap();
             j.moves == 1
-                && matches!(&j.status, JobStatus::Running { worker, .. } if worker != w1.id())
+                && matches!(&j.status, JobStatus::Running { worker, .. } if worker == w2.id())
         })
     })
     .await;
