@@ -266,6 +266,7 @@ macro_rules! conformance_suite {
             rmap_concurrent_sets_each_apply_once,
             rmap_drop_releases_the_subscription,
             rmap_under_call_faults,
+            rmap_close_during_a_resync_returns,
             // event streaming
             streaming_add_remove_destroy,
             streaming_ttl_and_trim,

@@ -19,7 +19,11 @@ use pulse::{
     Backend, Error,
 };
 
-use crate::{eventually, Ctx};
+use crate::{
+    eventually,
+    flaky::{Fault, Op},
+    Ctx,
+};
 
 /// An error a write under injected faults may return: ambiguous, nothing else.
 fn ambiguous<T>(r: pulse::Result<T>) {
@@ -240,4 +244,28 @@ pub async fn readers_and_sinks_report_failing_reads(cx: Ctx) {
     }
     sink.close().await.unwrap();
     reader.close().await.unwrap();
+}
+
+/// A map closed while its replica is resyncing (a resync that keeps failing after a lost
+/// subscription) closes at once: the resync stops on the shutdown, and so does the
+/// replica's task, instead of waiting for a second shutdown that never comes.
+pub async fn rmap_close_during_a_resync_returns(cx: Ctx) {
+    let flaky = cx.flaky();
+    let backend: Arc<dyn Backend> = Arc::new(flaky.clone());
+    let options = MapOptions::default()
+        .with_keyspace(cx.keyspace())
+        .with_resync_delay(Duration::from_millis(200));
+    let map = Map::join(backend, "resyncing", options).await.unwrap();
+    map.set_and_wait("k", "v").await.unwrap();
+    // Every read of the hash fails from now on: the resync after the cut retries.
+    for op in [Op::HashScan, Op::HashGetFields, Op::HashGetAll] {
+        flaky.fail_next(Fault::on(op).before().times(1_000_000));
+    }
+    cx.faults.kill_subscriptions().await;
+    crate::eventually("a resync attempt failed", || async { flaky.injected() > 0 }).await;
+    tokio::time::timeout(Duration::from_secs(5), map.close())
+        .await
+        .expect("close returns during a resync")
+        .unwrap();
+    flaky.clear_faults();
 }

@@ -42,6 +42,11 @@ pub(crate) async fn run(
     let mut connected = true;
     let mut suspect: Option<u64> = None;
     loop {
+        // A resync that saw the shutdown returned early, and the change is seen by then:
+        // `changed()` below would wait for another one.
+        if *shutdown.borrow() {
+            return;
+        }
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
