@@ -257,7 +257,13 @@ impl Harness {
 }
 
 impl Drop for Harness {
+    /// Removes the ledger directory, unless `PULSE_CHAOS_KEEP` is set (then says where it
+    /// is: the ledgers and each process's stderr, with its logs under `PULSE_LOG`).
     fn drop(&mut self) {
+        if std::env::var_os("PULSE_CHAOS_KEEP").is_some() {
+            println!("ledgers and logs kept in {}", self.ledger_dir.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.ledger_dir);
     }
 }

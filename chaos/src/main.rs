@@ -255,6 +255,23 @@ async fn main() {
     let mut argv = std::env::args().skip(1).peekable();
     if argv.peek().is_some_and(|a| a == "role") {
         let name = argv.nth(1).unwrap_or_default();
+        // `PULSE_LOG=pulse=debug` (inherited from the harness) puts the library's logs in
+        // each process's `.err` file beside its ledger.
+        if let Ok(spec) = std::env::var("PULSE_LOG") {
+            use tracing_subscriber::{
+                filter::Targets, layer::SubscriberExt, util::SubscriberInitExt,
+            };
+            if let Ok(filter) = spec.parse::<Targets>() {
+                let _ = tracing_subscriber::registry()
+                    .with(
+                        tracing_subscriber::fmt::layer()
+                            .with_ansi(false)
+                            .with_writer(std::io::stderr),
+                    )
+                    .with(filter)
+                    .try_init();
+            }
+        }
         if let Err(e) = role(&name).await {
             eprintln!("role {name}: {e}");
             std::process::exit(2);

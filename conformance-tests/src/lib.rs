@@ -331,6 +331,7 @@ macro_rules! conformance_suite {
             pool_job_call_unsupported_and_unplaced,
             pool_job_calls_during_moves_reach_one_owner,
             pool_jobs_survive_a_lost_state,
+            pool_jobs_survive_a_lost_state_under_call_faults,
             pool_groups_route_by_range_and_move_only_their_jobs,
             pool_group_without_workers_holds_its_jobs,
             pool_group_ranges_refuse_bad_input,

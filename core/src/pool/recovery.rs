@@ -49,7 +49,7 @@ use super::{
     records::JobRecord,
     retry::Backoff,
     run,
-    worker::{Release, Slot},
+    worker::{LocalWorker, Release, Slot},
 };
 use crate::{
     backend::{Revision, SetCondition},
@@ -179,29 +179,35 @@ impl NodeInner {
 }
 
 /// Re-admits the kept jobs (see the module docs), repeating until every step succeeded and
-/// no job started meanwhile is left out; then lets reconcile passes run again.
+/// no job started meanwhile is left out; then lets reconcile passes run again. Each step
+/// that succeeded is not repeated (a pass over hundreds of jobs meets a failed call now and
+/// then), unless another loss is seen meanwhile: then it starts over.
 async fn recover(inner: Arc<NodeInner>) {
     let mut backoff = Backoff::new(inner.options.worker_ttl / 3);
-    let mut readmitted = 0;
+    let mut progress = Progress::default();
+    let mut losses = inner.recovery.losses.load(Ordering::SeqCst);
     loop {
         if inner.closed.load(Ordering::SeqCst) {
             break;
         }
-        let losses = inner.recovery.losses.load(Ordering::SeqCst);
-        match readmit(&inner).await {
-            // Another map's loss seen meanwhile (replicas resync one by one): once more.
-            Ok(_) if inner.recovery.losses.load(Ordering::SeqCst) != losses => {}
-            Ok(n) => {
-                readmitted = n;
-                break;
-            }
-            Err(e) => {
-                debug!(pool = %inner.pool, error = %e, "re-admitting jobs failed; retrying");
+        let failed = readmit(&inner, &mut progress).await;
+        let now = inner.recovery.losses.load(Ordering::SeqCst);
+        if now != losses {
+            // Another map's loss seen meanwhile (replicas resync one by one): over again.
+            losses = now;
+            progress = Progress::default();
+            continue;
+        }
+        match failed {
+            None => break,
+            Some(e) => {
+                debug!(pool = %inner.pool, error = %e, left = progress.left, "re-admitting jobs: a step failed; retrying what is left");
                 backoff.wait().await;
             }
         }
     }
     inner.recovery.recovering.store(false, Ordering::SeqCst);
+    let readmitted = progress.jobs.len();
     inner
         .events
         .emit(PoolEvent::StateRecovered { jobs: readmitted });
@@ -209,96 +215,152 @@ async fn recover(inner: Arc<NodeInner>) {
     inner.mark(None);
 }
 
-/// One pass of the recovery; `Ok(n)` once every kept job was re-admitted.
-async fn readmit(inner: &Arc<NodeInner>) -> crate::Result<usize> {
-    let ttl = inner.options.worker_ttl;
+/// What a recovery has re-admitted so far.
+#[derive(Default)]
+struct Progress {
+    workers: std::collections::HashSet<String>,
+    ranges: bool,
+    jobs: std::collections::HashSet<String>,
+    /// Steps left after the last pass.
+    left: usize,
+}
+
+/// One pass over what is not re-admitted yet; `None` once everything is, else the first
+/// error met (the other steps went on).
+async fn readmit(inner: &Arc<NodeInner>, progress: &mut Progress) -> Option<crate::Error> {
+    let mut first_error: Option<crate::Error> = None;
     // 1. Liveness and worker records of the workers that may act.
     for w in inner.locals() {
-        if w.is_stopped() || w.is_fenced() {
+        if w.is_stopped() || w.is_fenced() || progress.workers.contains(&w.id) {
             continue; // a fenced worker comes back under a new generation on its own
         }
-        let tag = w.tag();
-        let sent = tokio::time::Instant::now();
-        if inner
-            .backend
-            .lease_acquire(&inner.alive_key(&tag)?, &tag, ttl)
-            .await?
-        {
-            *w.live
-                .last_renewal
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = sent;
+        match readmit_worker(inner, &w).await {
+            Ok(()) => {
+                progress.workers.insert(w.id.clone());
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
-        inner
-            .workers
-            .set(&w.id, w.record(&inner.id).encode()?)
-            .await?;
     }
     // The ranges, so no job changes group for the loss.
-    let ranges = inner
-        .recovery
-        .ranges
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if let Some(ranges) = ranges {
-        inner
-            .groups
-            .set_if(super::groups::RANGES, ranges, SetCondition::IfAbsent)
-            .await?;
+    if !progress.ranges {
+        let ranges = inner
+            .recovery
+            .ranges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let written = match ranges {
+            Some(ranges) => inner
+                .groups
+                .set_if(super::groups::RANGES, ranges, SetCondition::IfAbsent)
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        };
+        match written {
+            Ok(()) => progress.ranges = true,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    // 2 and 3, for each kept job.
+    // 2 and 3, for each kept job not re-admitted yet (jobs started meanwhile included).
     let held: Vec<(String, JobRecord)> = inner
         .recovery
         .held()
         .iter()
+        .filter(|(k, _)| !progress.jobs.contains(*k))
         .map(|(k, r)| (k.clone(), r.clone()))
         .collect();
+    progress.left = held.len();
     for (key, record) in &held {
-        let running = inner
-            .locals()
-            .into_iter()
-            .find(|w| !w.is_fenced() && w.slots().get(key) == Some(&Slot::Running));
-        if let Some(w) = running {
-            // The very value it held, so its start time and moves survive too.
-            let value = w
-                .won_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(key)
-                .map_or_else(|| w.tag(), |(_, v)| v.clone());
-            let out = inner
-                .owners
-                .set_if(key, value.clone(), SetCondition::IfAbsent)
-                .await?;
-            let ours = out.written || out.previous.as_deref() == Some(value.as_bytes());
-            if !ours {
-                // Another worker holds it by now (it re-admitted the job first): ours stops.
-                w.slots().insert(key.clone(), Slot::Stopping);
-                tokio::spawn(run::stop(
-                    inner.clone(),
-                    w.clone(),
-                    key.clone(),
-                    Release::Nothing,
-                    StopReason::OwnershipLost,
-                ));
-                continue;
+        match readmit_job(inner, key, record).await {
+            Ok(()) => {
+                progress.jobs.insert(key.clone());
+                progress.left -= 1;
             }
-            w.won_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), (out.revision, value));
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
-        inner
-            .jobs
-            .set_if(key, record.encode()?, SetCondition::IfAbsent)
-            .await?;
     }
-    // Jobs started while this pass ran were not in its list: once more for them.
-    let now: Vec<String> = inner.recovery.held().keys().cloned().collect();
-    if now.iter().any(|k| !held.iter().any(|(h, _)| h == k)) {
+    if first_error.is_none()
+        && inner
+            .recovery
+            .held()
+            .keys()
+            .any(|k| !progress.jobs.contains(k))
+    {
+        // Started while this pass ran: once more for them.
         tokio::time::sleep(Duration::from_millis(1)).await;
-        return Box::pin(readmit(inner)).await;
+        return Box::pin(readmit(inner, progress)).await;
     }
-    Ok(held.len())
+    first_error
+}
+
+/// Renews `w`'s liveness and re-writes its worker record.
+async fn readmit_worker(inner: &NodeInner, w: &LocalWorker) -> crate::Result<()> {
+    let tag = w.tag();
+    let sent = tokio::time::Instant::now();
+    if inner
+        .backend
+        .lease_acquire(&inner.alive_key(&tag)?, &tag, inner.options.worker_ttl)
+        .await?
+    {
+        *w.live
+            .last_renewal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = sent;
+    }
+    inner
+        .workers
+        .set(&w.id, w.record(&inner.id).encode()?)
+        .await?;
+    Ok(())
+}
+
+/// Re-admits job `key`: its owner first if it runs here (or stops it here when another
+/// worker holds it by now), then its record; each only if absent.
+async fn readmit_job(inner: &Arc<NodeInner>, key: &str, record: &JobRecord) -> crate::Result<()> {
+    let running = inner
+        .locals()
+        .into_iter()
+        .find(|w| !w.is_fenced() && w.slots().get(key) == Some(&Slot::Running));
+    if let Some(w) = running {
+        // The very value it held, so its start time and moves survive too.
+        let value = w
+            .won_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map_or_else(|| w.tag(), |(_, v)| v.clone());
+        let out = inner
+            .owners
+            .set_if(key, value.clone(), SetCondition::IfAbsent)
+            .await?;
+        let ours = out.written || out.previous.as_deref() == Some(value.as_bytes());
+        if !ours {
+            // Another worker holds it by now (it re-admitted the job first): ours stops.
+            w.slots().insert(key.to_owned(), Slot::Stopping);
+            tokio::spawn(run::stop(
+                inner.clone(),
+                w.clone(),
+                key.to_owned(),
+                Release::Nothing,
+                StopReason::OwnershipLost,
+            ));
+            return Ok(());
+        }
+        w.won_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), (out.revision, value));
+    }
+    inner
+        .jobs
+        .set_if(key, record.encode()?, SetCondition::IfAbsent)
+        .await?;
+    Ok(())
 }

@@ -89,3 +89,48 @@ pub async fn pool_jobs_survive_a_lost_state(cx: Ctx) {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// The same loss while 5% of every node's backend calls fail (half after they were
+/// applied): the re-admission keeps what it achieved and retries the rest, so every job
+/// still comes back, exactly once.
+pub async fn pool_jobs_survive_a_lost_state_under_call_faults(cx: Ctx) {
+    let ledger = Arc::new(Ledger::default());
+    let flaky = cx.flaky();
+    let backend: Arc<dyn pulse::Backend> = Arc::new(flaky.clone());
+    let nodes = [
+        pulse::pool::Node::join(backend.clone(), "pool", super::opts(&cx))
+            .await
+            .unwrap(),
+        pulse::pool::Node::join(backend.clone(), "pool", super::opts(&cx))
+            .await
+            .unwrap(),
+    ];
+    nodes[0].add_worker(rec(&ledger, "a")).await.unwrap();
+    nodes[1].add_worker(rec(&ledger, "b")).await.unwrap();
+    let ks = keys(60);
+    for k in &ks {
+        nodes[0].dispatch_job(k, "x").await.unwrap();
+    }
+    crate::eventually("all running", || async { ledger.exactly_once(&ks) }).await;
+    flaky.set_failure_rate(0.05);
+    let refs: Vec<&pulse::pool::Node> = nodes.iter().collect();
+    cx.backend.delete(&state_keys(&cx, &refs)).await.unwrap();
+    let jobs = cx.keyspace().pool_map("pool", "jobs").unwrap().hash;
+    eventually_within(Duration::from_secs(40), "every job re-admitted", || async {
+        let stored = cx.backend.hash_get_all(&jobs).await.unwrap_or_default();
+        ks.iter().all(|k| stored.iter().any(|(f, _)| f == k))
+    })
+    .await;
+    flaky.set_failure_rate(0.0);
+    assert!(flaky.injected() > 0, "faults were injected");
+    eventually_within(
+        Duration::from_secs(40),
+        "every job runs exactly once",
+        || async { ledger.exactly_once(&ks) },
+    )
+    .await;
+    ledger.assert_no_overlap();
+    for n in &nodes {
+        n.close().await.unwrap();
+    }
+}
