@@ -71,7 +71,7 @@ pub struct JobCall {
 }
 
 /// An error a [`JobHandler::call`](super::JobHandler::call) returns to answer with a code:
-/// the caller gets [`Error::Remote`] with this code and message. Any other error reaches
+/// the caller gets [`Error::Remote`](crate::Error::Remote) with this code and message. Any other error reaches
 /// the caller as code `handler_error` with its text; a handler that does not implement
 /// `call` answers `unsupported`, one that panics `panicked`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
