@@ -24,12 +24,10 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// The Redis backend when `PULSE_REDIS_URL` is set, the memory backend otherwise.
+/// The backend `PULSE_BACKEND` names (any URL [`pulse_connect::open`] takes), else the
+/// Redis server `PULSE_REDIS_URL` names, else the memory backend.
 pub async fn backend_from_env() -> pulse::Result<Arc<dyn Backend>> {
-    match std::env::var("PULSE_REDIS_URL") {
-        Ok(url) => Ok(Arc::new(pulse_redis::RedisBackend::connect(&url).await?)),
-        Err(_) => Ok(Arc::new(pulse_memory::MemoryBackend::new())),
-    }
+    pulse_connect::open(&pulse_connect::url_from_env("memory:")).await
 }
 
 /// A per-run identifier (milliseconds since the epoch), so repeated runs against one Redis
