@@ -1,0 +1,239 @@
+//! `pulse pool …`: a pool's jobs and workers (the inspection API), dispatch, stop, notify,
+//! call, and its events live. Each invocation joins the pool as a client-only node (it
+//! hosts no workers) for its duration.
+
+use pulse::pool::{JobStatus, Node, NodeOptions, PoolEvent};
+use serde_json::json;
+
+use super::{interrupted, Ctx};
+use crate::{
+    args::PoolCmd,
+    output::{ago, ms, payload_cell, put_payload, span, Table},
+    Failure,
+};
+
+async fn join(cx: &Ctx, pool: &str) -> Result<Node, Failure> {
+    Ok(Node::join(
+        cx.backend.clone(),
+        pool,
+        NodeOptions::default()
+            .with_keyspace(cx.keyspace.clone())
+            .with_client_only(true),
+    )
+    .await?)
+}
+
+pub(crate) async fn run(cx: &Ctx, cmd: PoolCmd) -> Result<(), Failure> {
+    let pool = match &cmd {
+        PoolCmd::Jobs { pool }
+        | PoolCmd::Workers { pool }
+        | PoolCmd::Dispatch { pool, .. }
+        | PoolCmd::Stop { pool, .. }
+        | PoolCmd::Notify { pool, .. }
+        | PoolCmd::Call { pool, .. }
+        | PoolCmd::Events { pool } => pool.clone(),
+    };
+    let node = join(cx, &pool).await?;
+    let result = act(cx, &node, cmd).await;
+    let closed = node.close().await;
+    result?;
+    Ok(closed?)
+}
+
+async fn act(cx: &Ctx, node: &Node, cmd: PoolCmd) -> Result<(), Failure> {
+    match cmd {
+        PoolCmd::Jobs { .. } => {
+            let state = node.inspect().await?;
+            let value: Vec<_> = state
+                .jobs
+                .iter()
+                .map(|j| {
+                    let status = match &j.status {
+                        JobStatus::Running {
+                            worker,
+                            node,
+                            since,
+                        } => json!({
+                            "state": "running", "worker": worker, "node": node,
+                            "since_ms": since.map(ms),
+                        }),
+                        JobStatus::Waiting { reason, since } => json!({
+                            "state": "waiting", "reason": format!("{reason:?}"),
+                            "since_ms": since.map(ms),
+                        }),
+                        _ => json!({"state": "unknown"}),
+                    };
+                    json!({
+                        "key": j.key, "group": j.group, "moves": j.moves,
+                        "dispatched_ms": ms(j.dispatched_at), "payload_len": j.payload_len,
+                        "status": status,
+                    })
+                })
+                .collect();
+            cx.out.print(json!(value), || {
+                let mut t =
+                    Table::new(&["job", "group", "state", "worker", "node", "since", "moves"]);
+                for j in &state.jobs {
+                    let (st, worker, node, since) = match &j.status {
+                        JobStatus::Running {
+                            worker,
+                            node,
+                            since,
+                        } => (
+                            "running".to_owned(),
+                            worker.clone(),
+                            node.clone().unwrap_or_default(),
+                            since.map_or("?".into(), ago),
+                        ),
+                        JobStatus::Waiting { reason, since } => (
+                            format!("waiting ({reason:?})"),
+                            String::new(),
+                            String::new(),
+                            since.map_or("?".into(), ago),
+                        ),
+                        _ => ("?".into(), String::new(), String::new(), String::new()),
+                    };
+                    t.row(vec![
+                        j.key.clone(),
+                        j.group.clone(),
+                        st,
+                        worker,
+                        node,
+                        since,
+                        j.moves.to_string(),
+                    ]);
+                }
+                t
+            });
+        }
+        PoolCmd::Workers { .. } => {
+            let state = node.inspect().await?;
+            let value: Vec<_> = state
+                .workers
+                .iter()
+                .map(|w| {
+                    json!({
+                        "worker": w.id, "node": w.node, "group": w.group, "jobs": w.jobs,
+                        "alive": w.alive, "registered_ms": ms(w.registered_at),
+                    })
+                })
+                .collect();
+            cx.out.print(json!(value), || {
+                let mut t = Table::new(&["worker", "node", "group", "jobs", "alive"]);
+                for w in &state.workers {
+                    t.row(vec![
+                        w.id.clone(),
+                        w.node.clone(),
+                        w.group.clone(),
+                        w.jobs.to_string(),
+                        if w.alive { "yes" } else { "NO" }.into(),
+                    ]);
+                }
+                t
+            });
+            if let Some(wait) = state.longest_wait() {
+                if !cx.out.json {
+                    println!(
+                        "{} job(s) waiting, the longest for {}",
+                        state.waiting().count(),
+                        span(wait)
+                    );
+                }
+            }
+        }
+        PoolCmd::Dispatch { key, payload, .. } => {
+            node.dispatch_job(&key, payload).await?;
+            cx.out.print(json!({"dispatched": key}), || {
+                let mut t = Table::new(&["dispatched"]);
+                t.row(vec![key.clone()]);
+                t
+            });
+        }
+        PoolCmd::Stop { key, .. } => {
+            if !node.stop_job(&key).await? {
+                return Err(Failure::NotFound(format!("the pool has no job {key:?}")));
+            }
+            cx.out.print(json!({"stopped": key}), || {
+                let mut t = Table::new(&["stopped"]);
+                t.row(vec![key.clone()]);
+                t
+            });
+        }
+        PoolCmd::Notify { key, payload, .. } => {
+            if !node.notify_worker(&key, payload).await? {
+                return Err(Failure::NotFound(format!(
+                    "job {key:?} has no running worker"
+                )));
+            }
+            cx.out.print(json!({"notified": key}), || {
+                let mut t = Table::new(&["notified"]);
+                t.row(vec![key.clone()]);
+                t
+            });
+        }
+        PoolCmd::Call {
+            key,
+            payload,
+            timeout,
+            ..
+        } => {
+            let answer = node.call(&key, payload, timeout).await?;
+            let mut obj = serde_json::Map::new();
+            obj.insert("key".into(), json!(key));
+            put_payload(&mut obj, &answer);
+            cx.out.print(serde_json::Value::Object(obj), || {
+                let mut t = Table::new(&["job", "answer"]);
+                t.row(vec![key.clone(), payload_cell(&answer)]);
+                t
+            });
+        }
+        PoolCmd::Events { .. } => {
+            let mut events = node.events()?;
+            loop {
+                tokio::select! {
+                    e = events.recv() => {
+                        let Some(e) = e else { break };
+                        let text = format!("{e:?}");
+                        cx.out.line(event_json(&e), || text);
+                    }
+                    _ = interrupted() => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn event_json(e: &PoolEvent) -> serde_json::Value {
+    match e {
+        PoolEvent::JobStarted { key, worker, moves } => {
+            json!({"event": "job_started", "key": key, "worker": worker, "moves": moves})
+        }
+        PoolEvent::JobMoved { key, from, to } => {
+            json!({"event": "job_moved", "key": key, "from": from, "to": to})
+        }
+        PoolEvent::JobStopped {
+            key,
+            worker,
+            reason,
+        } => {
+            json!({"event": "job_stopped", "key": key, "worker": worker, "reason": format!("{reason:?}")})
+        }
+        PoolEvent::JobRemoved { key } => json!({"event": "job_removed", "key": key}),
+        PoolEvent::WorkerJoined {
+            worker,
+            node,
+            group,
+        } => json!({"event": "worker_joined", "worker": worker, "node": node, "group": group}),
+        PoolEvent::WorkerLeft { worker } => json!({"event": "worker_left", "worker": worker}),
+        PoolEvent::WorkerFenced { worker } => json!({"event": "worker_fenced", "worker": worker}),
+        PoolEvent::RangesChanged => json!({"event": "ranges_changed"}),
+        PoolEvent::JobsWaiting { group, count } => {
+            json!({"event": "jobs_waiting", "group": group, "count": count})
+        }
+        PoolEvent::StateLost => json!({"event": "state_lost"}),
+        PoolEvent::StateRecovered { jobs } => json!({"event": "state_recovered", "jobs": jobs}),
+        PoolEvent::Lagged => json!({"event": "lagged"}),
+        other => json!({"event": format!("{other:?}")}),
+    }
+}

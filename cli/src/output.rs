@@ -1,0 +1,215 @@
+//! What the command prints: aligned tables for people, JSON for scripts (`--json`), and the
+//! JSON form of the library's values (events, payloads, times) that the dump and the
+//! gateway share.
+//!
+//! Payloads are UTF-8 text when they are (`"payload"`), base64 otherwise
+//! (`"payload_base64"`), so a JSON consumer never sees mangled bytes.
+
+use std::{
+    fmt::Write as _,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use pulse::streaming::Event;
+use serde_json::{json, Map, Value};
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug)]
+pub struct Out {
+    /// JSON instead of tables.
+    pub json: bool,
+}
+
+impl Out {
+    /// Prints one result: `value` as JSON, or `table` for people.
+    pub fn print(&self, value: Value, table: impl FnOnce() -> Table) {
+        if self.json {
+            println!("{value}");
+        } else {
+            print!("{}", table());
+        }
+    }
+
+    /// Prints one item of a live feed: a JSON line, or `human`.
+    pub fn line(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", human());
+        }
+    }
+}
+
+/// A table with a header row, printed with aligned columns.
+#[derive(Debug, Default)]
+pub struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column names.
+    pub fn new(headers: &[&str]) -> Table {
+        Table {
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row.
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = |i: usize| {
+            std::iter::once(&self.headers)
+                .chain(&self.rows)
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.headers.len()).map(width).collect();
+        for row in std::iter::once(&self.headers).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+                }
+            }
+            writeln!(f, "{}", line.trim_end())?;
+        }
+        if self.rows.is_empty() {
+            writeln!(f, "(none)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Puts `payload` into `obj`: `payload` when it is UTF-8, `payload_base64` otherwise.
+pub fn put_payload(obj: &mut Map<String, Value>, payload: &[u8]) {
+    match std::str::from_utf8(payload) {
+        Ok(text) => obj.insert("payload".into(), json!(text)),
+        Err(_) => obj.insert(
+            "payload_base64".into(),
+            json!(base64::engine::general_purpose::STANDARD.encode(payload)),
+        ),
+    };
+}
+
+/// The payload of a JSON object: `payload` (text) or `payload_base64`; `None` when
+/// neither is there, `Err` for bad base64.
+pub fn take_payload(obj: &Map<String, Value>) -> Result<Option<Bytes>, String> {
+    if let Some(Value::String(text)) = obj.get("payload") {
+        return Ok(Some(Bytes::from(text.clone())));
+    }
+    if let Some(Value::String(b64)) = obj.get("payload_base64") {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(|b| Some(Bytes::from(b)))
+            .map_err(|e| format!("payload_base64 is not base64: {e}"));
+    }
+    Ok(None)
+}
+
+/// Decodes base64 text given on the command line.
+pub fn base64_arg(text: &str) -> Result<Bytes, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map(Bytes::from)
+        .map_err(|e| format!("not base64: {e}"))
+}
+
+/// A payload for a table cell: its text, or `<n bytes>` when it is not text; cut at 60
+/// characters.
+pub fn payload_cell(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) if text.chars().count() > 60 => {
+            format!("{}…", text.chars().take(60).collect::<String>())
+        }
+        Ok(text) => text.to_owned(),
+        Err(_) => format!("<{} bytes>", payload.len()),
+    }
+}
+
+/// An event as JSON: id, name, subject, headers, deliveries, trace parent, payload.
+pub fn event_json(e: &Event) -> Value {
+    let mut obj = Map::new();
+    obj.insert("id".into(), json!(e.id.to_string()));
+    obj.insert("name".into(), json!(e.name));
+    if let Some(t) = &e.topic {
+        obj.insert("subject".into(), json!(t));
+    }
+    if !e.headers.is_empty() {
+        obj.insert("headers".into(), json!(e.headers));
+    }
+    if e.sink.is_some() {
+        obj.insert("deliveries".into(), json!(e.deliveries));
+    }
+    if let Some(tp) = &e.trace_parent {
+        obj.insert("trace_parent".into(), json!(tp));
+    }
+    put_payload(&mut obj, &e.payload);
+    Value::Object(obj)
+}
+
+/// Milliseconds since the epoch.
+pub fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How long ago `t` was, for people (`3s`, `2m10s`, `1h5m`).
+pub fn ago(t: SystemTime) -> String {
+    SystemTime::now()
+        .duration_since(t)
+        .map_or_else(|_| "now".to_owned(), |d| format!("{} ago", span(d)))
+}
+
+/// A duration for people.
+pub fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_say_when_empty() {
+        let mut t = Table::new(&["key", "value"]);
+        t.row(vec!["a".into(), "1".into()]);
+        t.row(vec!["longer".into(), "2".into()]);
+        assert_eq!(t.to_string(), "key     value\na       1\nlonger  2\n");
+        assert_eq!(Table::new(&["x"]).to_string(), "x\n(none)\n");
+    }
+
+    #[test]
+    fn payloads_round_trip_as_text_or_base64() {
+        for payload in [&b"hello"[..], b"\x00\xff\xfe", b""] {
+            let mut obj = Map::new();
+            put_payload(&mut obj, payload);
+            assert_eq!(
+                take_payload(&obj).unwrap().unwrap(),
+                Bytes::copy_from_slice(payload)
+            );
+        }
+        let mut bad = Map::new();
+        bad.insert("payload_base64".into(), json!("!!!"));
+        assert!(take_payload(&bad).is_err());
+        assert_eq!(payload_cell(b"\xff\x00"), "<2 bytes>");
+    }
+}
