@@ -41,6 +41,26 @@ pub enum Command {
     Pool(PoolCmd),
     /// Send one request to a service stream and print the reply.
     Request(RequestArgs),
+    /// Serve the HTTP + JSON + SSE gateway (OpenAPI at /openapi.json) until interrupted.
+    Serve(ServeArgs),
+}
+
+/// `pulse serve …`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen (loopback unless a token is set).
+    #[arg(long, default_value = "127.0.0.1:2021")]
+    pub listen: std::net::SocketAddr,
+    /// The bearer token every request must carry (required off loopback).
+    #[arg(long, env = "PULSE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+    /// How long an event an SSE sink member was sent may stay unacknowledged before
+    /// another member gets it.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub ack_grace: Duration,
 }
 
 /// `pulse stream …`

@@ -18,6 +18,7 @@
 
 pub mod args;
 mod commands;
+pub mod gateway;
 pub mod output;
 
 use pulse::Error;

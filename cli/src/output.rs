@@ -107,16 +107,22 @@ pub fn put_payload(obj: &mut Map<String, Value>, payload: &[u8]) {
 /// The payload of a JSON object: `payload` (text) or `payload_base64`; `None` when
 /// neither is there, `Err` for bad base64.
 pub fn take_payload(obj: &Map<String, Value>) -> Result<Option<Bytes>, String> {
-    if let Some(Value::String(text)) = obj.get("payload") {
-        return Ok(Some(Bytes::from(text.clone())));
-    }
-    if let Some(Value::String(b64)) = obj.get("payload_base64") {
-        return base64::engine::general_purpose::STANDARD
-            .decode(b64)
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+    payload_from(text("payload"), text("payload_base64"))
+}
+
+/// A payload given as text or as base64 (not both); `None` when neither, `Err` for both or
+/// for bad base64.
+pub fn payload_from(text: Option<String>, b64: Option<String>) -> Result<Option<Bytes>, String> {
+    match (text, b64) {
+        (Some(_), Some(_)) => Err("give payload or payload_base64, not both".into()),
+        (Some(t), None) => Ok(Some(Bytes::from(t))),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
             .map(|b| Some(Bytes::from(b)))
-            .map_err(|e| format!("payload_base64 is not base64: {e}"));
+            .map_err(|e| format!("payload_base64 is not base64: {e}")),
+        (None, None) => Ok(None),
     }
-    Ok(None)
 }
 
 /// Decodes base64 text given on the command line.
@@ -158,6 +164,76 @@ pub fn event_json(e: &Event) -> Value {
     }
     put_payload(&mut obj, &e.payload);
     Value::Object(obj)
+}
+
+/// A stream's state as JSON (what `stream info` and the gateway print).
+pub fn stream_state_json(
+    state: &pulse::streaming::StreamState,
+    delayed: &pulse::streaming::DelayedInfo,
+) -> Value {
+    let sinks: Vec<Value> = state
+        .sinks
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "pending": s.pending,
+                "lag": s.lag,
+                "last_delivered": s.last_delivered.to_string(),
+                "members": s.consumers.len(),
+            })
+        })
+        .collect();
+    json!({
+        "stream": state.name,
+        "length": state.length,
+        "first_id": state.first_id.map(|i| i.to_string()),
+        "last_id": state.last_id.to_string(),
+        "delayed": delayed.count,
+        "next_due_ms": delayed.next_due.map(ms),
+        "sinks": sinks,
+    })
+}
+
+/// A job as JSON (what `pool jobs` and the gateway print).
+pub fn job_json(j: &pulse::pool::JobInfo) -> Value {
+    use pulse::pool::JobStatus;
+    let status = match &j.status {
+        JobStatus::Running {
+            worker,
+            node,
+            since,
+        } => json!({
+            "state": "running", "worker": worker, "node": node, "since_ms": since.map(ms),
+        }),
+        JobStatus::Waiting { reason, since } => json!({
+            "state": "waiting", "reason": format!("{reason:?}"), "since_ms": since.map(ms),
+        }),
+        _ => json!({"state": "unknown"}),
+    };
+    json!({
+        "key": j.key, "group": j.group, "moves": j.moves,
+        "dispatched_ms": ms(j.dispatched_at), "payload_len": j.payload_len,
+        "status": status,
+    })
+}
+
+/// A worker as JSON.
+pub fn worker_json(w: &pulse::pool::WorkerInfo) -> Value {
+    json!({
+        "worker": w.id, "node": w.node, "group": w.group, "jobs": w.jobs,
+        "alive": w.alive, "registered_ms": ms(w.registered_at),
+    })
+}
+
+/// A pool's state as JSON: jobs, workers, ranges, the longest wait.
+pub fn pool_state_json(state: &pulse::pool::PoolState) -> Value {
+    json!({
+        "jobs": state.jobs.iter().map(job_json).collect::<Vec<_>>(),
+        "workers": state.workers.iter().map(worker_json).collect::<Vec<_>>(),
+        "ranges": state.ranges,
+        "longest_wait_ms": state.longest_wait().map(|d| d.as_millis() as u64),
+    })
 }
 
 /// Milliseconds since the epoch.

@@ -52,6 +52,15 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Map(c) => maps::run(&cx, c).await,
         Command::Pool(c) => pools::run(&cx, c).await,
         Command::Request(a) => streams::request(&cx, a).await,
+        Command::Serve(a) => {
+            let options = crate::gateway::ServeOptions {
+                listen: a.listen,
+                token: a.token,
+                max_body: a.max_body,
+                ack_grace: a.ack_grace,
+            };
+            crate::gateway::serve(cx.backend, cx.keyspace, options).await
+        }
     }
 }
 

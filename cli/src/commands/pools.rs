@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{interrupted, Ctx};
 use crate::{
     args::PoolCmd,
-    output::{ago, ms, payload_cell, put_payload, span, Table},
+    output::{ago, payload_cell, put_payload, span, Table},
     Failure,
 };
 
@@ -44,32 +44,7 @@ async fn act(cx: &Ctx, node: &Node, cmd: PoolCmd) -> Result<(), Failure> {
     match cmd {
         PoolCmd::Jobs { .. } => {
             let state = node.inspect().await?;
-            let value: Vec<_> = state
-                .jobs
-                .iter()
-                .map(|j| {
-                    let status = match &j.status {
-                        JobStatus::Running {
-                            worker,
-                            node,
-                            since,
-                        } => json!({
-                            "state": "running", "worker": worker, "node": node,
-                            "since_ms": since.map(ms),
-                        }),
-                        JobStatus::Waiting { reason, since } => json!({
-                            "state": "waiting", "reason": format!("{reason:?}"),
-                            "since_ms": since.map(ms),
-                        }),
-                        _ => json!({"state": "unknown"}),
-                    };
-                    json!({
-                        "key": j.key, "group": j.group, "moves": j.moves,
-                        "dispatched_ms": ms(j.dispatched_at), "payload_len": j.payload_len,
-                        "status": status,
-                    })
-                })
-                .collect();
+            let value: Vec<_> = state.jobs.iter().map(crate::output::job_json).collect();
             cx.out.print(json!(value), || {
                 let mut t =
                     Table::new(&["job", "group", "state", "worker", "node", "since", "moves"]);
@@ -111,12 +86,7 @@ async fn act(cx: &Ctx, node: &Node, cmd: PoolCmd) -> Result<(), Failure> {
             let value: Vec<_> = state
                 .workers
                 .iter()
-                .map(|w| {
-                    json!({
-                        "worker": w.id, "node": w.node, "group": w.group, "jobs": w.jobs,
-                        "alive": w.alive, "registered_ms": ms(w.registered_at),
-                    })
-                })
+                .map(crate::output::worker_json)
                 .collect();
             cx.out.print(json!(value), || {
                 let mut t = Table::new(&["worker", "node", "group", "jobs", "alive"]);

@@ -118,6 +118,14 @@ pub(crate) async fn run(cx: &Ctx, cmd: SinkCmd) -> Result<(), Failure> {
                     t
                 });
             if acked < ids.len() as u64 {
+                // The store answers a missing group with 0 acknowledged.
+                let sinks = cx.backend.group_list(stream.key()).await?;
+                if !sinks.iter().any(|g| g.name == sink) {
+                    return Err(Failure::NotFound(format!(
+                        "stream {:?} has no sink {sink:?}",
+                        stream.name()
+                    )));
+                }
                 return Err(Failure::NotFound(format!(
                     "{} of the {} IDs were not pending",
                     ids.len() as u64 - acked,

@@ -28,28 +28,7 @@ async fn info(cx: &Ctx, name: &str) -> Result<(), Failure> {
     let stream = cx.stream(name)?;
     let state = stream.state().await?;
     let delayed = stream.delayed().await?;
-    let sinks: Vec<_> = state
-        .sinks
-        .iter()
-        .map(|s| {
-            json!({
-                "name": s.name,
-                "pending": s.pending,
-                "lag": s.lag,
-                "last_delivered": s.last_delivered.to_string(),
-                "members": s.consumers.len(),
-            })
-        })
-        .collect();
-    let value = json!({
-        "stream": state.name,
-        "length": state.length,
-        "first_id": state.first_id.map(|i| i.to_string()),
-        "last_id": state.last_id.to_string(),
-        "delayed": delayed.count,
-        "next_due_ms": delayed.next_due.map(ms),
-        "sinks": sinks,
-    });
+    let value = crate::output::stream_state_json(&state, &delayed);
     cx.out.print(value, || state_table(&state, delayed.count));
     Ok(())
 }

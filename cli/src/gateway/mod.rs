@@ -1,0 +1,238 @@
+//! `pulse serve`: the HTTP + JSON + SSE gateway over the same operations as the command —
+//! publish, subscribe (reader or sink member, with `Last-Event-ID` resume and acks by
+//! `POST`), maps, pools, request/reply — described by the OpenAPI document it serves at
+//! `/openapi.json` (generated from the handlers' annotations, module `openapi`).
+//!
+//! Contract: binds to loopback unless told otherwise, and then only with a bearer token
+//! (`--token` / `PULSE_TOKEN`), required on every route but `/healthz` and
+//! `/openapi.json`; request bodies are bounded (`--max-body`); every error is a JSON body
+//! with a status that says whose fault it is (module `error`); a client that goes away
+//! takes its reader, sink member or map replica with it (`Closing`), and what it had not
+//! acknowledged is redelivered.
+
+mod error;
+mod maps;
+mod openapi;
+mod pools;
+mod streams;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    extract::{rejection::BytesRejection, DefaultBodyLimit, Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use bytes::Bytes;
+use pulse::{
+    keys::Keyspace,
+    rmap::Map,
+    streaming::{Reader, Sink, Stream, StreamOptions},
+    Backend,
+};
+use serde_json::Value;
+
+pub use error::{ApiError, ErrorBody};
+pub use openapi::document;
+
+use crate::Failure;
+
+/// How the gateway serves.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The bearer token every request must carry (but `/healthz` and `/openapi.json`).
+    pub token: Option<String>,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+    /// The ack grace of SSE sink members: how long an event they were sent may stay
+    /// unacknowledged before another member gets it.
+    pub ack_grace: Duration,
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    backend: Arc<dyn Backend>,
+    keyspace: Keyspace,
+    token: Option<Arc<str>>,
+    ack_grace: Duration,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The state of a gateway over `backend` and `keyspace`.
+    pub fn new(backend: Arc<dyn Backend>, keyspace: Keyspace, options: &ServeOptions) -> Self {
+        AppState {
+            backend,
+            keyspace,
+            token: options.token.as_deref().map(Arc::from),
+            ack_grace: options.ack_grace,
+        }
+    }
+
+    fn stream(&self, name: &str) -> Result<Stream, ApiError> {
+        Ok(Stream::new(
+            self.backend.clone(),
+            name,
+            StreamOptions::default().with_keyspace(self.keyspace.clone()),
+        )?)
+    }
+}
+
+/// The gateway's routes, for `serve` and for tests.
+pub fn router(state: AppState, max_body: usize) -> Router {
+    let api = Router::new()
+        .route("/v1/streams/{stream}", get(streams::info))
+        .route(
+            "/v1/streams/{stream}/events",
+            post(streams::publish).get(streams::subscribe),
+        )
+        .route(
+            "/v1/streams/{stream}/sinks/{sink}/events",
+            get(streams::subscribe_sink),
+        )
+        .route("/v1/streams/{stream}/sinks/{sink}/ack", post(streams::ack))
+        .route("/v1/streams/{stream}/requests", post(streams::request))
+        .route("/v1/maps/{map}", get(maps::list))
+        .route("/v1/maps/{map}/events", get(maps::watch))
+        .route(
+            "/v1/maps/{map}/keys/{key}",
+            get(maps::get).put(maps::set).delete(maps::delete),
+        )
+        .route("/v1/pools/{pool}", get(pools::inspect))
+        .route("/v1/pools/{pool}/jobs", post(pools::dispatch))
+        .route(
+            "/v1/pools/{pool}/jobs/{key}",
+            axum::routing::delete(pools::stop),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"ok": true})) }),
+        )
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Refuses a request without the bearer token (when one is set).
+async fn authorize(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_ref()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a bearer token is required (Authorization: Bearer …)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// A request body as JSON: 413 past the size limit, 400 when it is not JSON.
+fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|r| {
+        let status = r.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "invalid_argument"
+        };
+        ApiError::new(status, kind, r.body_text())
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
+}
+
+/// Closes what a connection held (a reader, a sink member, a map replica) when the
+/// connection's response is dropped: the client went away.
+pub(crate) enum Closing {
+    Reader(Option<Reader>),
+    Sink(Option<Sink>),
+    Map(Option<Map>),
+}
+
+impl Closing {
+    fn reader(r: Reader) -> Self {
+        Closing::Reader(Some(r))
+    }
+    fn sink(s: Sink) -> Self {
+        Closing::Sink(Some(s))
+    }
+    fn map(m: Map) -> Self {
+        Closing::Map(Some(m))
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        match self {
+            Closing::Reader(r) => {
+                if let Some(r) = r.take() {
+                    runtime.spawn(async move { r.close().await });
+                }
+            }
+            Closing::Sink(s) => {
+                if let Some(s) = s.take() {
+                    runtime.spawn(async move { s.close().await });
+                }
+            }
+            Closing::Map(m) => {
+                if let Some(m) = m.take() {
+                    runtime.spawn(async move { m.close().await });
+                }
+            }
+        }
+    }
+}
+
+/// Serves until interrupted.
+pub async fn serve(
+    backend: Arc<dyn Backend>,
+    keyspace: Keyspace,
+    options: ServeOptions,
+) -> Result<(), Failure> {
+    if !options.listen.ip().is_loopback() && options.token.is_none() {
+        return Err(Failure::Input(format!(
+            "listening on {} (not loopback) needs a token: --token or PULSE_TOKEN",
+            options.listen
+        )));
+    }
+    let state = AppState::new(backend, keyspace, &options);
+    let app = router(state, options.max_body);
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| Failure::Input(format!("cannot listen on {}: {e}", options.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    eprintln!("pulse: serving on http://{local} (OpenAPI at /openapi.json)");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| Failure::Input(format!("serving failed: {e}")))
+}
