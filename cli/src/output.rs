@@ -117,7 +117,7 @@ pub fn payload_from(text: Option<String>, b64: Option<String>) -> Result<Option<
     match (text, b64) {
         (Some(_), Some(_)) => Err("give payload or payload_base64, not both".into()),
         (Some(t), None) => Ok(Some(Bytes::from(t))),
-        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+        (None, Some(b)) => LENIENT
             .decode(b)
             .map(|b| Some(Bytes::from(b)))
             .map_err(|e| format!("payload_base64 is not base64: {e}")),
@@ -125,9 +125,15 @@ pub fn payload_from(text: Option<String>, b64: Option<String>) -> Result<Option<
     }
 }
 
+/// Standard base64 that does not insist the unused bits of the last character be zero.
+const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
 /// Decodes base64 text given on the command line.
 pub fn base64_arg(text: &str) -> Result<Bytes, String> {
-    base64::engine::general_purpose::STANDARD
+    LENIENT
         .decode(text.trim())
         .map(Bytes::from)
         .map_err(|e| format!("not base64: {e}"))

@@ -364,8 +364,10 @@ pub(super) struct RequestBody {
     /// The payload as base64.
     #[serde(default)]
     pub(super) payload_base64: Option<String>,
-    /// How long to wait for the answer, in ms (1 to 86,400,000). Default 10,000.
+    /// How long to wait for the answer, in ms (1 to 60,000: an HTTP request is not held
+    /// longer). Default 10,000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 60000)]
     pub(super) timeout_ms: Option<u64>,
 }
 
@@ -391,7 +393,11 @@ pub(super) async fn request(
     let req: RequestBody = serde_json::from_value(body_json(body)?)
         .map_err(|e| ApiError::bad_request(format!("not a request: {e}")))?;
     let payload = payload_from(req.payload, req.payload_base64).map_err(ApiError::bad_request)?;
-    let timeout = Duration::from_millis(req.timeout_ms.unwrap_or(10_000));
+    let timeout_ms = req.timeout_ms.unwrap_or(10_000);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(ApiError::bad_request("timeout_ms is 1 to 60000"));
+    }
+    let timeout = Duration::from_millis(timeout_ms);
     let reply = stream
         .request(
             NewEvent::new(
