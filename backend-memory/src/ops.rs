@@ -181,13 +181,33 @@ pub(crate) fn add(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
+    if options.id.is_some() && entries.len() > 1 {
+        return Err(Error::InvalidArgument(
+            "an explicit ID is for a single append, not a batch".into(),
+        ));
+    }
     if !options.create && st.stream(key)?.is_none() {
         return Ok(vec![None; entries.len()]);
     }
-    let ids = st.stream_or_create(key)?.add(entries, options.max_len);
+    if let Some(id) = options.id {
+        let last = st.stream(key)?.map_or(EntryId::ZERO, |s| s.last_id);
+        if id <= last {
+            return Err(explicit_id_too_small());
+        }
+    }
+    let stream = st.stream_or_create(key)?;
+    let ids = match options.id {
+        Some(id) => vec![stream.add_with_id(id, entries, options.max_len)],
+        None => stream.add(entries, options.max_len),
+    };
     st.apply_ttl(key, options.ttl);
     st.wake(key);
     Ok(ids.into_iter().map(Some).collect())
+}
+
+/// The answer to an explicit ID not above the stream's last one (what Redis refuses too).
+fn explicit_id_too_small() -> Error {
+    Error::InvalidArgument("an explicit ID must be greater than the stream's last ID".into())
 }
 
 #[async_trait]

@@ -117,6 +117,26 @@ impl StreamData {
         ids
     }
 
+    /// Appends the one entry of `entries` under `id` (checked above the last ID by the
+    /// caller), trimming to about `max_len`.
+    pub(crate) fn add_with_id(
+        &mut self,
+        id: EntryId,
+        entries: Vec<Fields>,
+        max_len: Option<u64>,
+    ) -> EntryId {
+        for fields in entries {
+            self.entries.insert(id, fields.into());
+        }
+        self.last_id = id;
+        if let Some(max) = max_len {
+            while self.entries.len() as u64 > max {
+                self.entries.pop_first();
+            }
+        }
+        id
+    }
+
     /// Entries in `[start, end]`, at most `count`.
     pub(crate) fn range(
         &self,

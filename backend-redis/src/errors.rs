@@ -136,6 +136,17 @@ pub(crate) fn map_err(op: &'static str, key: &str, e: RedisError) -> Error {
         Some("WRONGTYPE") => Error::WrongType {
             key: key.to_owned(),
         },
+        // XADD with an explicit ID not above the stream's top (or 0-0).
+        Some("ERR")
+            if detail.as_deref().is_some_and(|d| {
+                d.contains("equal or smaller than the target stream top item")
+                    || d.contains("must be greater than 0-0")
+            }) =>
+        {
+            Error::InvalidArgument(
+                "an explicit ID must be greater than the stream's last ID".into(),
+            )
+        }
         Some("PULSE_INVALID") => Error::InvalidValue {
             key: key.to_owned(),
             reason: detail

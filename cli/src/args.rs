@@ -41,6 +41,16 @@ pub enum Command {
     Pool(PoolCmd),
     /// Send one request to a service stream and print the reply.
     Request(RequestArgs),
+    /// Write a stream's entries as JSON lines, IDs and every field kept (a backup).
+    Dump {
+        /// The stream.
+        stream: String,
+    },
+    /// Add the entries of a dump (JSON lines on standard input) under their own IDs.
+    Restore {
+        /// The stream (each ID must be above its last one).
+        stream: String,
+    },
     /// Serve the HTTP + JSON + SSE gateway (OpenAPI at /openapi.json) until interrupted.
     Serve(ServeArgs),
 }

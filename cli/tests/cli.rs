@@ -53,6 +53,36 @@ fn json_lines(backend: &str, args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// `pulse restore <target>` with `input` on its standard input; (exit code, stderr).
+fn restore_into(backend: &str, target: &str, input: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args([
+            "--backend",
+            backend,
+            "--keyspace",
+            "clitest",
+            "restore",
+            target,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn help_json_shapes_and_exit_codes_on_memory() {
     let (code, out, _) = pulse("memory:", &["--help"]);
@@ -304,6 +334,40 @@ async fn streams_sinks_maps_pools_and_requests_on_redis() {
     assert!(later["delayed_id"].as_str().is_some());
     let info = run(s(&["stream", "info", "orders"])).await.unwrap();
     assert_eq!(info["delayed"], 1);
+
+    // Dump and restore: the same entries (IDs, subjects, headers, bytes) in another stream;
+    // restoring again is refused (the IDs are not above the last one).
+    orders
+        .add_event(NewEvent::new("bin", vec![0u8, 255, 1]).with_header("h", "v"))
+        .await
+        .unwrap();
+    let dumped = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || pulse(&url, &["dump", "orders"]))
+            .await
+            .unwrap()
+    };
+    assert_eq!(dumped.0, 0, "{}", dumped.2);
+    assert!(dumped.1.lines().count() >= 4);
+    let restore = |target: &'static str, input: String| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || restore_into(&url, target, &input))
+    };
+    assert_eq!(restore("copy", dumped.1.clone()).await.unwrap().0, 0);
+    let copied = {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || pulse(&url, &["dump", "copy"]))
+            .await
+            .unwrap()
+    };
+    assert_eq!(copied.1, dumped.1, "the copy is the same entries");
+    let (code, err) = restore("copy", dumped.1.clone()).await.unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 1") && err.contains("greater"), "{err}");
+    let (code, err) = restore("copy2", "{\"id\": \"x\"}\n".to_owned())
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{err}");
 
     // Maps: set from the shell, seen by the library; ls and delete.
     run(s(&["map", "set", "cfg", "color", "blue"]))

@@ -161,6 +161,7 @@ macro_rules! conformance_suite {
             stream_add_ttl_absolute,
             stream_add_ttl_sliding,
             stream_add_batch,
+            stream_add_with_an_explicit_id,
             stream_info_tracks_last_id,
             stream_remove,
             stream_wrong_type,

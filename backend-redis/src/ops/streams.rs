@@ -24,7 +24,10 @@ fn xadd(key: &str, fields: &Fields, options: &AddOptions) -> Cmd {
     if let Some(n) = options.max_len {
         cmd.arg("MAXLEN").arg("~").arg(n);
     }
-    cmd.arg("*");
+    match options.id {
+        Some(id) => cmd.arg(id.to_string()),
+        None => cmd.arg("*"),
+    };
     for (k, v) in fields {
         cmd.arg(k).arg(v.as_ref());
     }
@@ -137,6 +140,11 @@ impl StreamOps for RedisBackend {
     ) -> Result<Vec<Option<EntryId>>> {
         if entries.is_empty() {
             return Ok(Vec::new());
+        }
+        if options.id.is_some() && entries.len() > 1 {
+            return Err(Error::InvalidArgument(
+                "an explicit ID is for a single append, not a batch".into(),
+            ));
         }
         self.append(key, &entries, options).await
     }

@@ -1,6 +1,7 @@
 //! One module per subcommand family; each is a thin layer over the library's public API,
 //! with what they share here: the opened backend, the keyspace, the output mode.
 
+mod dump;
 mod maps;
 mod pools;
 mod sinks;
@@ -52,6 +53,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Map(c) => maps::run(&cx, c).await,
         Command::Pool(c) => pools::run(&cx, c).await,
         Command::Request(a) => streams::request(&cx, a).await,
+        Command::Dump { stream } => dump::dump(&cx, &stream).await,
+        Command::Restore { stream } => dump::restore(&cx, &stream).await,
         Command::Serve(a) => {
             let options = crate::gateway::ServeOptions {
                 listen: a.listen,

@@ -507,3 +507,67 @@ pub async fn delayed_events_can_be_cancelled(cx: Ctx) {
     let info = b.delay_info(&index).await.unwrap();
     assert_eq!((info.count, info.next_due_ms), (0, None));
 }
+
+/// An append with an explicit ID (restoring a dump) keeps it when it is above the stream's
+/// last ID, and is refused (`InvalidArgument`, nothing appended) otherwise, and in a batch.
+pub async fn stream_add_with_an_explicit_id(cx: Ctx) {
+    let b = &cx.backend;
+    let s = cx.key("s");
+    let at = |ms, seq| AddOptions::default().with_id(EntryId::new(ms, seq));
+    let zero = b.stream_add(&s, entry("0"), &at(0, 0)).await;
+    assert!(matches!(zero, Err(Error::InvalidArgument(_))), "{zero:?}");
+    assert_eq!(
+        b.stream_add(&s, entry("a"), &at(5, 0)).await.unwrap(),
+        Some(EntryId::new(5, 0))
+    );
+    assert_eq!(
+        b.stream_add(&s, entry("b"), &at(5, 7)).await.unwrap(),
+        Some(EntryId::new(5, 7))
+    );
+    for (ms, seq) in [(5, 7), (5, 6), (4, 99)] {
+        let r = b.stream_add(&s, entry("x"), &at(ms, seq)).await;
+        assert!(
+            matches!(r, Err(Error::InvalidArgument(_))),
+            "{ms}-{seq}: {r:?}"
+        );
+    }
+    let batch = b
+        .stream_add_batch(&s, vec![entry("c"), entry("d")], &at(9, 0))
+        .await;
+    assert!(matches!(batch, Err(Error::InvalidArgument(_))), "{batch:?}");
+    // With a TTL (one atomic step with its expiry), and without creating.
+    let ttl = at(6, 0).with_ttl(Ttl::Sliding(Duration::from_secs(60)));
+    assert_eq!(
+        b.stream_add(&s, entry("c"), &ttl).await.unwrap(),
+        Some(EntryId::new(6, 0))
+    );
+    let missing = cx.key("missing");
+    assert_eq!(
+        b.stream_add(&missing, entry("x"), &at(1, 0).with_create(false))
+            .await
+            .unwrap(),
+        None
+    );
+    // A new one after them gets a later ID; everything refused left nothing.
+    let next = b
+        .stream_add(&s, entry("d"), &AddOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next > EntryId::new(6, 0));
+    let all = b
+        .stream_range(&s, EntryId::ZERO, EntryId::MAX, None)
+        .await
+        .unwrap();
+    let ids: Vec<EntryId> = all.iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids,
+        [
+            EntryId::new(5, 0),
+            EntryId::new(5, 7),
+            EntryId::new(6, 0),
+            next
+        ]
+    );
+    assert!(matches!(b.expiry(&s).await.unwrap(), KeyExpiry::In(_)));
+}

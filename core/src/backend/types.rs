@@ -162,6 +162,11 @@ pub struct AddOptions {
     pub create: bool,
     /// Expiry applied to the stream key in the same atomic step as the append. Default `None`.
     pub ttl: Option<Ttl>,
+    /// Append with this ID instead of a new one (restoring a dump): it must be greater than
+    /// the stream's last ID (`InvalidArgument` otherwise, nothing appended). For single
+    /// appends ([`StreamOps::stream_add`](super::StreamOps::stream_add)); a batch with an ID
+    /// is `InvalidArgument`. Default `None`: the store makes the ID.
+    pub id: Option<EntryId>,
 }
 
 impl Default for AddOptions {
@@ -170,6 +175,7 @@ impl Default for AddOptions {
             max_len: None,
             create: true,
             ttl: None,
+            id: None,
         }
     }
 }
@@ -188,6 +194,11 @@ impl AddOptions {
     /// Sets [`AddOptions::ttl`].
     pub fn with_ttl(mut self, ttl: Ttl) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+    /// Sets [`AddOptions::id`].
+    pub fn with_id(mut self, id: EntryId) -> Self {
+        self.id = Some(id);
         self
     }
 }
