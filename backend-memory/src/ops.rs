@@ -101,6 +101,20 @@ impl KeyOps for MemoryBackend {
             }) => KeyExpiry::In(at.saturating_duration_since(Instant::now())),
         })
     }
+
+    async fn keys_matching(&self, prefix: &str, suffix: &str, limit: usize) -> Result<Vec<String>> {
+        let now = Instant::now();
+        let st = self.lock();
+        let mut keys: Vec<String> = st
+            .keys
+            .iter()
+            .filter(|(k, e)| matches(k, prefix, suffix) && e.expires_at.is_none_or(|at| at > now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort_unstable();
+        keys.truncate(limit);
+        Ok(keys)
+    }
 }
 
 #[async_trait]
@@ -545,4 +559,9 @@ impl AtomicOps for MemoryBackend {
     async fn lease_release(&self, key: &str, holder: &str) -> Result<bool> {
         self.lock().lease_release(key, holder)
     }
+}
+
+/// True when `key` begins with `prefix` and ends with `suffix`, the two not overlapping.
+fn matches(key: &str, prefix: &str, suffix: &str) -> bool {
+    key.len() >= prefix.len() + suffix.len() && key.starts_with(prefix) && key.ends_with(suffix)
 }

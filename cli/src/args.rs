@@ -73,9 +73,19 @@ pub struct ServeArgs {
     pub ack_grace: Duration,
 }
 
+/// What an `ls` lists.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// At most this many names (the first ones in name order).
+    #[arg(long, default_value_t = crate::listing::DEFAULT_LIMIT)]
+    pub limit: usize,
+}
+
 /// `pulse stream …`
 #[derive(Debug, Subcommand)]
 pub enum StreamCmd {
+    /// The streams of the keyspace, with their lengths and last IDs.
+    Ls(LsArgs),
     /// Length, first and last IDs, sinks with pending counts and lag.
     Info {
         /// The stream.
@@ -204,17 +214,14 @@ pub enum SinkCmd {
 /// `pulse map …`
 #[derive(Debug, Subcommand)]
 pub enum MapCmd {
-    /// Every key and value.
-    Ls {
-        /// The map.
-        map: String,
-    },
-    /// One value.
+    /// The maps of the keyspace.
+    Ls(LsArgs),
+    /// One value, or every key and value.
     Get {
         /// The map.
         map: String,
-        /// The key.
-        key: String,
+        /// The key (without it: every key).
+        key: Option<String>,
     },
     /// Set a value (replicas see it at once).
     Set {
@@ -242,6 +249,8 @@ pub enum MapCmd {
 /// `pulse pool …`
 #[derive(Debug, Subcommand)]
 pub enum PoolCmd {
+    /// The pools of the keyspace (those with workers or jobs).
+    Ls(LsArgs),
     /// Every job: group, worker, node, since when, moves; or why it waits.
     Jobs {
         /// The pool.

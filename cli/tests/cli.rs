@@ -368,6 +368,21 @@ async fn streams_sinks_maps_pools_and_requests_on_redis() {
         .await
         .unwrap();
     assert_eq!(code, 2, "{err}");
+    // The streams of the keyspace: the dead letters and sinks kept beside `orders` are not
+    // streams of their own; the failed restore created nothing.
+    let streams = run(s(&["stream", "ls"])).await.unwrap();
+    let names: Vec<&str> = streams
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["copy", "orders"], "{streams}");
+    let info = run(s(&["stream", "info", "orders"])).await.unwrap();
+    assert_eq!(streams[1]["length"], info["length"]);
+    assert_eq!(streams[1]["last_id"], info["last_id"]);
+    let one = run(s(&["stream", "ls", "--limit", "1"])).await.unwrap();
+    assert_eq!(one.as_array().unwrap().len(), 1);
 
     // Maps: set from the shell, seen by the library; ls and delete.
     run(s(&["map", "set", "cfg", "color", "blue"]))
@@ -381,9 +396,11 @@ async fn streams_sinks_maps_pools_and_requests_on_redis() {
     .await
     .unwrap();
     assert_eq!(m.get("color").as_deref(), Some(&b"blue"[..]));
-    let ls = run(s(&["map", "ls", "cfg"])).await.unwrap();
-    assert_eq!(ls[0]["key"], "color");
-    assert_eq!(ls[0]["value"], "blue");
+    let all = run(s(&["map", "get", "cfg"])).await.unwrap();
+    assert_eq!(all[0]["key"], "color");
+    assert_eq!(all[0]["value"], "blue");
+    let maps = run(s(&["map", "ls"])).await.unwrap();
+    assert_eq!(maps, serde_json::json!([{"name": "cfg", "keys": 1}]));
     run(s(&["map", "del", "cfg", "color"])).await.unwrap();
     m.close().await.unwrap();
 
@@ -403,6 +420,11 @@ async fn streams_sinks_maps_pools_and_requests_on_redis() {
     assert_eq!(jobs[0]["key"], "sensor-1");
     assert_eq!(jobs[0]["status"]["state"], "running");
     assert_eq!(jobs[0]["status"]["worker"], worker.id());
+    let pools = run(s(&["pool", "ls"])).await.unwrap();
+    assert_eq!(
+        pools,
+        serde_json::json!([{"name": "feeds", "workers": 1, "jobs": 1}])
+    );
     let workers = run(s(&["pool", "workers", "feeds"])).await.unwrap();
     assert_eq!(workers[0]["jobs"], 1);
     assert_eq!(workers[0]["alive"], true);

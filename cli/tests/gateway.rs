@@ -441,6 +441,14 @@ async fn maps_pools_requests_and_the_token() {
         .await
         .unwrap();
     assert_eq!(all[0]["key"], "color");
+    let get = |path: String| {
+        let request = auth(http.get(path));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(
+        get(format!("{base}/v1/maps")).await,
+        json!([{"name": "cfg", "keys": 1}])
+    );
     assert_eq!(
         auth(http.delete(&key)).send().await.unwrap().status(),
         StatusCode::NO_CONTENT
@@ -486,6 +494,10 @@ async fn maps_pools_requests_and_the_token() {
         .unwrap();
     assert_eq!(state["jobs"][0]["key"], "s1");
     assert_eq!(state["jobs"][0]["status"]["state"], "running");
+    assert_eq!(
+        get(format!("{base}/v1/pools?limit=10")).await,
+        json!([{"name": "feeds", "workers": 1, "jobs": 1}])
+    );
     assert_eq!(
         auth(http.delete(format!("{base}/v1/pools/feeds/jobs/s1")))
             .send()
@@ -545,6 +557,31 @@ async fn maps_pools_requests_and_the_token() {
         (StatusCode::GATEWAY_TIMEOUT, "timeout")
     );
     responder.close().await.unwrap();
+    // Listing streams: foreign data under a stream's key is listed and marked, not fatal;
+    // a bad limit is a 400.
+    let foreign = pulse::backend::MapTarget::new("gw:stream:{junk}", "gw:junk-notices");
+    let set = pulse::backend::SetCondition::Always;
+    backend
+        .map_set(&foreign, "k", "v".into(), set)
+        .await
+        .unwrap();
+    let streams = get(format!("{base}/v1/streams")).await;
+    let rows = streams.as_array().unwrap();
+    let junk = rows.iter().find(|r| r["name"] == "junk").unwrap();
+    assert!(
+        junk["error"].is_string() && junk.get("length").is_none(),
+        "{junk}"
+    );
+    let prices = rows.iter().find(|r| r["name"] == "prices").unwrap();
+    assert!(prices["length"].as_u64().unwrap() >= 1 && prices["last_id"].is_string());
+    for bad in ["nope", "-1", "100001"] {
+        let url = format!("{base}/v1/streams?limit={bad}");
+        let (status, kind) = error_kind(auth(http.get(url)).send().await.unwrap()).await;
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_argument")
+        );
+    }
 }
 
 #[tokio::test]

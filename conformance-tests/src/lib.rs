@@ -154,6 +154,7 @@ macro_rules! conformance_suite {
             expired_keys_vanish,
             hash_reads,
             hash_wrong_type,
+            keys_matching_lists_sorted_and_limited,
             // streams
             stream_add_and_range,
             stream_add_without_create,
@@ -369,6 +370,7 @@ macro_rules! conformance_suite {
             pool_stale_record_of_a_removed_worker_is_cleaned,
             // isolation
             prefixes_isolate_applications,
+            keyspace_lists_maps_streams_and_pools,
             // bad input and foreign data
             bad_input_is_typed_and_writes_nothing,
             pool_survives_foreign_data,

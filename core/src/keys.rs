@@ -199,6 +199,75 @@ impl Keyspace {
         let channel = format!("{hash}:notices");
         Ok(MapKeys { hash, channel })
     }
+
+    /// The names of the maps, streams or pools that exist in this keyspace, sorted, the
+    /// first `limit` of them. A stream or map exists once written to (and until deleted
+    /// or expired); a pool once a worker joined or a job was dispatched. Not a snapshot
+    /// and not cheap: see [`KeyOps::keys_matching`](crate::backend::KeyOps::keys_matching),
+    /// which this calls (pools: twice).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> pulse::Result<()> {
+    /// use std::sync::Arc;
+    /// use pulse::{keys::{Family, Keyspace}, streaming::Stream, Backend};
+    ///
+    /// let backend: Arc<dyn Backend> = Arc::new(pulse_memory::MemoryBackend::new());
+    /// for name in ["b", "a"] {
+    ///     let stream = Stream::new(backend.clone(), name, Default::default())?;
+    ///     stream.add("hello", "payload").await?;
+    /// }
+    /// let ks = Keyspace::default();
+    /// assert_eq!(ks.list(backend.as_ref(), Family::Streams, 10).await?, ["a", "b"]);
+    /// assert!(ks.list(backend.as_ref(), Family::Maps, 10).await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Errors: those of the backend call.
+    pub async fn list(
+        &self,
+        backend: &dyn crate::Backend,
+        family: Family,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let (word, suffixes): (&str, &[&str]) = match family {
+            Family::Maps => ("map", &["}"]),
+            Family::Streams => ("stream", &["}"]),
+            Family::Pools => ("pool", &["}:map:workers", "}:map:jobs"]),
+        };
+        let prefix = format!("{}:{word}:{{", self.prefix);
+        let mut names = std::collections::BTreeSet::new();
+        for suffix in suffixes {
+            // Keys of other things can match too (a dedup key ending in `}`); they are
+            // dropped here, so ask again for more until `limit` names or no more keys.
+            let mut want = limit;
+            loop {
+                let keys = backend.keys_matching(&prefix, suffix, want).await?;
+                let full = keys.len() == want;
+                let found: Vec<&str> = keys
+                    .iter()
+                    .map(|k| &k[prefix.len()..k.len() - suffix.len()])
+                    .filter(|n| !n.contains(['{', '}']))
+                    .collect();
+                if found.len() >= limit || !full {
+                    names.extend(found.into_iter().take(limit).map(str::to_owned));
+                    break;
+                }
+                want = want.saturating_mul(2);
+            }
+        }
+        Ok(names.into_iter().take(limit).collect())
+    }
+}
+
+/// What [`Keyspace::list`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Standalone maps ([`Map`](crate::rmap::Map)).
+    Maps,
+    /// Standalone streams ([`Stream`](crate::streaming::Stream)).
+    Streams,
+    /// Worker pools ([`Node`](crate::pool::Node)).
+    Pools,
 }
 
 #[cfg(test)]

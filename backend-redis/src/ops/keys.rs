@@ -1,6 +1,7 @@
 //! [`KeyOps`] and [`HashOps`].
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pulse::async_trait;
@@ -9,8 +10,14 @@ use pulse::{
     Error, Result,
 };
 
+use redis::Value;
+
 use super::{int_reply, millis};
-use crate::{parse, RedisBackend};
+use crate::{
+    conn::{Commands, Dedicated},
+    errors::map_err,
+    parse, RedisBackend,
+};
 
 #[async_trait]
 impl KeyOps for RedisBackend {
@@ -49,6 +56,92 @@ impl KeyOps for RedisBackend {
             ms => KeyExpiry::In(Duration::from_millis(ms.max(0) as u64)),
         })
     }
+
+    /// `SCAN … MATCH <prefix>*<suffix>` (escaped) to the end on the server, or on every
+    /// master of a cluster, keeping the `limit` smallest keys seen.
+    async fn keys_matching(&self, prefix: &str, suffix: &str, limit: usize) -> Result<Vec<String>> {
+        let pattern = format!("{}*{}", glob_escape(prefix), glob_escape(suffix));
+        let nodes = match (&self.inner.commands, &self.inner.blocking) {
+            (Commands::Cluster(link), Dedicated::Cluster(topology)) => topology
+                .masters()
+                .into_iter()
+                .map(|n| Some((link.clone(), n)))
+                .collect(),
+            _ => vec![None],
+        };
+        let mut found = BTreeSet::new();
+        for node in nodes {
+            let mut cursor = String::from("0");
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(&cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT);
+                let v = match &node {
+                    None => self.run("SCAN", prefix, &cmd).await?,
+                    Some((link, addr)) => {
+                        let started = Instant::now();
+                        let out = link.clone().on_node(addr.clone(), &cmd).await;
+                        let out = out.map_err(|e| map_err("SCAN", prefix, e));
+                        self.inner
+                            .metrics
+                            .record("SCAN", started, out.as_ref().err());
+                        out?
+                    }
+                };
+                let (next, keys) = scan_reply(v)?;
+                for key in keys.into_iter().filter(|k| {
+                    k.len() >= prefix.len() + suffix.len()
+                        && k.starts_with(prefix)
+                        && k.ends_with(suffix)
+                }) {
+                    found.insert(key);
+                    if found.len() > limit {
+                        found.pop_last();
+                    }
+                }
+                if next == "0" {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+}
+
+/// Keys `SCAN` examines per call: large enough to cross a big keyspace in few round trips,
+/// small enough that one call never holds the server for long.
+const SCAN_COUNT: usize = 1000;
+
+/// `text` with the glob characters `* ? [ ] \` escaped, for `MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The next cursor and the keys of one `SCAN` reply (keys that are not UTF-8 are skipped:
+/// Pulse never writes one).
+fn scan_reply(v: Value) -> Result<(String, Vec<String>)> {
+    let mut parts = parse::array("SCAN", v)?.into_iter();
+    let (Some(next), Some(keys), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::malformed("SCAN reply", "not a [cursor, keys] pair"));
+    };
+    let next =
+        parse::text(next).ok_or_else(|| Error::malformed("SCAN reply", "cursor is not text"))?;
+    let keys = parse::array("SCAN", keys)?
+        .into_iter()
+        .filter_map(parse::text)
+        .collect();
+    Ok((next, keys))
 }
 
 #[async_trait]

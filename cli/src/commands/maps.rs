@@ -1,13 +1,14 @@
-//! `pulse map …`: a replicated map's content, one value, writes (seen by every replica at
-//! once), and its changes live. Each invocation joins the map as a replica for its
-//! duration.
+//! `pulse map …`: the maps of the keyspace, a map's content or one value, writes (seen by
+//! every replica at once), and its changes live. Each invocation but `ls` joins the map as
+//! a replica for its duration.
 
 use pulse::rmap::{EventKind, Map, MapOptions};
 use serde_json::{json, Map as JsonMap, Value};
 
-use super::{interrupted, Ctx};
+use super::{count_cell, interrupted, Ctx};
 use crate::{
     args::MapCmd,
+    listing,
     output::{payload_cell, put_payload, Table},
     Failure,
 };
@@ -38,7 +39,17 @@ fn entry(key: &str, value: Option<&[u8]>) -> Value {
 
 pub(crate) async fn run(cx: &Ctx, cmd: MapCmd) -> Result<(), Failure> {
     match cmd {
-        MapCmd::Ls { map } => {
+        MapCmd::Ls(a) => {
+            let rows = listing::maps(cx.backend.as_ref(), &cx.keyspace, a.limit).await?;
+            cx.out.print(json!(rows), || {
+                let mut t = Table::new(&["map", "keys"]);
+                for r in &rows {
+                    t.row(vec![r.name.clone(), count_cell(r.keys)]);
+                }
+                t
+            });
+        }
+        MapCmd::Get { map, key: None } => {
             let m = join(cx, &map).await?;
             let snap = m.snapshot();
             let mut keys: Vec<&String> = snap.keys().collect();
@@ -59,7 +70,10 @@ pub(crate) async fn run(cx: &Ctx, cmd: MapCmd) -> Result<(), Failure> {
             });
             m.close().await?;
         }
-        MapCmd::Get { map, key } => {
+        MapCmd::Get {
+            map,
+            key: Some(key),
+        } => {
             let m = join(cx, &map).await?;
             let value = m.get(&key);
             m.close().await?;

@@ -67,6 +67,11 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// A count for a table cell: `-` when unknown.
+pub(crate) fn count_cell(n: Option<u64>) -> String {
+    n.map_or("-".into(), |n| n.to_string())
+}
+
 /// Parses an event ID given on the command line.
 pub(crate) fn entry_id(text: &str) -> Result<pulse::backend::EntryId, Failure> {
     text.parse().map_err(|_| {

@@ -5,9 +5,10 @@
 use pulse::pool::{JobStatus, Node, NodeOptions, PoolEvent};
 use serde_json::json;
 
-use super::{interrupted, Ctx};
+use super::{count_cell, interrupted, Ctx};
 use crate::{
     args::PoolCmd,
+    listing,
     output::{ago, payload_cell, put_payload, span, Table},
     Failure,
 };
@@ -25,6 +26,7 @@ async fn join(cx: &Ctx, pool: &str) -> Result<Node, Failure> {
 
 pub(crate) async fn run(cx: &Ctx, cmd: PoolCmd) -> Result<(), Failure> {
     let pool = match &cmd {
+        PoolCmd::Ls(a) => return list(cx, a.limit).await,
         PoolCmd::Jobs { pool }
         | PoolCmd::Workers { pool }
         | PoolCmd::Dispatch { pool, .. }
@@ -40,8 +42,26 @@ pub(crate) async fn run(cx: &Ctx, cmd: PoolCmd) -> Result<(), Failure> {
     Ok(closed?)
 }
 
+/// The pools with their worker and job counts, read from the pool's maps without joining.
+async fn list(cx: &Ctx, limit: usize) -> Result<(), Failure> {
+    let rows = listing::pools(cx.backend.as_ref(), &cx.keyspace, limit).await?;
+    cx.out.print(json!(rows), || {
+        let mut t = Table::new(&["pool", "workers", "jobs"]);
+        for r in &rows {
+            t.row(vec![
+                r.name.clone(),
+                count_cell(r.workers),
+                count_cell(r.jobs),
+            ]);
+        }
+        t
+    });
+    Ok(())
+}
+
 async fn act(cx: &Ctx, node: &Node, cmd: PoolCmd) -> Result<(), Failure> {
     match cmd {
+        PoolCmd::Ls(a) => list(cx, a.limit).await?,
         PoolCmd::Jobs { .. } => {
             let state = node.inspect().await?;
             let value: Vec<_> = state.jobs.iter().map(crate::output::job_json).collect();

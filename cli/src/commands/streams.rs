@@ -8,20 +8,40 @@ use pulse::{
 };
 use serde_json::json;
 
-use super::{entry_id, interrupted, Ctx};
+use super::{count_cell, entry_id, interrupted, Ctx};
 use crate::{
     args::{AddArgs, DeadLettersCmd, RequestArgs, StreamCmd, TailArgs},
+    listing,
     output::{base64_arg, event_json, ms, payload_cell, put_payload, Table},
     Failure,
 };
 
 pub(crate) async fn run(cx: &Ctx, cmd: StreamCmd) -> Result<(), Failure> {
     match cmd {
+        StreamCmd::Ls(a) => list(cx, a.limit).await,
         StreamCmd::Info { stream } => info(cx, &stream).await,
         StreamCmd::Tail(a) => tail(cx, a).await,
         StreamCmd::Add(a) => add(cx, a).await,
         StreamCmd::DeadLetters(c) => dead_letters(cx, c).await,
     }
+}
+
+/// The streams with their lengths and last IDs (one backend read each).
+async fn list(cx: &Ctx, limit: usize) -> Result<(), Failure> {
+    let rows = listing::streams(cx.backend.as_ref(), &cx.keyspace, limit).await?;
+    cx.out.print(json!(rows), || {
+        let mut t = Table::new(&["stream", "length", "last"]);
+        for r in &rows {
+            let last = r.last_id.clone();
+            t.row(vec![
+                r.name.clone(),
+                count_cell(r.length),
+                last.unwrap_or_else(|| "(not a stream)".into()),
+            ]);
+        }
+        t
+    });
+    Ok(())
 }
 
 async fn info(cx: &Ctx, name: &str) -> Result<(), Failure> {

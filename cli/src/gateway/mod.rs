@@ -11,6 +11,7 @@
 //! acknowledged is redelivered.
 
 mod error;
+mod listing;
 mod maps;
 mod openapi;
 mod pools;
@@ -92,6 +93,9 @@ impl AppState {
 /// The gateway's routes, for `serve` and for tests.
 pub fn router(state: AppState, max_body: usize) -> Router {
     let api = Router::new()
+        .route("/v1/streams", get(listing::streams))
+        .route("/v1/maps", get(listing::maps))
+        .route("/v1/pools", get(listing::pools))
         .route("/v1/streams/{stream}", get(streams::info))
         .route(
             "/v1/streams/{stream}/events",

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use super::{error, maps, pools, streams};
+use super::{error, listing, maps, pools, streams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,9 @@ use super::{error, maps, pools, streams};
         description = "Streams, sinks, maps and pools over HTTP + JSON + SSE. Every error is a JSON body {\"error\": {\"kind\", \"message\"}}; 503 answers carry Retry-After.",
     ),
     paths(
+        listing::streams,
+        listing::maps,
+        listing::pools,
         streams::publish,
         streams::info,
         streams::subscribe,
@@ -38,6 +41,9 @@ use super::{error, maps, pools, streams};
         streams::RequestBody,
         maps::SetBody,
         pools::DispatchBody,
+        crate::listing::StreamRow,
+        crate::listing::MapRow,
+        crate::listing::PoolRow,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -187,3 +187,85 @@ pub async fn hash_wrong_type(cx: Ctx) {
         Err(Error::WrongType { .. })
     ));
 }
+
+/// `keys_matching` lists live keys of any type that begin with the prefix and end with
+/// the suffix — both taken literally, glob characters included — sorted, deduplicated and
+/// cut at the limit; keys in other hash tags (other cluster slots) are all found.
+pub async fn keys_matching_lists_sorted_and_limited(cx: Ctx) {
+    let b = &cx.backend;
+    let ns = cx.key("");
+    let ns = ns.trim_end_matches("{}");
+    let names = ["d", "a", "c", "b*", "[ab]"];
+    for name in names {
+        b.stream_add(&cx.key(name), entry("x"), &AddOptions::default())
+            .await
+            .unwrap();
+        let other = format!("{}:other", cx.key(name));
+        b.stream_add(&other, entry("x"), &AddOptions::default())
+            .await
+            .unwrap();
+    }
+    b.map_set(&cx.map("h"), "k", Bytes::from("v"), SetCondition::Always)
+        .await
+        .unwrap();
+    let gone = cx.key("gone");
+    b.stream_add(&gone, entry("x"), &AddOptions::default())
+        .await
+        .unwrap();
+    b.expire(&gone, Ttl::Sliding(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    let mut tagged: Vec<String> = names.iter().map(|n| cx.key(n)).collect();
+    tagged.push(cx.map("h").hash.clone());
+    tagged.sort();
+    let mut all = tagged.clone();
+    all.extend(names.iter().map(|n| format!("{}:other", cx.key(n))));
+    all.sort();
+    eventually("the expired key is not listed", || async {
+        b.keys_matching(ns, "}", 100).await.unwrap() == tagged
+    })
+    .await;
+    assert_eq!(b.keys_matching(ns, "", 100).await.unwrap(), all);
+    assert_eq!(
+        b.keys_matching(ns, "}", 2).await.unwrap(),
+        tagged[..2].to_vec()
+    );
+    assert!(b.keys_matching(ns, "", 0).await.unwrap().is_empty());
+    let others = b.keys_matching(ns, ":other", 100).await.unwrap();
+    assert_eq!(others.len(), names.len(), "{others:?}");
+    // Glob characters are literals: `{b*` matches `{b*}…` only, `{?` nothing, and `{[ab]`
+    // (which as a pattern would match `{a}`) only `{[ab]}…`.
+    let starred = format!("{ns}{{b*");
+    assert_eq!(
+        b.keys_matching(&starred, "}", 100).await.unwrap(),
+        vec![cx.key("b*")]
+    );
+    let question = format!("{ns}{{?");
+    assert!(b
+        .keys_matching(&question, "", 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let bracket = format!("{ns}{{[ab]");
+    assert_eq!(
+        b.keys_matching(&bracket, "}", 100).await.unwrap(),
+        vec![cx.key("[ab]")]
+    );
+    assert_eq!(
+        b.keys_matching(ns, "*}", 100).await.unwrap(),
+        vec![cx.key("b*")]
+    );
+    // Prefix and suffix do not overlap.
+    let whole = cx.key("a");
+    assert!(b
+        .keys_matching(&whole, &whole, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.keys_matching(&whole, "", 100).await.unwrap(),
+        vec![whole.clone(), format!("{whole}:other")]
+    );
+    b.delete(&all).await.unwrap();
+    assert!(b.keys_matching(ns, "", 100).await.unwrap().is_empty());
+}

@@ -49,6 +49,11 @@ impl KeyOps for FlakyBackend {
         self.call(Op::Expiry, key, Exposure::Call, self.inner.expiry(key))
             .await
     }
+    async fn keys_matching(&self, prefix: &str, suffix: &str, limit: usize) -> Result<Vec<String>> {
+        let call = self.inner.keys_matching(prefix, suffix, limit);
+        self.call(Op::KeysMatching, prefix, Exposure::Call, call)
+            .await
+    }
 }
 
 #[async_trait]

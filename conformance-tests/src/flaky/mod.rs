@@ -44,6 +44,7 @@ pub enum Op {
     Delete,
     Expire,
     Expiry,
+    KeysMatching,
     HashGet,
     HashGetAll,
     HashGetFields,

@@ -31,6 +31,19 @@ pub trait KeyOps: Send + Sync {
     ///
     /// Errors: `Connection`. Conformance: `expire_absolute_keeps_first_deadline`.
     async fn expiry(&self, key: &str) -> Result<KeyExpiry>;
+
+    /// The keys that begin with `prefix` and end with `suffix` (compared byte for byte,
+    /// no pattern; the two do not overlap), sorted, without duplicates, at most `limit` of
+    /// them — the first `limit` in that order.
+    ///
+    /// Not a snapshot: a key that exists for the whole call is listed (when within the
+    /// limit); one created, deleted or — on a cluster — migrated meanwhile may or may not
+    /// be. It walks the whole keyspace in small steps (Redis: `SCAN … MATCH` on every
+    /// master, never blocking the server for long), so it is an operator's tool for
+    /// listing what exists, not for hot paths.
+    ///
+    /// Errors: `Connection`, `Denied`. Conformance: `keys_matching_lists_sorted_and_limited`.
+    async fn keys_matching(&self, prefix: &str, suffix: &str, limit: usize) -> Result<Vec<String>>;
 }
 
 /// Read operations on hashes. Writes to hashes happen only through the atomic map

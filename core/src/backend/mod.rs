@@ -6,7 +6,7 @@
 //!
 //! | Trait | Capability |
 //! |---|---|
-//! | [`KeyOps`] | existence, deletion, absolute and sliding expiry of any key |
+//! | [`KeyOps`] | existence, deletion, absolute and sliding expiry of any key; listing keys by prefix and suffix |
 //! | [`HashOps`] | reads of hashes (map content) |
 //! | [`StreamOps`] | append (trim, create, TTL in one step), ranges, blocking multi-stream reads |
 //! | [`GroupOps`] | consumer groups: create, blocking group reads, ack, claim, pending, consumers |
