@@ -15,10 +15,13 @@
 //! S1–S8 run in rounds; the scale rows (S8 with jobs running, S9–S11) and S12 (the cost of
 //! a metrics recorder and info logs, last: it installs both for good) once per run, and
 //! S13 (delayed events: adds with 100k pending, due-to-visible latency) between them.
+//! S15 (the gateway: HTTP publish and SSE delivery against the library called directly)
+//! runs once per run on the single server.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod delayed;
+mod gateway;
 mod overhead;
 mod raw;
 mod rows;
@@ -45,7 +48,7 @@ pub(crate) struct Size {
 /// Rounds of a full run.
 const ROUNDS: usize = 5;
 
-const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S14]
+const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S15]
   (no flags)  full run: every scenario, writes docs/BENCHMARKS.md and docs/benchmarks.svg
   --quick     every scenario briefly, writes nothing (CI)
   --only SN   one scenario, writes nothing (e.g. under a profiler)";
@@ -71,7 +74,7 @@ impl Args {
                 "--only" => {
                     let s = args.next()?;
                     let n: u8 = s.strip_prefix(['S', 's'])?.parse().ok()?;
-                    if !(1..=14).contains(&n) {
+                    if !(1..=15).contains(&n) {
                         return None;
                     }
                     out.only = Some(s);
@@ -174,6 +177,12 @@ async fn main() {
         );
     }
     rows.extend(stats::median_rows(all));
+    if only
+        .as_deref()
+        .is_none_or(|o| o.eq_ignore_ascii_case("S15"))
+    {
+        rows.extend(gateway::rows(&redis, "redis", size).await);
+    }
     rows.extend(scale::run_all(&url, redis.clone(), size, quick, only.as_deref()).await);
     if only
         .as_deref()
@@ -248,7 +257,7 @@ mod tests {
                 only: Some("s3".into())
             })
         );
-        for bad in [&["--help"][..], &["--only"], &["--only", "S15"], &["-q"]] {
+        for bad in [&["--help"][..], &["--only"], &["--only", "S16"], &["-q"]] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

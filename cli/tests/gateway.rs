@@ -598,4 +598,18 @@ async fn off_loopback_needs_a_token() {
         .unwrap_err();
     assert_eq!(e.exit_code(), 2);
     assert!(e.to_string().contains("token"), "{e}");
+    for empty in ["", "  "] {
+        let options = ServeOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            token: Some(empty.into()),
+            max_body: 1024,
+            ack_grace: Duration::from_secs(1),
+        };
+        let backend = pulse_connect::open("memory:").await.unwrap();
+        let e = pulse_cli::gateway::serve(backend, Keyspace::new("gw").unwrap(), options)
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("empty token"), "{e}");
+    }
 }

@@ -5,10 +5,7 @@
 use axum::{
     extract::{Path, State},
     http::StatusCode,
-    response::{
-        sse::{Event as SseEvent, KeepAlive, Sse},
-        IntoResponse, Response,
-    },
+    response::{IntoResponse, Response},
     Json,
 };
 use bytes::Bytes;
@@ -20,7 +17,8 @@ use utoipa::ToSchema;
 use super::{
     body_json,
     error::{ApiError, ApiResult, ErrorBody},
-    AppState, Closing,
+    sse::{self, Closing, Frame},
+    AppState,
 };
 use crate::output::{payload_from, put_payload};
 
@@ -185,10 +183,12 @@ pub(super) async fn watch(
                 (EventKind::Delete, Some(k)) => ("delete", json!({"key": k})),
                 _ => ("reset", json!({})),
             };
-            let sse = SseEvent::default().event(kind).data(data.to_string());
-            Some((Ok::<_, std::convert::Infallible>(sse), (changes, m, keep)))
+            let frame = Frame {
+                id: None,
+                event: kind.to_owned(),
+                data: data.to_string(),
+            };
+            Some((frame, (changes, m, keep)))
         });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
-        .into_response())
+    Ok(sse::response(stream))
 }

@@ -15,6 +15,7 @@ mod listing;
 mod maps;
 mod openapi;
 mod pools;
+mod sse;
 mod streams;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -30,8 +31,7 @@ use axum::{
 use bytes::Bytes;
 use pulse::{
     keys::Keyspace,
-    rmap::Map,
-    streaming::{Reader, Sink, Stream, StreamOptions},
+    streaming::{Stream, StreamOptions},
     Backend,
 };
 use serde_json::Value;
@@ -140,7 +140,7 @@ async fn authorize(State(app): State<AppState>, request: Request, next: Next) ->
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_ref()) {
+        if !given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -150,6 +150,18 @@ async fn authorize(State(app): State<AppState>, request: Request, next: Next) ->
         }
     }
     next.run(request).await
+}
+
+/// Compares a given secret with ours in time that does not depend on where they first
+/// differ (only on their lengths), so the token cannot be guessed byte by byte.
+fn same_secret(given: &[u8], ours: &[u8]) -> bool {
+    let differs = given
+        .iter()
+        .zip(ours)
+        .fold(u8::from(given.len() != ours.len()), |acc, (a, b)| {
+            acc | (a ^ b)
+        });
+    std::hint::black_box(differs) == 0
 }
 
 /// A request body as JSON: 413 past the size limit, 400 when it is not JSON.
@@ -167,57 +179,21 @@ fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
 }
 
-/// Closes what a connection held (a reader, a sink member, a map replica) when the
-/// connection's response is dropped: the client went away.
-pub(crate) enum Closing {
-    Reader(Option<Reader>),
-    Sink(Option<Sink>),
-    Map(Option<Map>),
-}
-
-impl Closing {
-    fn reader(r: Reader) -> Self {
-        Closing::Reader(Some(r))
-    }
-    fn sink(s: Sink) -> Self {
-        Closing::Sink(Some(s))
-    }
-    fn map(m: Map) -> Self {
-        Closing::Map(Some(m))
-    }
-}
-
-impl Drop for Closing {
-    fn drop(&mut self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        match self {
-            Closing::Reader(r) => {
-                if let Some(r) = r.take() {
-                    runtime.spawn(async move { r.close().await });
-                }
-            }
-            Closing::Sink(s) => {
-                if let Some(s) = s.take() {
-                    runtime.spawn(async move { s.close().await });
-                }
-            }
-            Closing::Map(m) => {
-                if let Some(m) = m.take() {
-                    runtime.spawn(async move { m.close().await });
-                }
-            }
-        }
-    }
-}
-
 /// Serves until interrupted.
 pub async fn serve(
     backend: Arc<dyn Backend>,
     keyspace: Keyspace,
     options: ServeOptions,
 ) -> Result<(), Failure> {
+    if options
+        .token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return Err(Failure::Input(
+            "an empty token would let anyone in: give a real one or none".into(),
+        ));
+    }
     if !options.listen.ip().is_loopback() && options.token.is_none() {
         return Err(Failure::Input(format!(
             "listening on {} (not loopback) needs a token: --token or PULSE_TOKEN",
@@ -239,4 +215,19 @@ pub async fn serve(
         })
         .await
         .map_err(|e| Failure::Input(format!("serving failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cres", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3crett", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+        assert!(same_secret(b"", b""));
+    }
 }

@@ -11,10 +11,7 @@ use std::{collections::BTreeMap, time::Duration};
 use axum::{
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
-    response::{
-        sse::{Event as SseEvent, KeepAlive, Sse},
-        IntoResponse, Response,
-    },
+    response::{IntoResponse, Response},
     Json,
 };
 use bytes::Bytes;
@@ -31,7 +28,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     body_json,
     error::{ApiError, ApiResult, ErrorBody},
-    AppState, Closing,
+    sse::{self, Closing, Frame},
+    AppState,
 };
 use crate::output::{event_json, payload_from, put_payload};
 
@@ -208,20 +206,19 @@ fn start_and_filter(q: &SubscribeQuery, headers: &HeaderMap) -> ApiResult<(Start
     Ok((start, filter))
 }
 
-/// An SSE body from events, each with its ID (for `Last-Event-ID`) and name.
-fn sse_of(
-    events: EventReceiver,
-    keep: Closing,
-) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
-    let stream = futures_util::stream::unfold((events, keep), |(mut events, keep)| async move {
+/// An SSE response of events, each with its ID (for `Last-Event-ID`) and name; `keep`
+/// lives as long as the response.
+fn sse_of(events: EventReceiver, keep: Closing) -> Response {
+    let frames = futures_util::stream::unfold((events, keep), |(mut events, keep)| async move {
         let e = events.recv().await?;
-        let sse = SseEvent::default()
-            .id(e.id.to_string())
-            .event(e.name.clone())
-            .data(event_json(&e).to_string());
-        Some((Ok(sse), (events, keep)))
+        let frame = Frame {
+            id: Some(e.id.to_string()),
+            event: e.name.clone(),
+            data: event_json(&e).to_string(),
+        };
+        Some((frame, (events, keep)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    sse::response(frames)
 }
 
 /// Subscribe as a reader (every event, from `from`), over SSE.
@@ -251,7 +248,7 @@ pub(super) async fn subscribe(
         .await?;
     let events = reader.subscribe()?;
     let keep = Closing::reader(reader);
-    Ok(sse_of(events, keep).into_response())
+    Ok(sse_of(events, keep))
 }
 
 /// Subscribe as a member of sink `sink`, over SSE: each event goes to one member; ack
@@ -280,7 +277,7 @@ pub(super) async fn subscribe_sink(
     let member = stream.new_sink(&sink, options).await?;
     let events = member.subscribe()?;
     let keep = Closing::sink(member);
-    Ok(sse_of(events, keep).into_response())
+    Ok(sse_of(events, keep))
 }
 
 /// IDs to acknowledge.
