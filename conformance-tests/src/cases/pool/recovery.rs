@@ -41,7 +41,7 @@ pub async fn pool_jobs_survive_a_lost_state(cx: Ctx) {
     assert!(a.stop_job("gone").await.unwrap());
     crate::eventually("all running", || async { ledger.exactly_once(&ks) }).await;
 
-    let mut events = a.events().unwrap();
+    let events = a.events().unwrap();
     let deleted = cx
         .backend
         .delete(&state_keys(&cx, &[&a, &b]))
@@ -70,8 +70,18 @@ pub async fn pool_jobs_survive_a_lost_state(cx: Ctx) {
         "a job stopped before the loss stays stopped"
     );
     ledger.assert_no_overlap();
-    // The node said so.
-    let seen: Vec<PoolEvent> = std::iter::from_fn(|| events.try_recv()).collect();
+    // The node said so (its recovery event may follow the jobs it re-admitted).
+    let seen = std::sync::Mutex::new(Vec::new());
+    let events = std::sync::Mutex::new(events);
+    crate::eventually("the node reports the recovery", || async {
+        let mut seen = seen.lock().unwrap();
+        let mut events = events.lock().unwrap();
+        seen.extend(std::iter::from_fn(|| events.try_recv()));
+        seen.iter()
+            .any(|e| matches!(e, PoolEvent::StateRecovered { .. }))
+    })
+    .await;
+    let seen = seen.into_inner().unwrap();
     let lost = seen.iter().position(|e| *e == PoolEvent::StateLost);
     let back = seen
         .iter()
