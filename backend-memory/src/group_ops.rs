@@ -50,16 +50,11 @@ impl GroupOps for MemoryBackend {
             None if create_stream => st.stream_or_create(key)?,
             None => return Err(no_group(key, group)),
         };
-        if s.groups.contains_key(group) {
-            return Ok(false);
-        }
         let after = match start {
             GroupStart::Newest => s.last_id,
             GroupStart::After(id) => id,
         };
-        s.groups
-            .insert(group.to_owned(), Group::starting_after(after));
-        Ok(true)
+        Ok(s.create_group(group, after))
     }
 
     async fn group_read(
@@ -218,7 +213,7 @@ impl GroupOps for MemoryBackend {
     async fn group_destroy(&self, key: &str, group: &str) -> Result<bool> {
         let mut st = self.lock();
         let removed = match st.stream(key)? {
-            Some(s) => s.groups.remove(group).is_some(),
+            Some(s) => s.destroy_group(group),
             None => false,
         };
         st.wake(key);

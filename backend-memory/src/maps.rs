@@ -2,7 +2,7 @@
 //! the revision bump, the notice and the TTL happen as one step, and notices are published
 //! in commit order.
 
-use std::{collections::btree_map, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pulse::{
@@ -92,14 +92,14 @@ impl State {
     /// Applies a TTL to an existing key, as `PEXPIRE [NX]`.
     pub(crate) fn apply_ttl(&mut self, key: &str, ttl: Option<Ttl>) -> bool {
         let Some(ttl) = ttl else { return false };
-        let Some(entry) = self.live_mut(key) else {
+        let Some(entry) = self.live(key) else {
             return false;
         };
         let at = Instant::now() + Duration::from_millis(ttl.millis());
         match ttl {
             Ttl::Absolute(_) if entry.expires_at.is_some() => false,
             _ => {
-                entry.expires_at = Some(at);
+                self.set_expiry(key, Some(at));
                 true
             }
         }
@@ -154,28 +154,16 @@ impl State {
             condition,
         } in writes
         {
-            // One lookup of the key, whatever the condition.
-            let (previous, write) = match h.entry(key.clone()) {
-                btree_map::Entry::Occupied(mut slot) => {
-                    let write = match &condition {
-                        SetCondition::Always => true,
-                        SetCondition::IfAbsent => false,
-                        SetCondition::IfEqual(test) => slot.get() == test,
-                    };
-                    if write {
-                        (Some(slot.insert(value.clone())), true)
-                    } else {
-                        (Some(slot.get().clone()), false)
-                    }
-                }
-                btree_map::Entry::Vacant(slot) => {
-                    let write = !matches!(condition, SetCondition::IfEqual(_));
-                    if write {
-                        slot.insert(value.clone());
-                    }
-                    (None, write)
-                }
+            let previous = h.get(&key).cloned();
+            let write = match (&condition, &previous) {
+                (SetCondition::Always, _) => true,
+                (SetCondition::IfAbsent, p) => p.is_none(),
+                (SetCondition::IfEqual(test), Some(p)) => p == test,
+                (SetCondition::IfEqual(_), None) => false,
             };
+            if write {
+                h.insert(key.clone(), value.clone());
+            }
             if write {
                 if new_generation {
                     epoch = map.epoch_seed;
@@ -191,7 +179,7 @@ impl State {
         }
         if written.is_empty() {
             if !existed {
-                self.keys.remove(&map.hash);
+                self.drop_key(&map.hash);
             }
         } else {
             if new_generation {
@@ -412,7 +400,7 @@ impl State {
                 revision,
             });
         }
-        let mut tomb = HashFields::new();
+        let mut tomb = HashFields::new(self.journaled());
         if before.epoch > 0 {
             tomb.insert(EPOCH.to_owned(), Bytes::from(before.epoch.to_string()));
         }
@@ -426,8 +414,8 @@ impl State {
         };
         let revision = bump(&mut tomb, map.epoch_seed, kind)?;
         // Re-created: the old expiry is dropped, like DEL + HSET.
-        self.keys.insert(
-            map.hash.clone(),
+        self.insert_key(
+            &map.hash,
             Entry {
                 value: Value::Hash(tomb),
                 expires_at: None,
@@ -453,8 +441,7 @@ impl State {
         if free {
             let expires_at = Some(Instant::now() + ttl.max(Duration::from_millis(1)));
             let value = Value::Str(Bytes::copy_from_slice(holder.as_bytes()));
-            self.keys
-                .insert(key.to_owned(), Entry { value, expires_at });
+            self.insert_key(key, Entry { value, expires_at });
         }
         Ok(free)
     }
@@ -475,8 +462,7 @@ impl State {
     pub(crate) fn dedup_set(&mut self, key: &str, id: EntryId, window: Duration) {
         let expires_at = Some(Instant::now() + window.max(Duration::from_millis(1)));
         let value = Value::Str(Bytes::from(id.to_string()));
-        self.keys
-            .insert(key.to_owned(), Entry { value, expires_at });
+        self.insert_key(key, Entry { value, expires_at });
     }
 
     pub(crate) fn lease_release(&mut self, key: &str, holder: &str) -> Result<bool> {
@@ -485,7 +471,7 @@ impl State {
                 value: Value::Str(v),
                 ..
             }) if v.as_ref() == holder.as_bytes() => {
-                self.keys.remove(key);
+                self.drop_key(key);
                 Ok(true)
             }
             None

@@ -346,7 +346,7 @@ impl StreamOps for MemoryBackend {
             let delayed = st.delayed_or_create(index)?;
             next_due_ms = delayed.next_due();
             if delayed.is_empty() {
-                st.keys.remove(index);
+                st.drop_key(index);
             }
         }
         Ok(DelayRelease {
@@ -374,7 +374,7 @@ impl StreamOps for MemoryBackend {
         };
         let held = delayed.remove(id);
         if delayed.is_empty() {
-            st.keys.remove(index);
+            st.drop_key(index);
         }
         Ok(held)
     }

@@ -2,10 +2,13 @@
 //!
 //! Invariants: an expired key is never observed (every access goes through [`State::live`]
 //! or [`State::live_mut`], which drop it first); a stream append, key deletion or group
-//! change wakes every blocked reader registered on that key.
+//! change wakes every blocked reader registered on that key; with a journal, every key an
+//! operation creates, removes or reaches mutably is marked for it (see [`crate::journal`]),
+//! which is why keys are only ever inserted or removed through the methods here.
 
 use std::{
     collections::{BTreeMap, HashMap},
+    ops::Deref,
     sync::{Arc, Weak},
 };
 
@@ -16,10 +19,61 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{delayed::Delayed, streams::StreamData};
+use crate::{
+    delayed::Delayed,
+    journal::{Journal, KeyMark, Marks},
+    streams::StreamData,
+};
 
-/// A hash's fields, ordered so a scan can resume after the last field it returned.
-pub(crate) type HashFields = BTreeMap<String, Bytes>;
+/// A hash's fields, ordered so a scan can resume after the last field it returned. Reads
+/// go through `Deref`; every write goes through a method here, which marks the field.
+#[derive(Debug, Default)]
+pub(crate) struct HashFields {
+    map: BTreeMap<String, Bytes>,
+    pub(crate) marks: Marks<String>,
+}
+
+impl Deref for HashFields {
+    type Target = BTreeMap<String, Bytes>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl HashFields {
+    /// An empty hash, journaled when `journaled`.
+    pub(crate) fn new(journaled: bool) -> Self {
+        HashFields {
+            map: BTreeMap::new(),
+            marks: Marks::new(journaled),
+        }
+    }
+
+    /// Sets `field`; the previous value.
+    pub(crate) fn insert(&mut self, field: String, value: Bytes) -> Option<Bytes> {
+        if self.marks.on() {
+            self.marks.mark(field.clone());
+        }
+        self.map.insert(field, value)
+    }
+
+    /// Deletes `field`; its value.
+    pub(crate) fn remove(&mut self, field: &str) -> Option<Bytes> {
+        let old = self.map.remove(field);
+        if old.is_some() {
+            self.marks.mark(field.to_owned());
+        }
+        old
+    }
+
+    /// The value of `field`, to change in place.
+    pub(crate) fn get_mut(&mut self, field: &str) -> Option<&mut Bytes> {
+        if self.marks.on() && self.map.contains_key(field) {
+            self.marks.mark(field.to_owned());
+        }
+        self.map.get_mut(field)
+    }
+}
 
 /// A stored value.
 #[derive(Debug)]
@@ -54,9 +108,50 @@ pub(crate) struct State {
     pub(crate) next_subscriber: u64,
     /// key → readers blocked on it.
     pub(crate) waiters: HashMap<String, Vec<Weak<Notify>>>,
+    /// What operations changed, when the backend is journaled.
+    pub(crate) journal: Option<Journal>,
 }
 
 impl State {
+    /// Whether values created now must record what changes in them.
+    pub(crate) fn journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Marks `key` as touched by the current operation: written anew (`fresh`), its expiry
+    /// changed (`meta`), or reached mutably (neither).
+    pub(crate) fn mark(&mut self, key: &str, fresh: bool, meta: bool) {
+        if let Some(j) = &mut self.journal {
+            let mark = match j.dirty.get_mut(key) {
+                Some(m) => m,
+                None => j.dirty.entry(key.to_owned()).or_insert(KeyMark::default()),
+            };
+            mark.fresh |= fresh;
+            mark.meta |= meta;
+        }
+    }
+
+    /// Stores `entry` at `key`, replacing whatever was there (it is written anew).
+    pub(crate) fn insert_key(&mut self, key: &str, entry: Entry) {
+        self.mark(key, true, true);
+        self.keys.insert(key.to_owned(), entry);
+    }
+
+    /// Drops `key` without waking anyone.
+    pub(crate) fn drop_key(&mut self, key: &str) {
+        if self.keys.remove(key).is_some() {
+            self.mark(key, false, false);
+        }
+    }
+
+    /// Sets the expiry of a live key.
+    pub(crate) fn set_expiry(&mut self, key: &str, at: Option<Instant>) {
+        if let Some(e) = self.keys.get_mut(key) {
+            e.expires_at = at;
+            self.mark(key, false, true);
+        }
+    }
+
     fn purge_if_expired(&mut self, key: &str) {
         let expired = self
             .keys
@@ -64,7 +159,7 @@ impl State {
             .and_then(|e| e.expires_at)
             .is_some_and(|at| at <= Instant::now());
         if expired {
-            self.keys.remove(key);
+            self.drop_key(key);
             self.wake(key);
         }
     }
@@ -78,6 +173,9 @@ impl State {
     /// The live entry at `key`, mutably.
     pub(crate) fn live_mut(&mut self, key: &str) -> Option<&mut Entry> {
         self.purge_if_expired(key);
+        if self.keys.contains_key(key) {
+            self.mark(key, false, false);
+        }
         self.keys.get_mut(key)
     }
 
@@ -97,13 +195,14 @@ impl State {
     pub(crate) fn hash_mut(&mut self, key: &str) -> Result<&mut HashFields> {
         self.purge_if_expired(key);
         if !self.keys.contains_key(key) {
-            let value = Value::Hash(HashFields::new());
+            let value = Value::Hash(HashFields::new(self.journaled()));
             let entry = Entry {
                 value,
                 expires_at: None,
             };
-            self.keys.insert(key.to_owned(), entry);
+            self.insert_key(key, entry);
         }
+        self.mark(key, false, false);
         match self.keys.get_mut(key).map(|e| &mut e.value) {
             Some(Value::Hash(h)) => Ok(h),
             _ => Err(wrong_type(key)),
@@ -138,12 +237,17 @@ impl State {
     /// The delayed events held under `key`, created empty when missing.
     pub(crate) fn delayed_or_create(&mut self, key: &str) -> Result<&mut Delayed> {
         self.purge_if_expired(key);
-        let entry = self.keys.entry(key.to_owned()).or_insert_with(|| Entry {
-            value: Value::Delayed(Delayed::default()),
-            expires_at: None,
-        });
-        match &mut entry.value {
-            Value::Delayed(d) => Ok(d),
+        if !self.keys.contains_key(key) {
+            let value = Value::Delayed(Delayed::new(self.journaled()));
+            let entry = Entry {
+                value,
+                expires_at: None,
+            };
+            self.insert_key(key, entry);
+        }
+        self.mark(key, false, false);
+        match self.keys.get_mut(key).map(|e| &mut e.value) {
+            Some(Value::Delayed(d)) => Ok(d),
             _ => Err(wrong_type(key)),
         }
     }
@@ -151,12 +255,17 @@ impl State {
     /// The stream at `key`, created empty when missing.
     pub(crate) fn stream_or_create(&mut self, key: &str) -> Result<&mut StreamData> {
         self.purge_if_expired(key);
-        let entry = self.keys.entry(key.to_owned()).or_insert_with(|| Entry {
-            value: Value::Stream(StreamData::default()),
-            expires_at: None,
-        });
-        match &mut entry.value {
-            Value::Stream(s) => Ok(s),
+        if !self.keys.contains_key(key) {
+            let value = Value::Stream(StreamData::new(self.journaled()));
+            let entry = Entry {
+                value,
+                expires_at: None,
+            };
+            self.insert_key(key, entry);
+        }
+        self.mark(key, false, false);
+        match self.keys.get_mut(key).map(|e| &mut e.value) {
+            Some(Value::Stream(s)) => Ok(s),
             _ => Err(wrong_type(key)),
         }
     }
@@ -164,7 +273,7 @@ impl State {
     /// Removes `key` (waking its readers); returns whether it existed.
     pub(crate) fn remove(&mut self, key: &str) -> bool {
         let existed = self.live(key).is_some();
-        self.keys.remove(key);
+        self.drop_key(key);
         self.wake(key);
         existed
     }

@@ -17,6 +17,8 @@ use pulse::backend::{
 };
 use tokio::time::Instant;
 
+use crate::journal::{wall_of, Change, Marks, PendingRecord};
+
 /// Stored fields, shared with every entry read from them.
 pub(crate) type SharedFields = Arc<[(String, Bytes)]>;
 
@@ -36,6 +38,9 @@ pub(crate) struct Group {
     pending: BTreeMap<EntryId, Pending>,
     /// consumer → last time it read or claimed.
     consumers: BTreeMap<String, Instant>,
+    /// Pending entries and consumers changed (journaled backends).
+    pending_marks: Marks<EntryId>,
+    consumer_marks: Marks<String>,
 }
 
 /// A stream: entries, the last generated ID and its groups.
@@ -44,6 +49,11 @@ pub(crate) struct StreamData {
     entries: BTreeMap<EntryId, SharedFields>,
     pub(crate) last_id: EntryId,
     pub(crate) groups: HashMap<String, Group>,
+    /// What changed (journaled backends): entries, groups (created, deleted, moved on),
+    /// and whether `last_id` did.
+    entry_marks: Marks<EntryId>,
+    group_marks: Marks<String>,
+    last_id_changed: bool,
 }
 
 pub(crate) fn wall_ms() -> u64 {
@@ -61,6 +71,102 @@ fn to_entry(id: EntryId, fields: &SharedFields) -> StreamEntry {
 }
 
 impl StreamData {
+    /// An empty stream, journaled when `journaled`.
+    pub(crate) fn new(journaled: bool) -> Self {
+        StreamData {
+            entry_marks: Marks::new(journaled),
+            group_marks: Marks::new(journaled),
+            ..StreamData::default()
+        }
+    }
+
+    /// Adds a group starting after `start`; false when it exists.
+    pub(crate) fn create_group(&mut self, name: &str, start: EntryId) -> bool {
+        if self.groups.contains_key(name) {
+            return false;
+        }
+        let on = self.entry_marks.on();
+        let group = Group {
+            last_delivered: start,
+            pending_marks: Marks::new(on),
+            consumer_marks: Marks::new(on),
+            ..Group::default()
+        };
+        self.groups.insert(name.to_owned(), group);
+        self.group_marks.mark(name.to_owned());
+        true
+    }
+
+    /// Deletes a group; whether it existed.
+    pub(crate) fn destroy_group(&mut self, name: &str) -> bool {
+        let existed = self.groups.remove(name).is_some();
+        if existed {
+            self.group_marks.mark(name.to_owned());
+        }
+        existed
+    }
+
+    /// Trims the oldest entries down to `max` (exactly, here).
+    fn trim(&mut self, max: Option<u64>) {
+        if let Some(max) = max {
+            while self.entries.len() as u64 > max {
+                if let Some((id, _)) = self.entries.pop_first() {
+                    self.entry_marks.mark(id);
+                }
+            }
+        }
+    }
+
+    /// The journal's changes for this stream: everything (`full`) or what was marked.
+    pub(crate) fn changes(&mut self, key: &str, full: bool, out: &mut Vec<Change>) {
+        let entry_marks = self.entry_marks.take();
+        let group_marks = self.group_marks.take();
+        if full || std::mem::take(&mut self.last_id_changed) {
+            out.push(Change::StreamLast {
+                key: key.to_owned(),
+                last_id: self.last_id,
+            });
+        }
+        let entry = |id: EntryId, fields: Option<&SharedFields>| Change::Entry {
+            key: key.to_owned(),
+            id,
+            fields: fields.cloned(),
+        };
+        if full {
+            out.extend(self.entries.iter().map(|(id, f)| entry(*id, Some(f))));
+        } else {
+            out.extend(
+                entry_marks
+                    .into_iter()
+                    .map(|id| entry(id, self.entries.get(&id))),
+            );
+        }
+        for (name, g) in &mut self.groups {
+            if full || group_marks.contains(name) {
+                out.push(Change::Group {
+                    key: key.to_owned(),
+                    group: name.clone(),
+                    last_delivered: Some(g.last_delivered),
+                });
+            }
+            g.changes(key, name, full, out);
+        }
+        for name in group_marks {
+            if !self.groups.contains_key(&name) {
+                out.push(Change::Group {
+                    key: key.to_owned(),
+                    group: name,
+                    last_delivered: None,
+                });
+            }
+        }
+    }
+
+    /// Restores an entry read back from a journal's store.
+    pub(crate) fn restore_entry(&mut self, id: EntryId, fields: SharedFields) {
+        self.entries.insert(id, fields);
+    }
+
     /// Number of entries.
     pub(crate) fn len(&self) -> u64 {
         self.entries.len() as u64
@@ -106,14 +212,12 @@ impl StreamData {
                 };
                 self.last_id = id;
                 self.entries.insert(id, fields.into());
+                self.entry_marks.mark(id);
                 id
             })
             .collect();
-        if let Some(max) = max_len {
-            while self.entries.len() as u64 > max {
-                self.entries.pop_first();
-            }
-        }
+        self.last_id_changed = true;
+        self.trim(max_len);
         ids
     }
 
@@ -127,13 +231,11 @@ impl StreamData {
     ) -> EntryId {
         for fields in entries {
             self.entries.insert(id, fields.into());
+            self.entry_marks.mark(id);
         }
         self.last_id = id;
-        if let Some(max) = max_len {
-            while self.entries.len() as u64 > max {
-                self.entries.pop_first();
-            }
-        }
+        self.last_id_changed = true;
+        self.trim(max_len);
         id
     }
 
@@ -164,9 +266,14 @@ impl StreamData {
 
     /// Deletes entries; returns how many existed.
     pub(crate) fn remove(&mut self, ids: &[EntryId]) -> u64 {
-        ids.iter()
-            .filter(|id| self.entries.remove(id).is_some())
-            .count() as u64
+        let mut removed = 0;
+        for id in ids {
+            if self.entries.remove(id).is_some() {
+                self.entry_marks.mark(*id);
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Delivers new entries of `group` to `consumer`.
@@ -179,7 +286,7 @@ impl StreamData {
     ) -> Option<Vec<StreamEntry>> {
         let g = self.groups.get_mut(group)?;
         let now = Instant::now();
-        g.consumers.insert(consumer.to_owned(), now);
+        g.seen(consumer, now);
         let start = g.last_delivered.next()?;
         let batch: Vec<StreamEntry> = self
             .entries
@@ -189,6 +296,7 @@ impl StreamData {
             .collect();
         if let Some(last) = batch.last() {
             g.last_delivered = last.id;
+            self.group_marks.mark(group.to_owned());
         }
         if !no_ack {
             let consumer: Arc<str> = consumer.into();
@@ -201,6 +309,7 @@ impl StreamData {
                         deliveries: 1,
                     },
                 );
+                g.pending_marks.mark(e.id);
             }
         }
         Some(batch)
@@ -208,19 +317,83 @@ impl StreamData {
 }
 
 impl Group {
-    /// A group starting after `start`.
-    pub(crate) fn starting_after(start: EntryId) -> Self {
-        Group {
-            last_delivered: start,
-            ..Group::default()
+    /// Records that `consumer` read or claimed at `now`.
+    fn seen(&mut self, consumer: &str, now: Instant) {
+        match self.consumers.get_mut(consumer) {
+            Some(at) => *at = now,
+            None => {
+                self.consumers.insert(consumer.to_owned(), now);
+            }
         }
+        if self.consumer_marks.on() {
+            self.consumer_marks.mark(consumer.to_owned());
+        }
+    }
+
+    /// Forgets a pending entry; whether it was pending.
+    fn unpend(&mut self, id: &EntryId) -> bool {
+        let was = self.pending.remove(id).is_some();
+        if was {
+            self.pending_marks.mark(*id);
+        }
+        was
+    }
+
+    /// The journal's changes for this group: everything (`full`) or what was marked.
+    fn changes(&mut self, key: &str, group: &str, full: bool, out: &mut Vec<Change>) {
+        let pending_marks = self.pending_marks.take();
+        let consumer_marks = self.consumer_marks.take();
+        let pending = |id: EntryId, p: Option<&Pending>| Change::Pending {
+            key: key.to_owned(),
+            group: group.to_owned(),
+            id,
+            pending: p.map(|p| PendingRecord {
+                consumer: p.consumer.to_string(),
+                delivered_at_ms: wall_of(p.delivered_at),
+                deliveries: p.deliveries,
+            }),
+        };
+        let consumer = |name: &str, seen: Option<&Instant>| Change::Consumer {
+            key: key.to_owned(),
+            group: group.to_owned(),
+            consumer: name.to_owned(),
+            seen_ms: seen.map(|at| wall_of(*at)),
+        };
+        if full {
+            out.extend(self.pending.iter().map(|(id, p)| pending(*id, Some(p))));
+            out.extend(self.consumers.iter().map(|(c, at)| consumer(c, Some(at))));
+        } else {
+            out.extend(
+                pending_marks
+                    .into_iter()
+                    .map(|id| pending(id, self.pending.get(&id))),
+            );
+            out.extend(
+                consumer_marks
+                    .iter()
+                    .map(|c| consumer(c, self.consumers.get(c))),
+            );
+        }
+    }
+
+    /// Restores a pending entry read back from a journal's store.
+    pub(crate) fn restore_pending(&mut self, id: EntryId, consumer: &str, at: Instant, n: u64) {
+        let pending = Pending {
+            consumer: consumer.into(),
+            delivered_at: at,
+            deliveries: n,
+        };
+        self.pending.insert(id, pending);
+    }
+
+    /// Restores a consumer read back from a journal's store.
+    pub(crate) fn restore_consumer(&mut self, consumer: &str, seen: Instant) {
+        self.consumers.insert(consumer.to_owned(), seen);
     }
 
     /// Acknowledges; returns how many were pending.
     pub(crate) fn ack(&mut self, ids: &[EntryId]) -> u64 {
-        ids.iter()
-            .filter(|id| self.pending.remove(id).is_some())
-            .count() as u64
+        ids.iter().filter(|id| self.unpend(id)).count() as u64
     }
 
     /// `XCLAIM … IDLE … JUSTID`: pending `ids` to `consumer`, idle `idle`, counts kept.
@@ -231,20 +404,19 @@ impl Group {
         idle: Duration,
     ) -> Vec<EntryId> {
         let now = Instant::now();
-        self.consumers.insert(consumer.to_owned(), now);
+        self.seen(consumer, now);
         let who: Arc<str> = consumer.into();
         let since = now.checked_sub(idle).unwrap_or(now);
-        ids.iter()
-            .filter(|id| match self.pending.get_mut(id) {
-                Some(p) => {
-                    p.consumer = who.clone();
-                    p.delivered_at = since;
-                    true
-                }
-                None => false,
-            })
-            .copied()
-            .collect()
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(p) = self.pending.get_mut(id) {
+                p.consumer = who.clone();
+                p.delivered_at = since;
+                self.pending_marks.mark(*id);
+                out.push(*id);
+            }
+        }
+        out
     }
 
     fn transfer(&mut self, id: EntryId, consumer: &Arc<str>, now: Instant) {
@@ -252,6 +424,7 @@ impl Group {
             p.consumer = consumer.clone();
             p.delivered_at = now;
             p.deliveries += 1;
+            self.pending_marks.mark(id);
         }
     }
 
@@ -265,7 +438,7 @@ impl Group {
         count: usize,
     ) -> AutoClaim {
         let now = Instant::now();
-        self.consumers.insert(consumer.to_owned(), now);
+        self.seen(consumer, now);
         let who: Arc<str> = consumer.into();
         let mut claimed = Vec::new();
         let mut deleted = Vec::new();
@@ -289,7 +462,7 @@ impl Group {
                     claimed.push(to_entry(id, f));
                 }
                 None => {
-                    self.pending.remove(&id);
+                    self.unpend(&id);
                     deleted.push(id);
                 }
             }
@@ -310,7 +483,7 @@ impl Group {
         ids: &[EntryId],
     ) -> Vec<StreamEntry> {
         let now = Instant::now();
-        self.consumers.insert(consumer.to_owned(), now);
+        self.seen(consumer, now);
         let who: Arc<str> = consumer.into();
         let mut out = Vec::new();
         for id in ids {
@@ -326,7 +499,7 @@ impl Group {
                     out.push(to_entry(*id, f));
                 }
                 None => {
-                    self.pending.remove(id);
+                    self.unpend(id);
                 }
             }
         }
@@ -390,7 +563,7 @@ impl Group {
         if self.consumers.contains_key(consumer) {
             return false;
         }
-        self.consumers.insert(consumer.to_owned(), Instant::now());
+        self.seen(consumer, Instant::now());
         true
     }
 
@@ -399,9 +572,14 @@ impl Group {
         if self.consumers.remove(consumer).is_none() {
             return 0;
         }
-        let before = self.pending.len();
-        self.pending.retain(|_, p| &*p.consumer != consumer);
-        (before - self.pending.len()) as u64
+        self.consumer_marks.mark(consumer.to_owned());
+        let held: Vec<EntryId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| &*p.consumer == consumer)
+            .map(|(id, _)| *id)
+            .collect();
+        held.iter().filter(|id| self.unpend(id)).count() as u64
     }
 }
 

@@ -48,6 +48,14 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// A store that one process owns (an embedded database file) is open in another
+    /// process; nothing was read or written.
+    #[error("{path} is in use by another process")]
+    InUse {
+        /// The file (or other resource) that is taken.
+        path: String,
+    },
+
     /// The handle (map, stream reader, sink, node, backend) was closed; the call did nothing.
     #[error("{what} is closed")]
     Closed {
@@ -360,6 +368,7 @@ impl Error {
             Error::NotRunning { key } => Error::NotRunning { key: key.clone() },
             Error::Timeout { what } => Error::Timeout { what: what.clone() },
             Error::ShuttingDown { pool } => Error::ShuttingDown { pool: pool.clone() },
+            Error::InUse { path } => Error::InUse { path: path.clone() },
             Error::Refused {
                 op,
                 reason,
@@ -408,6 +417,7 @@ impl Error {
     /// | [`Config`](Error::Config), [`InvalidName`](Error::InvalidName), [`InvalidKey`](Error::InvalidKey), [`InvalidArgument`](Error::InvalidArgument), [`PayloadTooLarge`](Error::PayloadTooLarge) | no | the call itself is wrong |
     /// | [`WrongType`](Error::WrongType), [`InvalidValue`](Error::InvalidValue), [`Malformed`](Error::Malformed), [`NoGroup`](Error::NoGroup) | no | the stored data is not what the call needs |
     /// | [`Closed`](Error::Closed), [`ShuttingDown`](Error::ShuttingDown) | no | the handle or pool is going away |
+    /// | [`InUse`](Error::InUse) | no | another process owns the store |
     /// | [`JobExists`](Error::JobExists), [`JobFailed`](Error::JobFailed), [`Remote`](Error::Remote), [`NotRunning`](Error::NotRunning) | no | an answer, not a failure to get one (a job between owners runs again once placed: call again if you know it exists) |
     /// | [`Backend`](Error::Backend) | no | an error nobody classified: look at it |
     pub fn is_retryable(&self) -> bool {
@@ -443,6 +453,7 @@ impl Error {
             Error::Aborted { .. } => "aborted",
             Error::NotRunning { .. } => "not_running",
             Error::ShuttingDown { .. } => "shutting_down",
+            Error::InUse { .. } => "in_use",
             Error::Refused { .. } => "refused",
             Error::Denied { .. } => "denied",
             Error::Backend { .. } => "backend",
