@@ -461,3 +461,22 @@ async fn streams_sinks_maps_pools_and_requests_on_redis() {
     answering.await.unwrap();
     responder.close().await.unwrap();
 }
+
+/// The persistent embedded backend from the command line: what one run wrote, the next
+/// run reads (each invocation is its own process owning the file for its duration).
+#[test]
+fn a_redb_file_keeps_what_each_run_wrote() {
+    let dir = std::env::temp_dir().join(format!("pulse-cli-redb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("redb:{}", dir.join("data.redb").display());
+    let added = json(&url, &["stream", "add", "orders", "created", "one"]);
+    assert_eq!(added["added"], true);
+    json(&url, &["map", "set", "config", "mode", "fast"]);
+    let info = json(&url, &["stream", "info", "orders"]);
+    assert_eq!(info["length"], 1);
+    assert_eq!(info["last_id"], added["id"]);
+    let (code, out, _) = pulse(&url, &["map", "get", "config", "mode"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("fast"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

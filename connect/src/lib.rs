@@ -8,6 +8,7 @@
 //! | `memory:` | a new in-process [`MemoryBackend`](pulse_memory::MemoryBackend) (nothing shared with other processes) |
 //! | `redis://[user:password@]host[:port][/db]`, `rediss://…` | one Redis server ([`RedisBackend`](pulse_redis::RedisBackend)), TLS with `rediss` |
 //! | `redis+cluster://host:port[,host:port…]/`, `rediss+cluster://…` | a Redis Cluster from its seeds |
+//! | `redb:path/to/file.redb`, `redb:///absolute/path.redb`, `…?durability=eventual` | a file of the persistent embedded backend ([`RedbBackend`](pulse_redb::RedbBackend)), created when missing; one process owns it |
 //!
 //! Errors never repeat the URL (it may hold a password): an unknown scheme is a
 //! [`Error::Config`] naming the scheme only, and [`describe`] gives a form safe to print.
@@ -35,16 +36,45 @@ pub const BACKEND_ENV: &str = "PULSE_BACKEND";
 pub async fn open(url: &str) -> Result<Arc<dyn Backend>> {
     match scheme(url) {
         Some("memory") => Ok(Arc::new(pulse_memory::MemoryBackend::new())),
+        Some("redb") => open_redb(url).await,
         Some("redis" | "rediss" | "redis+cluster" | "rediss+cluster") => {
             Ok(Arc::new(pulse_redis::RedisBackend::connect(url).await?))
         }
         Some(other) => Err(Error::Config(format!(
-            "unknown backend scheme {other:?}: use memory:, redis://, rediss://, redis+cluster:// or rediss+cluster://"
+            "unknown backend scheme {other:?}: use memory:, redb:, redis://, rediss://, redis+cluster:// or rediss+cluster://"
         ))),
         None => Err(Error::Config(
-            "a backend URL starts with a scheme: memory:, redis://, rediss://, redis+cluster:// or rediss+cluster://".into(),
+            "a backend URL starts with a scheme: memory:, redb:, redis://, rediss://, redis+cluster:// or rediss+cluster://".into(),
         )),
     }
+}
+
+/// `redb:<path>[?durability=immediate|eventual]` (`redb://` before the path is dropped, so
+/// `redb:///abs` is `/abs`).
+async fn open_redb(url: &str) -> Result<Arc<dyn Backend>> {
+    let rest = url.strip_prefix("redb:").unwrap_or_default();
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(Error::Config(
+            "redb: needs a file, e.g. redb:data.redb".into(),
+        ));
+    }
+    let mut options = pulse_redb::RedbOptions::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        options.durability = match pair {
+            "durability=immediate" => pulse_redb::Durability::Immediate,
+            "durability=eventual" => pulse_redb::Durability::Eventual,
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown redb option {other:?}: durability=immediate or durability=eventual"
+                )))
+            }
+        };
+    }
+    Ok(Arc::new(
+        pulse_redb::RedbBackend::open(path, options).await?,
+    ))
 }
 
 /// The backend named by `PULSE_BACKEND`, else by `PULSE_REDIS_URL` (the examples' older
@@ -90,6 +120,7 @@ mod tests {
             ("rediss://user:p@ss@h:1", "rediss://h:1"),
             ("redis+cluster://u:p@a:1,b:2/", "redis+cluster://a:1,b:2/"),
             ("memory:", "memory:"),
+            ("redb:data.redb", "redb:"),
             ("nonsense", "(invalid URL)"),
         ] {
             assert_eq!(describe(url), safe, "{url}");
@@ -106,5 +137,24 @@ mod tests {
             assert!(matches!(e, Error::Config(_)), "{e:?}");
             assert!(!e.to_string().contains("secret"), "{e}");
         }
+    }
+
+    #[tokio::test]
+    async fn redb_urls_open_a_file_that_keeps_its_data() {
+        let dir = std::env::temp_dir().join(format!("pulse-connect-redb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("data.redb");
+        let url = format!("redb://{}?durability=eventual", path.display());
+        let backend = open(&url).await.unwrap();
+        assert_eq!(backend.kind(), "redb");
+        drop(backend);
+        assert!(path.exists());
+        for bad in ["redb:", "redb:x.redb?fsync=never"] {
+            match open(bad).await {
+                Err(Error::Config(_)) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

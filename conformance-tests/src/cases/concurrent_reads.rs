@@ -101,7 +101,7 @@ async fn read_all(
     while got < want {
         round += 1;
         let read = b.stream_read(&cursors, count, Some(Duration::from_secs(5)));
-        let batches = if cancel && round % 2 == 0 {
+        let batches = if cancel && round.is_multiple_of(2) {
             match timeout(Duration::from_millis(1), read).await {
                 Ok(out) => out.unwrap(),
                 Err(_) => continue,

@@ -163,7 +163,7 @@ async fn reclaim_stream(
     if let Some(lag) = listed.and_then(|g| g.lag) {
         member.metrics.lag.set(lag as f64);
     }
-    let full = pass % FULL_PASS_EVERY == 0;
+    let full = pass.is_multiple_of(FULL_PASS_EVERY);
     if pending == 0 && !full {
         return Ok(Pass::Idle);
     }
