@@ -16,7 +16,8 @@
 //! a metrics recorder and info logs, last: it installs both for good) once per run, and
 //! S13 (delayed events: adds with 100k pending, due-to-visible latency) between them.
 //! S15 (the gateway: HTTP publish and SSE delivery against the library called directly)
-//! runs once per run on the single server.
+//! runs once per run on the single server; S16 (the redb backend, durability on and off,
+//! against the bare redb transaction rate) once per run.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -24,6 +25,7 @@ mod delayed;
 mod gateway;
 mod overhead;
 mod raw;
+mod redb;
 mod rows;
 mod rpc;
 mod scale;
@@ -48,7 +50,7 @@ pub(crate) struct Size {
 /// Rounds of a full run.
 const ROUNDS: usize = 5;
 
-const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S15]
+const USAGE: &str = "usage: pulse-bench [--quick] [--only S1..S16]
   (no flags)  full run: every scenario, writes docs/BENCHMARKS.md and docs/benchmarks.svg
   --quick     every scenario briefly, writes nothing (CI)
   --only SN   one scenario, writes nothing (e.g. under a profiler)";
@@ -74,7 +76,7 @@ impl Args {
                 "--only" => {
                     let s = args.next()?;
                     let n: u8 = s.strip_prefix(['S', 's'])?.parse().ok()?;
-                    if !(1..=15).contains(&n) {
+                    if !(1..=16).contains(&n) {
                         return None;
                     }
                     out.only = Some(s);
@@ -183,6 +185,12 @@ async fn main() {
     {
         rows.extend(gateway::rows(&redis, "redis", size).await);
     }
+    if only
+        .as_deref()
+        .is_none_or(|o| o.eq_ignore_ascii_case("S16"))
+    {
+        rows.extend(redb::rows(&memory, size).await);
+    }
     rows.extend(scale::run_all(&url, redis.clone(), size, quick, only.as_deref()).await);
     if only
         .as_deref()
@@ -257,7 +265,7 @@ mod tests {
                 only: Some("s3".into())
             })
         );
-        for bad in [&["--help"][..], &["--only"], &["--only", "S16"], &["-q"]] {
+        for bad in [&["--help"][..], &["--only"], &["--only", "S17"], &["-q"]] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }
