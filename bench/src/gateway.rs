@@ -52,6 +52,7 @@ impl Bench {
             token: None,
             max_body: 1 << 20,
             ack_grace: std::time::Duration::from_secs(30),
+            read_only: false,
         };
         let app = router(AppState::new(b.clone(), ks, &options), options.max_body);
         let listener = tokio::net::TcpListener::bind(options.listen)

@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// another member gets it.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub ack_grace: Duration,
+    /// Refuse every change: the dashboard (`/ui`) shows no action, the API answers 403.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Seed demo data to look at (a pool, a stream with a sink and a dead letter, a map),
+    /// kept alive by this process: meant for `--backend memory:`.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// What an `ls` lists.

@@ -12,13 +12,14 @@
 //!
 //! Module map: `args` (the command line), `commands` (one module per subcommand family,
 //! each a thin layer over the library's public API), `listing` (what a keyspace holds),
-//! `gateway` (`pulse serve`), `output` (tables, JSON, payloads).
+//! `gateway` (`pulse serve` and its dashboard), `demo` (`pulse serve --demo`), `output` (tables, JSON, payloads).
 //! Exit status: 0 on success, 1 when the operation failed (the store, a timeout, a remote
 //! error), 2 for bad input (an invalid name, argument or ID), 3 when what was asked for
 //! does not exist.
 
 pub mod args;
 mod commands;
+pub mod demo;
 pub mod gateway;
 pub mod listing;
 pub mod output;

@@ -266,6 +266,42 @@ pub fn span(d: Duration) -> String {
     }
 }
 
+/// A pool event as JSON: `event` names it, the rest are its fields.
+pub fn pool_event_json(e: &pulse::pool::PoolEvent) -> serde_json::Value {
+    use pulse::pool::PoolEvent;
+    match e {
+        PoolEvent::JobStarted { key, worker, moves } => {
+            json!({"event": "job_started", "key": key, "worker": worker, "moves": moves})
+        }
+        PoolEvent::JobMoved { key, from, to } => {
+            json!({"event": "job_moved", "key": key, "from": from, "to": to})
+        }
+        PoolEvent::JobStopped {
+            key,
+            worker,
+            reason,
+        } => {
+            json!({"event": "job_stopped", "key": key, "worker": worker, "reason": format!("{reason:?}")})
+        }
+        PoolEvent::JobRemoved { key } => json!({"event": "job_removed", "key": key}),
+        PoolEvent::WorkerJoined {
+            worker,
+            node,
+            group,
+        } => json!({"event": "worker_joined", "worker": worker, "node": node, "group": group}),
+        PoolEvent::WorkerLeft { worker } => json!({"event": "worker_left", "worker": worker}),
+        PoolEvent::WorkerFenced { worker } => json!({"event": "worker_fenced", "worker": worker}),
+        PoolEvent::RangesChanged => json!({"event": "ranges_changed"}),
+        PoolEvent::JobsWaiting { group, count } => {
+            json!({"event": "jobs_waiting", "group": group, "count": count})
+        }
+        PoolEvent::StateLost => json!({"event": "state_lost"}),
+        PoolEvent::StateRecovered { jobs } => json!({"event": "state_recovered", "jobs": jobs}),
+        PoolEvent::Lagged => json!({"event": "lagged"}),
+        other => json!({"event": format!("{other:?}")}),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ async fn gateway(backend: Arc<dyn Backend>, token: Option<&str>) -> String {
         token: token.map(str::to_owned),
         max_body: 4096,
         ack_grace: Duration::from_millis(500),
+        read_only: false,
     };
     let app = router(
         AppState::new(backend, Keyspace::new("gw").unwrap(), &options),
@@ -592,6 +593,7 @@ async fn off_loopback_needs_a_token() {
         token: None,
         max_body: 1024,
         ack_grace: Duration::from_secs(1),
+        read_only: false,
     };
     let e = pulse_cli::gateway::serve(backend, Keyspace::new("gw").unwrap(), options)
         .await
@@ -604,6 +606,7 @@ async fn off_loopback_needs_a_token() {
             token: Some(empty.into()),
             max_body: 1024,
             ack_grace: Duration::from_secs(1),
+            read_only: false,
         };
         let backend = pulse_connect::open("memory:").await.unwrap();
         let e = pulse_cli::gateway::serve(backend, Keyspace::new("gw").unwrap(), options)

@@ -61,6 +61,12 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
                 token: a.token,
                 max_body: a.max_body,
                 ack_grace: a.ack_grace,
+                read_only: a.read_only,
+            };
+            let _demo = if a.demo {
+                Some(crate::demo::seed(cx.backend.clone(), cx.keyspace.clone()).await?)
+            } else {
+                None
             };
             crate::gateway::serve(cx.backend, cx.keyspace, options).await
         }

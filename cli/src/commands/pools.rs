@@ -2,7 +2,7 @@
 //! call, and its events live. Each invocation joins the pool as a client-only node (it
 //! hosts no workers) for its duration.
 
-use pulse::pool::{JobStatus, Node, NodeOptions, PoolEvent};
+use pulse::pool::{JobStatus, Node, NodeOptions};
 use serde_json::json;
 
 use super::{count_cell, interrupted, Ctx};
@@ -184,7 +184,7 @@ async fn act(cx: &Ctx, node: &Node, cmd: PoolCmd) -> Result<(), Failure> {
                     e = events.recv() => {
                         let Some(e) = e else { break };
                         let text = format!("{e:?}");
-                        cx.out.line(event_json(&e), || text);
+                        cx.out.line(crate::output::pool_event_json(&e), || text);
                     }
                     _ = interrupted() => break,
                 }
@@ -192,38 +192,4 @@ async fn act(cx: &Ctx, node: &Node, cmd: PoolCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-fn event_json(e: &PoolEvent) -> serde_json::Value {
-    match e {
-        PoolEvent::JobStarted { key, worker, moves } => {
-            json!({"event": "job_started", "key": key, "worker": worker, "moves": moves})
-        }
-        PoolEvent::JobMoved { key, from, to } => {
-            json!({"event": "job_moved", "key": key, "from": from, "to": to})
-        }
-        PoolEvent::JobStopped {
-            key,
-            worker,
-            reason,
-        } => {
-            json!({"event": "job_stopped", "key": key, "worker": worker, "reason": format!("{reason:?}")})
-        }
-        PoolEvent::JobRemoved { key } => json!({"event": "job_removed", "key": key}),
-        PoolEvent::WorkerJoined {
-            worker,
-            node,
-            group,
-        } => json!({"event": "worker_joined", "worker": worker, "node": node, "group": group}),
-        PoolEvent::WorkerLeft { worker } => json!({"event": "worker_left", "worker": worker}),
-        PoolEvent::WorkerFenced { worker } => json!({"event": "worker_fenced", "worker": worker}),
-        PoolEvent::RangesChanged => json!({"event": "ranges_changed"}),
-        PoolEvent::JobsWaiting { group, count } => {
-            json!({"event": "jobs_waiting", "group": group, "count": count})
-        }
-        PoolEvent::StateLost => json!({"event": "state_lost"}),
-        PoolEvent::StateRecovered { jobs } => json!({"event": "state_recovered", "jobs": jobs}),
-        PoolEvent::Lagged => json!({"event": "lagged"}),
-        other => json!({"event": format!("{other:?}")}),
-    }
 }

@@ -17,6 +17,7 @@ mod openapi;
 mod pools;
 mod sse;
 mod streams;
+mod ui;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -53,6 +54,8 @@ pub struct ServeOptions {
     /// The ack grace of SSE sink members: how long an event they were sent may stay
     /// unacknowledged before another member gets it.
     pub ack_grace: Duration,
+    /// Refuse every change (the dashboard shows no action, the API answers 403).
+    pub read_only: bool,
 }
 
 /// What every handler gets.
@@ -62,6 +65,8 @@ pub struct AppState {
     keyspace: Keyspace,
     token: Option<Arc<str>>,
     ack_grace: Duration,
+    read_only: bool,
+    sampler: Arc<ui::Sampler>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -78,6 +83,8 @@ impl AppState {
             keyspace,
             token: options.token.as_deref().map(Arc::from),
             ack_grace: options.ack_grace,
+            read_only: options.read_only,
+            sampler: Arc::default(),
         }
     }
 
@@ -126,21 +133,29 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             get(|| async { Json(serde_json::json!({"ok": true})) }),
         )
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
         .merge(api)
+        .merge(ui::router(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
-/// Refuses a request without the bearer token (when one is set).
+/// Refuses a request without the token (when one is set): a bearer token, or the
+/// dashboard's cookie — then not for a change sent from another site. Read-only, refuses
+/// every change.
 async fn authorize(State(app): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(token) = &app.token {
-        let given = request
-            .headers()
+        let headers = request.headers();
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
+        let matches = |given: Option<&str>| {
+            given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes()))
+        };
+        let by_cookie = !matches(bearer) && matches(ui::cookie_token(headers));
+        if !matches(bearer) && !by_cookie {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -148,6 +163,22 @@ async fn authorize(State(app): State<AppState>, request: Request, next: Next) ->
             )
             .into_response();
         }
+        if by_cookie && !request.method().is_safe() && ui::cross_site(headers) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a change from another site is refused",
+            )
+            .into_response();
+        }
+    }
+    if app.read_only && !request.method().is_safe() {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read_only",
+            "this server is read-only (--read-only)",
+        )
+        .into_response();
     }
     next.run(request).await
 }

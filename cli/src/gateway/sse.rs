@@ -17,6 +17,7 @@ use axum::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use pulse::{
+    pool::Node,
     rmap::Map,
     streaming::{Reader, Sink},
 };
@@ -96,12 +97,13 @@ pub(super) fn response(frames: impl Stream<Item = Frame> + Send + 'static) -> Re
     response
 }
 
-/// Closes what a connection held (a reader, a sink member, a map replica) when the
-/// connection's response is dropped: the client went away.
+/// Closes what a connection held (a reader, a sink member, a map replica, a pool node)
+/// when the connection's response is dropped: the client went away.
 pub(super) enum Closing {
     Reader(Option<Reader>),
     Sink(Option<Sink>),
     Map(Option<Map>),
+    Node(Option<Node>),
 }
 
 impl Closing {
@@ -113,6 +115,9 @@ impl Closing {
     }
     pub(super) fn map(m: Map) -> Self {
         Closing::Map(Some(m))
+    }
+    pub(super) fn node(n: Node) -> Self {
+        Closing::Node(Some(n))
     }
 }
 
@@ -135,6 +140,11 @@ impl Drop for Closing {
             Closing::Map(m) => {
                 if let Some(m) = m.take() {
                     runtime.spawn(async move { m.close().await });
+                }
+            }
+            Closing::Node(n) => {
+                if let Some(n) = n.take() {
+                    runtime.spawn(async move { n.close().await });
                 }
             }
         }

@@ -1,0 +1,68 @@
+// Pulse dashboard: live updates over server-sent events. Everything here is optional:
+// every page works without it. Text from the store is only ever set with textContent.
+"use strict";
+
+// Re-renders the live part of the page (#live) from a fresh copy of the page.
+let refreshing = null;
+function refreshLive() {
+  const live = document.getElementById("live");
+  if (!live || refreshing) return;
+  const url = live.dataset.refresh + location.search;
+  refreshing = fetch(url, { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+    .then((html) => {
+      const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
+      if (fresh) live.replaceWith(fresh);
+    })
+    .catch(() => {})
+    .finally(() => { setTimeout(() => { refreshing = null; }, 200); });
+}
+
+function describe(e) {
+  const parts = [e.event];
+  for (const k of ["key", "worker", "from", "to", "node", "group", "reason", "count", "jobs"]) {
+    if (e[k] !== undefined) parts.push(k + "=" + e[k]);
+  }
+  return parts.join(" ");
+}
+
+// Pool: the feed of events; each one refreshes the tables.
+const feed = document.getElementById("feed");
+if (feed && window.EventSource) {
+  const es = new EventSource(feed.dataset.source);
+  es.onmessage = (m) => {
+    let e;
+    try { e = JSON.parse(m.data); } catch { return; }
+    const li = document.createElement("li");
+    li.textContent = new Date().toLocaleTimeString() + "  " + describe(e);
+    feed.prepend(li);
+    while (feed.children.length > 200) feed.lastChild.remove();
+    refreshLive();
+  };
+}
+
+// Stream: the live tail.
+const tail = document.getElementById("tail");
+if (tail && window.EventSource) {
+  const body = tail.querySelector("tbody");
+  const es = new EventSource(tail.dataset.source);
+  es.onmessage = (m) => {
+    let e;
+    try { e = JSON.parse(m.data); } catch { return; }
+    const tr = document.createElement("tr");
+    for (const text of [e.id, e.name, e.payload !== undefined ? e.payload : "(base64) " + e.payload_base64]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    body.prepend(tr);
+    while (body.children.length > 100) body.lastChild.remove();
+  };
+}
+
+// Map: refresh the table on every change.
+const live = document.getElementById("live");
+if (live && live.dataset.watch && window.EventSource) {
+  const es = new EventSource(live.dataset.watch);
+  for (const kind of ["set", "delete", "reset"]) es.addEventListener(kind, refreshLive);
+}
