@@ -93,7 +93,7 @@ async fn browser(driver: &Driver) -> Client {
         "goog:chromeOptions".into(),
         serde_json::json!({
             "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--disable-gpu"],
+                     "--window-size=1280,1500", "--disable-gpu"],
         }),
     );
     let url = format!("http://127.0.0.1:{}", driver.1);
@@ -187,8 +187,8 @@ async fn the_dashboard_in_a_browser() {
     )
     .await
     .unwrap();
-    let _a = node.add_worker(Worker(running.clone())).await.unwrap();
-    let _b = node.add_worker(Worker(running.clone())).await.unwrap();
+    let a = node.add_worker(Worker(running.clone())).await.unwrap();
+    let b = node.add_worker(Worker(running.clone())).await.unwrap();
     for k in ["job-1", "job-2", "job-3"] {
         node.dispatch_job(k, "payload").await.unwrap();
     }
@@ -268,6 +268,13 @@ async fn the_dashboard_in_a_browser() {
     node.dispatch_job("job-live", "payload").await.unwrap();
     wait_for(&c, "tr[data-key='job-live']").await;
     wait_for(&c, "#feed li").await;
+    // The worker running job-2 leaves: its jobs move, in the feed and on the chart.
+    let leaving = [&a, &b]
+        .into_iter()
+        .find(|w| w.jobs().contains(&"job-2".to_owned()))
+        .expect("job-2 runs on a or b");
+    node.remove_worker(leaving).await.unwrap();
+    wait_for(&c, "#moves rect").await;
     shoot(&c, "pool").await;
 
     // Stop from the page: the worker is told, the pool forgets the job.

@@ -64,6 +64,10 @@ pub(super) async fn page(
         section aria-labelledby="feed-title" {
             h2 #feed-title { "Live feed" }
             p.hint { "Starts, moves, stops and workers joining or leaving, as they happen (needs JavaScript)." }
+            figure {
+                svg #moves width="400" height="60" viewBox="0 0 400 60" role="img" aria-label="moves per 10 seconds since this page opened" {}
+                figcaption { "Moves per 10 s since this page opened" }
+            }
             ol #feed data-source={ (here) "/feed" } aria-live="polite" {}
         }
     };

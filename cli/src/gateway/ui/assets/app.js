@@ -26,6 +26,34 @@ function describe(e) {
   return parts.join(" ");
 }
 
+// Pool: moves per 10 s since the page opened, as bars (newest on the right).
+const moves = document.getElementById("moves");
+const opened = Date.now();
+const buckets = [];
+function drawMoves() {
+  if (!moves) return;
+  const shown = buckets.slice(-40);
+  const max = Math.max(1, ...shown.map((n) => n || 0));
+  const ns = "http://www.w3.org/2000/svg";
+  moves.replaceChildren();
+  shown.forEach((n, i) => {
+    const h = Math.round(((n || 0) / max) * 56);
+    const r = document.createElementNS(ns, "rect");
+    r.setAttribute("x", String(i * 10));
+    r.setAttribute("y", String(58 - h));
+    r.setAttribute("width", "8");
+    r.setAttribute("height", String(h));
+    r.setAttribute("fill", "currentColor");
+    moves.appendChild(r);
+  });
+}
+function countMove() {
+  const i = Math.floor((Date.now() - opened) / 10000);
+  while (buckets.length <= i) buckets.push(0);
+  buckets[i] += 1;
+  drawMoves();
+}
+
 // Pool: the feed of events; each one refreshes the tables.
 const feed = document.getElementById("feed");
 if (feed && window.EventSource) {
@@ -33,6 +61,7 @@ if (feed && window.EventSource) {
   es.onmessage = (m) => {
     let e;
     try { e = JSON.parse(m.data); } catch { return; }
+    if (e.event === "job_moved") countMove();
     const li = document.createElement("li");
     li.textContent = new Date().toLocaleTimeString() + "  " + describe(e);
     feed.prepend(li);
