@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "pulse", version, about = "Inspect and operate Pulse streams, sinks, maps and pools.", long_about = None)]
 pub struct Cli {
-    /// The store: memory:, redis://…, rediss://…, redis+cluster://… (credentials in the URL
+    /// The store: memory:, redb:file.redb, redis://…, rediss://…, redis+cluster://… (credentials in the URL
     /// are never printed).
     #[arg(long, global = true, env = "PULSE_BACKEND", default_value = "memory:")]
     pub backend: String,

@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`, driven through
-//! `chromedriver`) against `pulse serve`'s routes on a private `redis-server`, with a pool,
-//! a stream (a sink, a dead letter) and a map set up through the library.
+//! `chromedriver`) against `pulse serve` (the binary) on a private `redis-server`, with a
+//! pool, a stream (a sink, a dead letter) and a map set up through the library in this
+//! process.
 //!
 //! Without `chromedriver` on `PATH` the test says SKIPPED and passes, unless
 //! `PULSE_REQUIRE_BROWSER=1` (CI), where that is a failure. Screenshots of each page go to
@@ -133,6 +134,46 @@ async fn serve(
     format!("http://{addr}")
 }
 
+/// `pulse serve` (the binary) on `url`, killed on drop.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve_binary(url: &str, token: Option<&str>, read_only: bool) -> Served {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pulse"));
+    cmd.args(["--backend", url, "--keyspace", "ui", "serve", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(t) = token {
+        cmd.args(["--token", t]);
+    }
+    if read_only {
+        cmd.arg("--read-only");
+    }
+    let served = Served {
+        child: cmd.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let health = format!("{}/healthz", served.base);
+    eventually("pulse serve answers", || async {
+        reqwest::get(&health)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    served
+}
+
 fn screenshots() -> PathBuf {
     let dir = std::env::var("PULSE_SCREENSHOTS").map_or_else(
         |_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
@@ -229,7 +270,8 @@ async fn the_dashboard_in_a_browser() {
     map.set("mode", "fast").await.unwrap();
     map.set("blob", vec![0u8, 159, 146, 150]).await.unwrap();
 
-    let base = serve(backend.clone(), ks.clone(), Some(TOKEN), false).await;
+    let served = serve_binary(&redis.url(), Some(TOKEN), false).await;
+    let base = served.base.clone();
     let c = browser(&driver).await;
 
     // A wrong token is refused; the right one signs in.
@@ -400,7 +442,8 @@ async fn the_dashboard_in_a_browser() {
     c.close().await.unwrap();
 
     // Read-only: no action on any page, and a change is refused.
-    let ro = serve(backend.clone(), ks.clone(), None, true).await;
+    let read_only = serve_binary(&redis.url(), None, true).await;
+    let ro = read_only.base.clone();
     let c = browser(&driver).await;
     for page in ["/ui/pools/orders", "/ui/streams/payments"] {
         c.goto(&format!("{ro}{page}")).await.unwrap();

@@ -2,20 +2,29 @@
 // every page works without it. Text from the store is only ever set with textContent.
 "use strict";
 
-// Re-renders the live part of the page (#live) from a fresh copy of the page.
-let refreshing = null;
+// Re-renders the live part of the page (#live) from a fresh copy of the page: at most
+// once a second, and once more after a burst, so a busy pool cannot flood the server.
+let busy = false;
+let again = false;
 function refreshLive() {
   const live = document.getElementById("live");
-  if (!live || refreshing) return;
-  const url = live.dataset.refresh + location.search;
-  refreshing = fetch(url, { credentials: "same-origin" })
+  if (!live) return;
+  if (busy) { again = true; return; }
+  busy = true;
+  fetch(live.dataset.refresh + location.search, { credentials: "same-origin" })
     .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
     .then((html) => {
       const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
-      if (fresh) live.replaceWith(fresh);
+      const current = document.getElementById("live");
+      if (fresh && current) current.replaceWith(fresh);
     })
     .catch(() => {})
-    .finally(() => { setTimeout(() => { refreshing = null; }, 200); });
+    .finally(() => {
+      setTimeout(() => {
+        busy = false;
+        if (again) { again = false; refreshLive(); }
+      }, 1000);
+    });
 }
 
 function describe(e) {
