@@ -191,19 +191,26 @@ impl State {
         }
     }
 
-    /// The hash at `key`, created empty when missing.
-    pub(crate) fn hash_mut(&mut self, key: &str) -> Result<&mut HashFields> {
+    /// The value at `key`, made by `make` (told whether to journal) when missing.
+    fn ensure(&mut self, key: &str, make: impl FnOnce(bool) -> Value) -> Option<&mut Value> {
         self.purge_if_expired(key);
         if !self.keys.contains_key(key) {
-            let value = Value::Hash(HashFields::new(self.journaled()));
-            let entry = Entry {
-                value,
-                expires_at: None,
-            };
-            self.insert_key(key, entry);
+            let value = make(self.journaled());
+            self.insert_key(
+                key,
+                Entry {
+                    value,
+                    expires_at: None,
+                },
+            );
         }
         self.mark(key, false, false);
-        match self.keys.get_mut(key).map(|e| &mut e.value) {
+        self.keys.get_mut(key).map(|e| &mut e.value)
+    }
+
+    /// The hash at `key`, created empty when missing.
+    pub(crate) fn hash_mut(&mut self, key: &str) -> Result<&mut HashFields> {
+        match self.ensure(key, |journaled| Value::Hash(HashFields::new(journaled))) {
             Some(Value::Hash(h)) => Ok(h),
             _ => Err(wrong_type(key)),
         }
@@ -236,17 +243,7 @@ impl State {
 
     /// The delayed events held under `key`, created empty when missing.
     pub(crate) fn delayed_or_create(&mut self, key: &str) -> Result<&mut Delayed> {
-        self.purge_if_expired(key);
-        if !self.keys.contains_key(key) {
-            let value = Value::Delayed(Delayed::new(self.journaled()));
-            let entry = Entry {
-                value,
-                expires_at: None,
-            };
-            self.insert_key(key, entry);
-        }
-        self.mark(key, false, false);
-        match self.keys.get_mut(key).map(|e| &mut e.value) {
+        match self.ensure(key, |journaled| Value::Delayed(Delayed::new(journaled))) {
             Some(Value::Delayed(d)) => Ok(d),
             _ => Err(wrong_type(key)),
         }
@@ -254,17 +251,7 @@ impl State {
 
     /// The stream at `key`, created empty when missing.
     pub(crate) fn stream_or_create(&mut self, key: &str) -> Result<&mut StreamData> {
-        self.purge_if_expired(key);
-        if !self.keys.contains_key(key) {
-            let value = Value::Stream(StreamData::new(self.journaled()));
-            let entry = Entry {
-                value,
-                expires_at: None,
-            };
-            self.insert_key(key, entry);
-        }
-        self.mark(key, false, false);
-        match self.keys.get_mut(key).map(|e| &mut e.value) {
+        match self.ensure(key, |journaled| Value::Stream(StreamData::new(journaled))) {
             Some(Value::Stream(s)) => Ok(s),
             _ => Err(wrong_type(key)),
         }
