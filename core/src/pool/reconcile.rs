@@ -358,6 +358,10 @@ async fn reconcile(inner: &Arc<NodeInner>) {
                 tokio::spawn(run::stop(inner.clone(), w.clone(), key, release, reason));
             }
         }
+        // Right after a lost store, a job without an owner (or whose owner's liveness is
+        // missing) may still run on a node that has not re-admitted it yet: only its own
+        // jobs and released ones are taken until the quarantine is over (see `recovery`).
+        let quiet = inner.recovery.quiet_for();
         // Start what this worker should run.
         for (key, value, target) in &candidates {
             if w.slots().contains_key(key) {
@@ -374,6 +378,15 @@ async fn reconcile(inner: &Arc<NodeInner>) {
             };
             let previous = owner_of(key);
             let tag = w.tag();
+            if let Some(left) = quiet {
+                let safe = previous
+                    .as_deref()
+                    .is_some_and(|o| is_released(o) || owner_tag(o) == tag);
+                if !safe {
+                    inner.mark_later(key, left);
+                    continue;
+                }
+            }
             let confirm = match previous.as_deref() {
                 None => false,
                 Some(o) if is_released(o) || owner_tag(o) == tag => false,

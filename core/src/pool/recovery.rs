@@ -25,6 +25,16 @@
 //!    heard back long ago) — jobs no longer running here (fenced) are then taken by
 //!    whichever worker they route to.
 //!
+//! Then a quarantine: for a map check interval plus the worker TTL after the loss was
+//! seen, this node takes no job that has no owner record or whose owner's liveness is
+//! missing — its runner may be alive on a node that has not seen the loss yet (each
+//! replica notices at its own probe, so this node's view can also mix maps from before
+//! and after it), and the liveness leases went with the store. Jobs whose runners
+//! re-admitted them are untouched; an orphan (its runner died with the store) waits that
+//! much longer. (The chaos harness once saw four jobs run twice for a second without it:
+//! a node that had recovered took unowned jobs its stale replica still listed, while
+//! their runner's node had not yet re-written their owners.)
+//!
 //! Every step is a conditional write, repeated until the store agrees. The window left:
 //! a job dispatched in the last moment before the loss whose start never reached a worker
 //! (its dispatcher's call times out: never silently gone), and a job stopped by
@@ -70,6 +80,8 @@ pub(crate) struct Recovery {
     losses: std::sync::atomic::AtomicU64,
     /// The groups' ranges record as last seen (re-written, if absent, after a loss).
     ranges: Mutex<Option<bytes::Bytes>>,
+    /// Until when jobs without a live owner are not taken, after a loss (the quarantine).
+    quiet_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Recovery {
@@ -111,6 +123,26 @@ impl Recovery {
         self.held().get(key).map(|r| r.payload.clone())
     }
 
+    /// Starts (or extends) the quarantine after a loss: for `span`, a job with no owner
+    /// or an owner whose liveness is missing is not taken, since its runner may be alive
+    /// on a node that has not seen the loss yet (its replicas notice within their check
+    /// interval) and the liveness leases went with the store.
+    pub(crate) fn quarantine(&self, span: Duration) {
+        let until = tokio::time::Instant::now() + span;
+        let mut quiet = self.quiet_until.lock().unwrap_or_else(|p| p.into_inner());
+        if quiet.is_none_or(|q| q < until) {
+            *quiet = Some(until);
+        }
+    }
+
+    /// How much of the quarantine is left, if any.
+    pub(crate) fn quiet_for(&self) -> Option<Duration> {
+        let quiet = *self.quiet_until.lock().unwrap_or_else(|p| p.into_inner());
+        quiet
+            .map(|until| until.saturating_duration_since(tokio::time::Instant::now()))
+            .filter(|left| !left.is_zero())
+    }
+
     pub(crate) fn is_recovering(&self) -> bool {
         self.recovering.load(Ordering::SeqCst)
     }
@@ -138,6 +170,9 @@ impl NodeInner {
             }
             warn!(pool = %self.pool, map, ?previous, now = ?e.revision, "the pool's state was lost or regressed; re-admitting the jobs this node runs");
             self.recovery.losses.fetch_add(1, Ordering::SeqCst);
+            self.recovery.quarantine(
+                crate::rmap::MapOptions::default().check_interval + self.options.worker_ttl,
+            );
             if !self.recovery.recovering.swap(true, Ordering::SeqCst) {
                 self.events.emit(PoolEvent::StateLost);
                 tokio::spawn(recover(self.clone()));
