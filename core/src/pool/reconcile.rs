@@ -165,6 +165,15 @@ async fn take(inner: Arc<NodeInner>, w: Arc<LocalWorker>, t: Take) {
             Err(e) => return not_taken(Some(e)),
         }
     }
+    // The pass routed the job with the ranges it read when it began; a range changed since
+    // (set_group_range returns once this node's replica has it) may give the key to
+    // another group: then it is not this worker's to take.
+    if inner.ranges().group_of(&t.key) != w.group {
+        // Looked at again by the next pass, with the ranges as they are now.
+        w.free(&t.key);
+        inner.mark(Some(&t.key));
+        return;
+    }
     // The run's owner value: its tag, when it starts, and the job's moves so far.
     let moves = t.previous.as_deref().map_or(0, |p| owner_moves(p) + 1);
     let value = owner_value(&t.tag, now_ms(), moves);
