@@ -3,12 +3,15 @@
 //! `POST`), maps, pools, request/reply — described by the OpenAPI document it serves at
 //! `/openapi.json` (generated from the handlers' annotations, module `openapi`).
 //!
-//! Contract: binds to loopback unless told otherwise, and then only with a bearer token
-//! (`--token` / `PULSE_TOKEN`), required on every route but `/healthz` and
-//! `/openapi.json`; request bodies are bounded (`--max-body`); every error is a JSON body
-//! with a status that says whose fault it is (module `error`); a client that goes away
-//! takes its reader, sink member or map replica with it (`Closing`), and what it had not
-//! acknowledged is redelivered.
+//! Contract: binds to loopback unless told otherwise, and then only with a token
+//! (`--token` / `PULSE_TOKEN`), required on every route but `/healthz`, `/openapi.json`,
+//! the dashboard's sign-in page and its assets — as a bearer token, or as the cookie the
+//! dashboard's sign-in sets (then not for a change sent from another site);
+//! `--read-only` refuses every change; request bodies are bounded (`--max-body`); every
+//! error is a JSON body with a status that says whose fault it is (module `error`); a
+//! client that goes away takes its reader, sink member, map replica or pool node with it
+//! (`Closing`), and what it had not acknowledged is redelivered. The dashboard (`/ui`)
+//! is module `ui`.
 
 mod error;
 mod listing;
@@ -47,7 +50,8 @@ use crate::Failure;
 pub struct ServeOptions {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The bearer token every request must carry (but `/healthz` and `/openapi.json`).
+    /// The token every request must carry (but `/healthz`, `/openapi.json` and the
+    /// dashboard's sign-in page): a bearer token, or the dashboard's cookie.
     pub token: Option<String>,
     /// Largest request body, in bytes.
     pub max_body: usize,
