@@ -579,9 +579,7 @@ pub async fn stream_state_shows_sinks_and_lag(cx: Ctx) {
 /// the instance holding each event, its idle time and delivery count; `limit` bounds it.
 pub async fn sink_pending_lists_unacknowledged_events(cx: Ctx) {
     let (s, t) = (stream(&cx, "s"), stream(&cx, "t"));
-    // Not about redelivery: a grace no loaded machine outlasts keeps each delivery single.
-    let options = sink_opts().with_ack_grace(Duration::from_secs(60));
-    let sink = s.new_sink("g", options).await.unwrap();
+    let sink = s.new_sink("g", sink_opts()).await.unwrap();
     sink.add_stream(&t, None).await.unwrap();
     let mut rx = sink.subscribe().unwrap();
     let ids = [s.add("a", "").await.unwrap(), s.add("b", "").await.unwrap()];
