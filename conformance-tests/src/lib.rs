@@ -289,6 +289,7 @@ macro_rules! conformance_suite {
             sink_redelivers_unacked_events,
             sink_events_carry_their_delivery_count,
             sink_pending_lists_unacknowledged_events,
+            sink_keeps_a_read_in_flight_when_its_streams_change,
             sink_dead_letters_an_event_past_max_deliveries,
             delayed_events_appear_when_due_in_due_order,
             delayed_events_refuse_bad_input_and_can_be_cancelled,

@@ -104,6 +104,9 @@ enum Action {
     Fail(Phase),
     /// Delegate only after this long (a slow network or a stalled server).
     Delay(Duration),
+    /// Delegate at once, but return the reply only after this long (a reply slow to come
+    /// back: the call is applied well before its caller learns of it).
+    SlowReply(Duration),
 }
 
 /// A scripted fault: the next `times` calls of `op` whose key contains `key` fail at a
@@ -148,6 +151,13 @@ impl Fault {
     /// Do not fail: delegate only after `d` (the call is slow to reach the store).
     pub fn delayed(mut self, d: Duration) -> Self {
         self.action = Action::Delay(d);
+        self
+    }
+
+    /// Do not fail: delegate at once and hold the reply for `d` (the store applied the
+    /// call; its caller hears of it later — a caller that gives up meanwhile loses it).
+    pub fn reply_after(mut self, d: Duration) -> Self {
+        self.action = Action::SlowReply(d);
         self
     }
 
@@ -324,6 +334,11 @@ impl FlakyBackend {
             Some(Action::Delay(d)) => {
                 tokio::time::sleep(d).await;
                 return call.await;
+            }
+            Some(Action::SlowReply(d)) => {
+                let out = call.await;
+                tokio::time::sleep(d).await;
+                return out;
             }
             Some(Action::Fail(phase)) => phase,
         };

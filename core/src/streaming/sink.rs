@@ -36,7 +36,7 @@ use std::{
 
 use tokio::{
     sync::{mpsc, oneshot, watch, Notify},
-    task::JoinHandle,
+    task::{self, JoinHandle, JoinSet},
 };
 use tracing::{debug, info, warn, Instrument};
 
@@ -49,7 +49,7 @@ use super::{
     Event, Start, Stream,
 };
 use crate::{
-    backend::{EntryId, GroupStart, StreamEntry},
+    backend::{EntryId, GroupStart, StreamBatch, StreamEntry},
     keys::validate_name,
     spans::{self, traced},
     telemetry::SinkMetrics,
@@ -645,34 +645,57 @@ impl SinkInner {
     }
 }
 
+/// The sink's reads: one group read over the current streams is in flight while someone
+/// listens. A read is never dropped once sent — a group read that took entries has made
+/// them pending under this consumer, so dropping it (and its reply) would hide them until
+/// the ack grace redelivers them. When the streams change, the read in flight is left to
+/// finish (its entries are delivered, except those of a stream removed meanwhile) and a
+/// new one over the new streams starts beside it.
 async fn read_loop(inner: Arc<SinkInner>, mut shutdown: watch::Receiver<bool>) {
     let opts = inner.options.clone();
     let mut delay = opts.retry_delay;
+    // Reads in flight; `current` is the one over the current streams. Aborted with the
+    // loop at shutdown: the sink is closing, and the others reclaim its pending entries.
+    let mut reads: JoinSet<Result<Vec<StreamBatch>>> = JoinSet::new();
+    let mut current: Option<task::Id> = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
         let members = inner.members();
-        if members.is_empty() {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = inner.changed.notified() => continue,
-            }
+        // Every subscriber may have dropped its receiver (its task ended or panicked):
+        // then take nothing nobody would handle until someone subscribes again.
+        let wanted = !members.is_empty() && inner.subscribers.any();
+        if wanted && current.is_none() {
+            let keys: Vec<String> = members.iter().map(|m| m.stream.key.clone()).collect();
+            let inner = inner.clone();
+            let read = async move {
+                let (name, consumer) = (&inner.name, &inner.consumer);
+                let (count, block) = (opts.max_polled, Some(opts.block));
+                let backend = &inner.backend;
+                backend
+                    .group_read(name, consumer, &keys, count, block, opts.no_ack)
+                    .await
+            };
+            current = Some(reads.spawn(read.in_current_span()).id());
         }
-        if !inner.subscribers.any() {
-            // Every subscriber dropped its receiver (its task ended or panicked): take
-            // nothing nobody would handle until someone subscribes again.
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = inner.subscribed.notified() => continue,
-            }
-        }
-        let keys: Vec<String> = members.iter().map(|m| m.stream.key.clone()).collect();
-        let read = tokio::select! {
+        let (id, read) = tokio::select! {
             _ = shutdown.changed() => return,
-            _ = inner.changed.notified() => continue,
-            r = inner.backend.group_read(&inner.name, &inner.consumer, &keys, opts.max_polled, Some(opts.block), opts.no_ack) => r,
+            _ = inner.changed.notified() => {
+                current = None;
+                continue;
+            }
+            _ = inner.subscribed.notified(), if !wanted => continue,
+            Some(done) = reads.join_next_with_id(), if !reads.is_empty() => match done {
+                Ok(done) => done,
+                // Only a bug in a backend panics a read: count it as a failed read (what
+                // it took, if anything, is redelivered after the ack grace).
+                Err(e) => (e.id(), Err(Error::connection(format!("group read: {e}")))),
+            },
         };
+        if current == Some(id) {
+            current = None;
+        }
         match read {
             Ok(batches) => {
                 delay = opts.retry_delay;

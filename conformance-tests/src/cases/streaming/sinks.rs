@@ -611,3 +611,45 @@ pub async fn sink_pending_lists_unacknowledged_events(cx: Ctx) {
     sink.close().await.unwrap();
     assert!(matches!(sink.pending(10).await, Err(Error::Closed { .. })));
 }
+
+/// A group read in flight when the sink's streams change is not given up: what it took is
+/// pending under this consumer, so dropping its reply would hide those events until the
+/// ack grace (here a minute) redelivers them. Its events arrive once, on time, and the new
+/// stream is read beside it.
+pub async fn sink_keeps_a_read_in_flight_when_its_streams_change(cx: Ctx) {
+    let flaky = cx.flaky();
+    let backend: std::sync::Arc<dyn pulse::Backend> = std::sync::Arc::new(flaky.clone());
+    let on = |name: &str| {
+        let options = StreamOptions::default().with_keyspace(cx.keyspace());
+        Stream::new(backend.clone(), name, options).unwrap()
+    };
+    let (s, t) = (on("s"), on("t"));
+    let grace = Duration::from_secs(60);
+    let sink = s
+        .new_sink("g", sink_opts().with_ack_grace(grace))
+        .await
+        .unwrap();
+    let first = s.add("a", "").await.unwrap();
+    // The sink's first read takes `a`; its reply comes back two seconds later.
+    let slow = crate::flaky::Fault::on(crate::flaky::Op::GroupRead)
+        .key_containing(s.key())
+        .reply_after(Duration::from_secs(2));
+    flaky.fail_next(slow);
+    let mut rx = sink.subscribe().unwrap();
+    eventually("the first read is sent", || async {
+        flaky.pending_faults() == 0
+    })
+    .await;
+    sink.add_stream(&t, None).await.unwrap();
+    let other = t.add("c", "").await.unwrap();
+    let mut got = vec![next(&mut rx).await, next(&mut rx).await];
+    got.sort_by_key(|e| e.name.clone());
+    let seen: Vec<(&str, EntryId, u64)> = got
+        .iter()
+        .map(|e| (e.name.as_str(), e.id, e.deliveries))
+        .collect();
+    assert_eq!(seen, [("a", first, 1), ("c", other, 1)]);
+    sink.ack_many(&got).await.unwrap();
+    quiet(&mut rx, Duration::from_millis(300)).await;
+    sink.close().await.unwrap();
+}
