@@ -26,13 +26,17 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::Duration,
 };
 
 use pulse::{keys::hash_slot, Error, Result};
 use redis::{
     aio::ConnectionLike,
+    cluster::ClusterClient,
     cluster_async::ClusterConnection,
     cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
     Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, Pipeline, RedisError, RedisFuture,
@@ -114,31 +118,98 @@ impl Backoff {
 }
 
 /// The shared command connection to a cluster (see the module doc for what it resends).
+///
+/// The `redis` cluster connection reconnects a node's socket when it sees the connection
+/// drop, but not when requests to the node time out: chaos saw one process's requests to
+/// a restarted node time out for minutes while every other process had recovered. So a
+/// connection-level failure (a timeout, a dropped or refused connection) renews the whole
+/// cluster connection in the background, as the single-server connection is renewed
+/// after one; requests in flight finish on the old one, new ones take the new one.
 #[derive(Clone)]
 pub(crate) struct ClusterLink {
-    conn: ClusterConnection,
+    shared: Arc<LinkShared>,
     /// How long refused commands are resent before the refusal is returned.
     patience: Duration,
 }
 
+struct LinkShared {
+    client: ClusterClient,
+    /// The connection in use, and how many times it was renewed.
+    current: Mutex<(u64, ClusterConnection)>,
+    /// A renewal is under way (one at a time).
+    renewing: AtomicBool,
+}
+
 impl ClusterLink {
-    pub(crate) fn new(conn: ClusterConnection, patience: Duration) -> Self {
-        ClusterLink { conn, patience }
+    pub(crate) fn new(client: ClusterClient, conn: ClusterConnection, patience: Duration) -> Self {
+        let shared = Arc::new(LinkShared {
+            client,
+            current: Mutex::new((0, conn)),
+            renewing: AtomicBool::new(false),
+        });
+        ClusterLink { shared, patience }
+    }
+
+    /// The connection in use, with its generation.
+    fn conn(&self) -> (u64, ClusterConnection) {
+        let current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (current.0, current.1.clone())
+    }
+
+    /// After `e` on the connection of generation `used`: a connection-level failure starts
+    /// a renewal, unless the connection was renewed since or a renewal is under way.
+    fn check(&self, used: u64, e: &RedisError) {
+        if !is_connection_failure(e) || self.conn().0 != used {
+            return;
+        }
+        if self.shared.renewing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            match shared.client.get_async_connection().await {
+                Ok(conn) => {
+                    let mut current = shared.current.lock().unwrap_or_else(|p| p.into_inner());
+                    if current.0 == used {
+                        *current = (used + 1, conn);
+                    }
+                    debug!(generation = used + 1, "cluster connection renewed");
+                }
+                Err(e) => debug!(error = %e, "renewing the cluster connection failed"),
+            }
+            shared.renewing.store(false, Ordering::SeqCst);
+        });
     }
 
     async fn command(&mut self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        let (used, mut conn) = self.conn();
+        let out = self.command_on(&mut conn, cmd).await;
+        if let Err(e) = &out {
+            self.check(used, e);
+        }
+        out
+    }
+
+    async fn command_on(
+        &self,
+        conn: &mut ClusterConnection,
+        cmd: &Cmd,
+    ) -> redis::RedisResult<Value> {
         let give_up = Instant::now() + self.patience;
         let mut backoff = Backoff::new();
         let mut ask: Option<(String, u16)> = None;
         loop {
             let out = match ask.take() {
-                None => self.conn.req_packed_command(cmd).await,
+                None => conn.req_packed_command(cmd).await,
                 Some((host, port)) => {
                     let mut pipe = redis::pipe();
                     pipe.cmd("ASKING").add_command(cmd.clone());
                     let route = SingleNodeRoutingInfo::ByAddress { host, port };
-                    self.conn
-                        .route_pipeline(pipe, 1, 1, route)
+                    conn.route_pipeline(pipe, 1, 1, route)
                         .await
                         .and_then(|mut replies| {
                             replies
@@ -173,12 +244,18 @@ impl ClusterLink {
     ) -> redis::RedisResult<Vec<Value>> {
         let give_up = Instant::now() + self.patience;
         let mut backoff = Backoff::new();
+        let (used, mut conn) = self.conn();
         loop {
-            match self.conn.req_packed_commands(pipe, offset, count).await {
+            match conn.req_packed_commands(pipe, offset, count).await {
                 Err(e) if Instant::now() < give_up && pipeline_not_run(&e, pipe.len()) => {
                     backoff.wait().await;
                 }
-                out => return out,
+                out => {
+                    if let Err(e) = &out {
+                        self.check(used, e);
+                    }
+                    return out;
+                }
             }
         }
     }
@@ -193,7 +270,12 @@ impl ClusterLink {
         cmd: &Cmd,
     ) -> redis::RedisResult<Value> {
         let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-        self.conn.route_command(cmd.clone(), route).await
+        let (used, mut conn) = self.conn();
+        let out = conn.route_command(cmd.clone(), route).await;
+        if let Err(e) = &out {
+            self.check(used, e);
+        }
+        out
     }
 }
 

@@ -378,7 +378,7 @@ impl RedisBackend {
                 source: Some(Box::new(e)),
             })
         })?;
-        let link = ClusterLink::new(conn, options.command_timeout);
+        let link = ClusterLink::new(client, conn, options.command_timeout);
         let commands = Commands::Cluster(link.clone());
         let topology = Arc::new(Topology::new(link, template, options.clone()).await?);
         let mut conn = commands.get().await?;
