@@ -35,6 +35,7 @@ use axum::{
 use bytes::Bytes;
 use pulse::{
     keys::Keyspace,
+    pool::{Node, NodeOptions},
     streaming::{Stream, StreamOptions},
     Backend,
 };
@@ -92,12 +93,18 @@ impl AppState {
         }
     }
 
-    fn stream(&self, name: &str) -> Result<Stream, ApiError> {
-        Ok(Stream::new(
-            self.backend.clone(),
-            name,
-            StreamOptions::default().with_keyspace(self.keyspace.clone()),
-        )?)
+    /// A handle on stream `name` (errors: an invalid name).
+    fn stream(&self, name: &str) -> pulse::Result<Stream> {
+        let options = StreamOptions::default().with_keyspace(self.keyspace.clone());
+        Stream::new(self.backend.clone(), name, options)
+    }
+
+    /// A client-only node of pool `pool`: it inspects, dispatches and stops, runs nothing.
+    async fn client_node(&self, pool: &str) -> pulse::Result<Node> {
+        let options = NodeOptions::default()
+            .with_keyspace(self.keyspace.clone())
+            .with_client_only(true);
+        Node::join(self.backend.clone(), pool, options).await
     }
 }
 

@@ -8,7 +8,6 @@ use axum::{
     Json,
 };
 use bytes::Bytes;
-use pulse::pool::{Node, NodeOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -19,17 +18,6 @@ use super::{
     AppState,
 };
 use crate::output::{payload_from, pool_state_json};
-
-async fn join(app: &AppState, pool: &str) -> ApiResult<Node> {
-    Ok(Node::join(
-        app.backend.clone(),
-        pool,
-        NodeOptions::default()
-            .with_keyspace(app.keyspace.clone())
-            .with_client_only(true),
-    )
-    .await?)
-}
 
 /// What pool `pool` runs: its jobs, workers and ranges.
 #[utoipa::path(
@@ -45,7 +33,7 @@ pub(super) async fn inspect(
     State(app): State<AppState>,
     Path(pool): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let node = join(&app, &pool).await?;
+    let node = app.client_node(&pool).await?;
     let state = node.inspect().await;
     node.close().await?;
     Ok(Json(pool_state_json(&state?)))
@@ -89,7 +77,7 @@ pub(super) async fn dispatch(
     let payload = payload_from(job.payload, job.payload_base64)
         .map_err(ApiError::bad_request)?
         .unwrap_or_default();
-    let node = join(&app, &pool).await?;
+    let node = app.client_node(&pool).await?;
     let dispatched = node.dispatch_job(&job.key, payload).await;
     node.close().await?;
     dispatched?;
@@ -111,7 +99,7 @@ pub(super) async fn stop(
     State(app): State<AppState>,
     Path((pool, key)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let node = join(&app, &pool).await?;
+    let node = app.client_node(&pool).await?;
     let stopped = node.stop_job(&key).await;
     node.close().await?;
     if !stopped? {

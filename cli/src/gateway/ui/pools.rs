@@ -9,7 +9,7 @@ use axum::{
     Form,
 };
 use maud::{html, Markup};
-use pulse::pool::{JobInfo, JobStatus, Node, NodeOptions, PoolState};
+use pulse::pool::{JobInfo, JobStatus, PoolState};
 use serde::Deserialize;
 
 use super::{back, charts, encode, failure, layout, trusted, Flash};
@@ -21,17 +21,6 @@ use crate::{
     },
     output::{ago, pool_event_json},
 };
-
-async fn join(app: &AppState, pool: &str) -> pulse::Result<Node> {
-    Node::join(
-        app.backend.clone(),
-        pool,
-        NodeOptions::default()
-            .with_keyspace(app.keyspace.clone())
-            .with_client_only(true),
-    )
-    .await
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct PageQuery {
@@ -46,7 +35,7 @@ pub(super) async fn page(
     Path(pool): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let state = match join(&app, &pool).await {
+    let state = match app.client_node(&pool).await {
         Ok(node) => {
             let state = node.inspect().await;
             let _ = node.close().await;
@@ -200,7 +189,7 @@ pub(super) async fn dispatch(
 ) -> Response {
     let here = format!("/ui/pools/{}", encode(&pool));
     let outcome = async {
-        let node = join(&app, &pool).await?;
+        let node = app.client_node(&pool).await?;
         let dispatched = node.dispatch_job(&form.key, form.payload.clone()).await;
         let _ = node.close().await;
         dispatched
@@ -226,7 +215,7 @@ pub(super) async fn stop(
 ) -> Response {
     let here = format!("/ui/pools/{}", encode(&pool));
     let outcome = async {
-        let node = join(&app, &pool).await?;
+        let node = app.client_node(&pool).await?;
         let stopped = node.stop_job(&form.key).await;
         let _ = node.close().await;
         stopped
@@ -248,7 +237,7 @@ pub(super) async fn feed(
     State(app): State<AppState>,
     Path(pool): Path<String>,
 ) -> Result<Response, ApiError> {
-    let node = join(&app, &pool).await?;
+    let node = app.client_node(&pool).await?;
     let events = node.events()?;
     let keep = Closing::node(node);
     let frames = futures_util::stream::unfold((events, keep), |(mut events, keep)| async move {

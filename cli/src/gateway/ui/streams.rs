@@ -45,7 +45,7 @@ pub(super) async fn page(
     let here = format!("/ui/streams/{}", encode(&name));
     let stream = match app.stream(&name) {
         Ok(s) => s,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let state = stream.state().await;
     let mut dead = Vec::new();
@@ -192,12 +192,7 @@ async fn with_letter(
     let id: EntryId = id
         .parse()
         .map_err(|_| format!("{id:?} is not an event ID"))?;
-    let stream = pulse::streaming::Stream::new(
-        app.backend.clone(),
-        name,
-        pulse::streaming::StreamOptions::default().with_keyspace(app.keyspace.clone()),
-    )
-    .map_err(|e| e.to_string())?;
+    let stream = app.stream(name).map_err(|e| e.to_string())?;
     let letters = stream.dead_letters(sink).map_err(|e| e.to_string())?;
     Ok((letters, id))
 }
