@@ -133,12 +133,11 @@ pub(crate) async fn close(inner: &Arc<NodeInner>, release: Release) -> Result<()
     }
     let tasks = halt_tasks(inner);
     // Tasks stop at their next await on the stop signal; a reconcile pass in progress
-    // finishes first (never leave a half-taken job). Abort only what overruns.
+    // finishes first (never leave a half-taken job). Abort only what overruns the one
+    // deadline they share (each its own would add up).
+    let deadline = Instant::now() + inner.options.stop_timeout;
     for mut t in tasks {
-        if tokio::time::timeout(inner.options.stop_timeout, &mut t)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
             t.abort();
         }
     }
