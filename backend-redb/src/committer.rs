@@ -6,11 +6,19 @@
 //! with the same changes (plus what came meanwhile) until it succeeds or the backend is
 //! dropped; writers waiting meanwhile see why in [`Progress::failing`]. When the last
 //! handle goes, the thread writes what is left, fsyncs and closes the file.
+//!
+//! After a failed write (a full disk, an I/O error) redb refuses every later call with
+//! `PreviousIo` until the database is opened again, and opening it again goes back to its
+//! last durable commit. So a failure closes the database; the next try opens it again and
+//! writes everything since that commit: the failed changes and, under eventual durability,
+//! the ones committed without an fsync since the last one, which the thread keeps until
+//! an fsync covers them. Changes state values after them, so writing one twice is
+//! harmless.
 
 use std::{
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Condvar, Mutex,
     },
     thread::JoinHandle,
@@ -62,6 +70,8 @@ impl Signal {
 #[derive(Debug)]
 pub(crate) struct Committer {
     signal: Arc<Signal>,
+    /// The highest journal position a waiter wants fsynced.
+    sync_to: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -89,8 +99,11 @@ impl Committer {
         mem.restore(changes);
         let (tx, rx) = watch::channel(Progress::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let sync_to = Arc::new(AtomicU64::new(0));
         let run = Run {
-            store,
+            sync_to: sync_to.clone(),
+            store: Some(store),
+            cache_bytes: options.cache_bytes,
             mem: mem.clone(),
             signal: signal.clone(),
             stop: stop.clone(),
@@ -105,14 +118,17 @@ impl Committer {
             .map_err(|e| Error::backend("redb open", e.to_string()))?;
         let committer = Committer {
             signal,
+            sync_to,
             stop,
             thread: Some(thread),
         };
         Ok((committer, mem, rx))
     }
 
-    /// Asks the thread to look now (a writer waits for durability).
-    pub(crate) fn hurry(&self) {
+    /// Asks the thread to have everything up to journal position `target` fsynced now,
+    /// whatever the durability (a writer or [`crate::RedbBackend::sync`] waits for it).
+    pub(crate) fn hurry(&self, target: u64) {
+        self.sync_to.fetch_max(target, Ordering::SeqCst);
         self.signal.notify();
     }
 }
@@ -129,10 +145,13 @@ impl Drop for Committer {
 
 /// What the thread owns.
 struct Run {
-    store: Store,
+    /// The open database; `None` after a failed write, until it is opened again.
+    store: Option<Store>,
+    cache_bytes: usize,
     mem: MemoryBackend,
     signal: Arc<Signal>,
     stop: Arc<AtomicBool>,
+    sync_to: Arc<AtomicU64>,
     progress: watch::Sender<Progress>,
     eventual: bool,
     flush_interval: Duration,
@@ -140,30 +159,56 @@ struct Run {
 }
 
 impl Run {
-    fn run(self) {
+    fn run(mut self) {
         let mut last_fsync = Instant::now();
-        // Written without an fsync since the last one (eventual durability).
-        let mut unsynced = false;
+        // Committed without an fsync since the last one (eventual durability): written
+        // again should the database have to be opened again before an fsync.
+        let mut unsynced: Vec<Change> = Vec::new();
+        let mut dirty = false;
         let mut carried: Vec<Change> = Vec::new();
+        // Journal position of the last fsynced commit.
+        let mut durable_at = 0;
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             let (mut changes, position) = self.mem.take_changes();
+            // Somebody waits for an fsync this one has not covered yet.
+            let wanted = self.sync_to.load(Ordering::SeqCst) > durable_at;
             if !carried.is_empty() {
                 carried.append(&mut changes);
                 changes = std::mem::take(&mut carried);
             }
             if changes.is_empty() {
-                if unsynced && (stopping || last_fsync.elapsed() >= self.flush_interval) {
-                    if self.commit(&[], true, position).is_ok() {
-                        unsynced = false;
-                        last_fsync = Instant::now();
+                if dirty && (stopping || wanted || last_fsync.elapsed() >= self.flush_interval) {
+                    match self.commit(&[], true, position) {
+                        Ok(()) => {
+                            (dirty, last_fsync, durable_at) = (false, Instant::now(), position);
+                            unsynced.clear();
+                        }
+                        Err(_) => {
+                            carried = std::mem::take(&mut unsynced);
+                            dirty = false;
+                            if stopping {
+                                return;
+                            }
+                            self.signal.wait(Duration::from_millis(200));
+                        }
                     }
                     continue;
                 }
                 if stopping {
                     return;
                 }
-                let nap = if unsynced {
+                if wanted {
+                    // Nothing is unsynced or unwritten: all up to here is durable (the
+                    // journal moved without a change to write).
+                    durable_at = position;
+                    self.progress.send_modify(|p| {
+                        p.written = p.written.max(position);
+                        p.durable = p.durable.max(position);
+                    });
+                    continue;
+                }
+                let nap = if dirty {
                     self.flush_interval.saturating_sub(last_fsync.elapsed())
                 } else {
                     Duration::from_secs(1)
@@ -171,19 +216,23 @@ impl Run {
                 self.signal.wait(nap);
                 continue;
             }
-            let fsync = !self.eventual || stopping || last_fsync.elapsed() >= self.flush_interval;
+            let fsync =
+                !self.eventual || stopping || wanted || last_fsync.elapsed() >= self.flush_interval;
             match self.commit(&changes, fsync, position) {
+                Ok(()) if fsync => {
+                    (dirty, last_fsync, durable_at) = (false, Instant::now(), position);
+                    unsynced.clear();
+                }
                 Ok(()) => {
-                    if fsync {
-                        unsynced = false;
-                        last_fsync = Instant::now();
-                    } else {
-                        unsynced = true;
-                    }
+                    dirty = true;
+                    unsynced.extend(changes);
                 }
                 Err(e) => {
                     tracing::warn!(file = %self.path.display(), error = %e, "pulse-redb: a commit failed; retrying");
-                    carried = changes;
+                    // The database goes back to its last durable commit when opened again.
+                    unsynced.append(&mut changes);
+                    carried = std::mem::take(&mut unsynced);
+                    dirty = false;
                     if stopping {
                         // Nobody is left to wait: the changes are lost with the process.
                         return;
@@ -194,9 +243,22 @@ impl Run {
         }
     }
 
-    /// Writes one transaction and publishes the progress (or the failure).
-    fn commit(&self, changes: &[Change], fsync: bool, position: u64) -> Result<()> {
-        match self.store.write(changes, fsync) {
+    /// Writes one transaction (opening the database again first if a failure closed it),
+    /// and publishes the progress or the failure.
+    fn commit(&mut self, changes: &[Change], fsync: bool, position: u64) -> Result<()> {
+        let outcome = match self.store.take() {
+            Some(store) => Ok(store),
+            None => Store::open(&self.path, self.cache_bytes),
+        }
+        .and_then(|store| {
+            let written = store.write(changes, fsync);
+            if written.is_ok() {
+                self.store = Some(store);
+            }
+            // Else the store is dropped: redb takes nothing more after an I/O error.
+            written
+        });
+        match outcome {
             Ok(()) => {
                 self.progress.send_modify(|p| {
                     p.written = position;

@@ -209,7 +209,7 @@ impl RedbBackend {
             return Ok(());
         }
         if !eventual {
-            s.committer.hurry();
+            s.committer.hurry(target);
         }
         // No timer: the committer republishes while a commit keeps failing, so a waiter
         // gives up by the failure's own age (a paused tokio clock cannot cut this short).
