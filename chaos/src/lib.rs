@@ -21,6 +21,14 @@
 //! With `--cluster` the store is a private 3-master Redis Cluster (AOF on every node)
 //! instead of one server: the same roles, faults and audits, with "Redis restart" meaning
 //! every node killed and restarted, and killed subscriptions meaning those of every node.
+//!
+//! It does not run on the persistent embedded backend (`pulse-redb`), on purpose: its
+//! faults are those of processes sharing a store over the network (a worker killed while
+//! others take over, a store restarted under live clients, subscriptions cut), and a redb
+//! file has one owning process — when that process dies, everything on it dies with it.
+//! What remains to check there, that a killed owner loses nothing acknowledged and
+//! half-applies nothing, and that a pool whose only process died runs each job again
+//! exactly once, is what `backend-redb/tests/crash.rs` does with SIGKILLed child processes.
 
 pub mod ledger;
 pub mod pool;
