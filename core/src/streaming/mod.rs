@@ -45,6 +45,7 @@ mod reader;
 mod redelivery;
 mod sink;
 mod sink_options;
+mod sink_reads;
 mod state;
 mod stream;
 mod subject;
